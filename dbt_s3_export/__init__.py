@@ -1,0 +1,55 @@
+"""Export dbt-duckdb models to Amazon S3 or any S3-compatible store.
+
+dbt-duckdb loads this module as a plugin (``plugins: - module: dbt_s3_export``)
+and looks up ``Plugin``; that name is resolved lazily so the export engine can be
+imported and used without dbt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import ExportConfig
+from .errors import (
+    AccessDenied,
+    BucketNotFound,
+    ConfigError,
+    EndpointUnreachable,
+    ExportFailed,
+    InvalidCredentials,
+    PartitionError,
+    S3ExportError,
+    SourceError,
+    TransferError,
+)
+from .export import ExportResult, run_export
+from .source import ArrowSource, DuckDBSource
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDenied",
+    "ArrowSource",
+    "BucketNotFound",
+    "ConfigError",
+    "DuckDBSource",
+    "EndpointUnreachable",
+    "ExportConfig",
+    "ExportFailed",
+    "ExportResult",
+    "InvalidCredentials",
+    "PartitionError",
+    "Plugin",
+    "S3ExportError",
+    "SourceError",
+    "TransferError",
+    "run_export",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Plugin":
+        from .plugin import Plugin
+
+        return Plugin
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,418 @@
+"""Parse and validate an export configuration. No I/O happens here.
+
+An export is described by a mapping: the model's ``meta.s3_export`` entry laid
+over the defaults from the profile's plugin config. ``ExportConfig.parse``
+checks all of it (names, types, values, and how they fit together) so that a
+bad config fails before one row is read or one byte is sent.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, cast
+
+from .errors import ConfigError
+
+FileFormat = Literal["csv", "parquet", "json", "jsonl"]
+Mode = Literal["replace"]
+Compression = Literal["none", "gzip", "zstd", "snappy", "lz4", "brotli"]
+
+FILE_FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "json", "jsonl")
+MODES: tuple[Mode, ...] = ("replace",)
+
+# Extensions a single-object key may end with, per format. The first is the one
+# given to files the export names itself.
+EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "csv": (".csv", ".tsv", ".txt"),
+    "parquet": (".parquet", ".pq"),
+    "json": (".json",),
+    "jsonl": (".jsonl", ".ndjson"),
+}
+TEXT_COMPRESSIONS = ("none", "gzip", "zstd")
+PARQUET_COMPRESSIONS = ("none", "snappy", "zstd", "gzip", "lz4", "brotli")
+COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
+
+# Option names whose values are credentials: never logged, rendered or echoed.
+SECRET_OPTIONS = frozenset({"access_key_id", "secret_access_key", "session_token", "external_id"})
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+MAX_KEY_BYTES = 1024
+MIB = 1024 * 1024
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """One validated export: where to, in which format, and how."""
+
+    bucket: str
+    key: str
+    file_format: FileFormat
+    mode: Mode = "replace"
+    partition_cols: tuple[str, ...] = ()
+    include_partition_cols: bool = False
+    max_rows_per_file: int | None = None
+    # Connection and credentials. Unset values fall through to boto3's own chain.
+    region: str | None = None
+    endpoint_url: str | None = None
+    path_style: bool | None = None
+    profile_name: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    role_session_name: str | None = None
+    # Format options.
+    csv_delimiter: str = ","
+    csv_header: bool = True
+    compression: Compression | None = None
+    compression_level: int | None = None
+    row_group_size: int = 1_000_000
+    # Throughput and memory.
+    batch_size: int = 131_072
+    part_size_mb: int = 16
+    max_concurrency: int = 4
+
+    @property
+    def is_prefix(self) -> bool:
+        """True when ``key`` names a folder of files rather than one object."""
+        return bool(self.partition_cols) or self.key.endswith("/") or self.key == ""
+
+    @property
+    def prefix(self) -> str:
+        if not self.is_prefix:
+            raise ValueError("a single-object export has no prefix")
+        return self.key if self.key.endswith("/") or self.key == "" else self.key + "/"
+
+    @property
+    def codec(self) -> str:
+        """The effective compression codec, with the format's default applied."""
+        if self.compression is not None:
+            return self.compression
+        return "snappy" if self.file_format == "parquet" else "none"
+
+    @property
+    def extension(self) -> str:
+        """The extension of files the export names itself (``.csv.gz`` and so on)."""
+        ext = EXTENSIONS[self.file_format][0]
+        if self.file_format != "parquet":
+            ext += COMPRESSION_SUFFIX.get(self.codec, "")
+        return ext
+
+    @property
+    def destination(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def part_size(self) -> int:
+        return self.part_size_mb * MIB
+
+    def redacted(self) -> dict[str, Any]:
+        """The options as given, with every credential replaced by ``***``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None or value == f.default:
+                continue
+            out[f.name] = "***" if f.name in SECRET_OPTIONS else value
+        return out
+
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in fields(cls))
+
+    @classmethod
+    def parse(
+        cls,
+        options: Mapping[str, Any],
+        defaults: Mapping[str, Any] | None = None,
+        *,
+        where: str = "s3_export",
+    ) -> ExportConfig:
+        """Validate ``options`` laid over ``defaults``; raise ``ConfigError`` on the first fault."""
+        if not isinstance(options, Mapping):
+            raise ConfigError(
+                where,
+                None,
+                f"expected a mapping of options, got {type(options).__name__} {options!r}",
+                "Write s3_export as a dict such as {bucket: ..., key: ..., file_format: ...}",
+            )
+        check_option_names(options, where=where)
+        merged: dict[str, Any] = {**(defaults or {}), **options}
+        return _Parser(merged, where).build()
+
+
+def check_option_names(options: Mapping[str, Any], *, where: str) -> None:
+    """Reject unknown option names, suggesting the closest known one."""
+    known = ExportConfig.option_names()
+    for name in options:
+        if not isinstance(name, str):
+            raise ConfigError(where, repr(name), "option names must be strings")
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            hint = f"Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                where,
+                name,
+                "unknown option",
+                (hint + " " if hint else "") + "Known options: " + ", ".join(sorted(known)),
+            )
+
+
+class _Parser:
+    def __init__(self, raw: dict[str, Any], where: str) -> None:
+        self.raw = raw
+        self.where = where
+
+    def fail(self, option: str, problem: str, fix: str = "") -> ConfigError:
+        return ConfigError(self.where, option, problem, fix)
+
+    def _shown(self, option: str) -> str:
+        value = self.raw[option]
+        return "***" if option in SECRET_OPTIONS else repr(value)
+
+    def string(self, option: str, *, required: bool = False, allow_empty: bool = False) -> Any:
+        if self.raw.get(option) is None:
+            if required:
+                raise self.fail(option, "is required but missing", "Add it to the s3_export meta")
+            return None
+        value = self.raw[option]
+        if not isinstance(value, str):
+            raise self.fail(
+                option, f"must be a string, got {type(value).__name__} {self._shown(option)}"
+            )
+        if not value and not allow_empty:
+            raise self.fail(option, "must not be empty")
+        return value
+
+    def boolean(self, option: str) -> bool | None:
+        value = self.raw.get(option)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise self.fail(
+                option,
+                f"must be true or false, got {type(value).__name__} {value!r}",
+                "Write it unquoted: true or false",
+            )
+        return value
+
+    def integer(self, option: str, *, minimum: int, maximum: int | None = None) -> int | None:
+        value = self.raw.get(option)
+        if value is None:
+            return None
+        if not _is_int(value):
+            raise self.fail(option, f"must be a whole number, got {type(value).__name__} {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise self.fail(option, f"must be at least {minimum}{upper}, got {value}")
+        return cast(int, value)
+
+    def choice(self, option: str, choices: Sequence[str]) -> str | None:
+        value = self.string(option)
+        if value is None:
+            return None
+        lowered = value.lower()
+        if lowered not in choices:
+            raise self.fail(option, f"must be one of {', '.join(choices)}, got {value!r}")
+        return lowered
+
+    def build(self) -> ExportConfig:
+        kw: dict[str, Any] = {}
+        kw["bucket"] = self.bucket()
+        kw["file_format"] = self.choice("file_format", FILE_FORMATS) or self._missing(
+            "file_format", f"Use one of {', '.join(FILE_FORMATS)}"
+        )
+        mode = self.choice("mode", MODES)
+        if mode is not None:
+            kw["mode"] = mode
+        kw["partition_cols"] = self.partition_cols()
+        for name in ("region", "profile_name", "role_arn", "role_session_name"):
+            kw[name] = self.string(name)
+        for name in ("access_key_id", "secret_access_key", "session_token", "external_id"):
+            kw[name] = self.string(name)
+        kw["endpoint_url"] = self.endpoint_url()
+        for name in ("path_style", "csv_header", "include_partition_cols"):
+            value = self.boolean(name)
+            if value is not None:
+                kw[name] = value
+        delimiter = self.string("csv_delimiter")
+        if delimiter is not None:
+            if len(delimiter) != 1 or delimiter in "\r\n\"":
+                raise self.fail(
+                    "csv_delimiter",
+                    f"must be one character other than a quote or line break, got {delimiter!r}",
+                    'For tabs write "\\t"',
+                )
+            kw["csv_delimiter"] = delimiter
+        self.compression(kw)
+        ints: dict[str, tuple[int, int | None]] = {
+            "max_rows_per_file": (1, None),
+            "row_group_size": (1_000, None),
+            "batch_size": (1_024, 10_000_000),
+            "part_size_mb": (5, 5 * 1024),
+            "max_concurrency": (1, 64),
+        }
+        for name, (low, high) in ints.items():
+            value = self.integer(name, minimum=low, maximum=high)
+            if value is not None:
+                kw[name] = value
+        kw["key"] = self.key(kw)
+        self.credentials(kw)
+        return ExportConfig(**kw)
+
+    def _missing(self, option: str, fix: str) -> Any:
+        raise self.fail(option, "is required but missing", fix)
+
+    def bucket(self) -> str:
+        bucket = self.string("bucket", required=True)
+        if bucket.startswith("s3://"):
+            raise self.fail(
+                "bucket",
+                f"must be a bare bucket name, got {bucket!r}",
+                "Drop the s3:// and put the path in 'key'",
+            )
+        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+            raise self.fail(
+                "bucket",
+                f"{bucket!r} is not a valid S3 bucket name",
+                "Bucket names are 3 to 63 characters: lowercase letters, digits, dots and hyphens",
+            )
+        return cast(str, bucket)
+
+    def partition_cols(self) -> tuple[str, ...]:
+        value = self.raw.get("partition_cols")
+        if value is None:
+            return ()
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise self.fail(
+                "partition_cols",
+                f"must be a list of column names, got {type(value).__name__} {value!r}",
+                f"Write it as a list, e.g. [{value!r}]" if isinstance(value, str) else "",
+            )
+        cols: list[str] = []
+        for col in value:
+            if not isinstance(col, str) or not col:
+                raise self.fail(
+                    "partition_cols", f"must hold non-empty column names, got {col!r}"
+                )
+            if col in cols:
+                raise self.fail(
+                    "partition_cols",
+                    f"names column {col!r} twice",
+                    "List each partition column once",
+                )
+            cols.append(col)
+        return tuple(cols)
+
+    def endpoint_url(self) -> str | None:
+        url = self.string("endpoint_url")
+        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+            raise self.fail(
+                "endpoint_url",
+                f"must be an http:// or https:// URL, got {url!r}",
+                "For example http://127.0.0.1:9000",
+            )
+        return cast("str | None", url)
+
+    def compression(self, kw: dict[str, Any]) -> None:
+        fmt = kw["file_format"]
+        allowed = PARQUET_COMPRESSIONS if fmt == "parquet" else TEXT_COMPRESSIONS
+        codec = self.choice("compression", allowed)
+        kw["compression"] = codec
+        level = self.integer("compression_level", minimum=-7, maximum=22)
+        if level is not None:
+            if fmt != "parquet" or codec not in ("zstd", "gzip", "brotli"):
+                raise self.fail(
+                    "compression_level",
+                    "applies to parquet files with zstd, gzip or brotli compression, "
+                    f"not {fmt} with {codec or 'the default codec'}",
+                    "Set compression to one of those, or drop compression_level",
+                )
+            kw["compression_level"] = level
+
+    def key(self, kw: dict[str, Any]) -> str:
+        key = self.string("key", required=True, allow_empty=bool(kw["partition_cols"]))
+        if key.startswith("s3://"):
+            raise self.fail(
+                "key",
+                f"must be a path inside the bucket, got {key!r}",
+                "Put the bucket name in 'bucket' and the rest of the path in 'key'",
+            )
+        if key.startswith("/"):
+            raise self.fail("key", f"must not start with '/', got {key!r}", "Drop the leading /")
+        if "//" in key:
+            raise self.fail("key", f"must not contain empty path segments, got {key!r}")
+        if len(key.encode()) > MAX_KEY_BYTES - 100:
+            raise self.fail(
+                "key",
+                f"is {len(key.encode())} bytes; S3 keys are limited to {MAX_KEY_BYTES}",
+                "Use a shorter key",
+            )
+        fmt = kw["file_format"]
+        is_prefix = bool(kw["partition_cols"]) or key.endswith("/")
+        if is_prefix:
+            return cast(str, key)
+        if kw.get("max_rows_per_file"):
+            raise self.fail(
+                "key",
+                f"names one object ({key!r}) but max_rows_per_file splits the output into files",
+                f"End the key with '/' (e.g. {key.rsplit('.', 1)[0]!r}/) to export into a folder",
+            )
+        self.check_extension(key, fmt, kw.get("compression"))
+        return cast(str, key)
+
+    def check_extension(self, key: str, fmt: str, codec: str | None) -> None:
+        name = key.rsplit("/", 1)[-1].lower()
+        suffix = COMPRESSION_SUFFIX.get(codec or "", "") if fmt != "parquet" else ""
+        if suffix and name.endswith(suffix):
+            name = name[: -len(suffix)]
+        if any(name.endswith(ext) for ext in EXTENSIONS[fmt]):
+            if suffix == "" and (name.endswith(".gz") or name.endswith(".zst")):
+                raise self.fail(
+                    "key", f"{key!r} ends like a compressed file but compression is not set"
+                )
+            return
+        wanted = " or ".join(e + suffix for e in EXTENSIONS[fmt])
+        for other, exts in EXTENSIONS.items():
+            if other != fmt and any(name.endswith(e) for e in exts):
+                raise self.fail(
+                    "key",
+                    f"{key!r} has a {other} extension but file_format is {fmt!r}",
+                    f"End the key with {wanted}, or change file_format",
+                )
+        raise self.fail(
+            "key",
+            f"{key!r} does not end with {wanted}",
+            f"Name the object with that extension, or end the key with '/' to export "
+            f"{fmt} files into a folder",
+        )
+
+    def credentials(self, kw: dict[str, Any]) -> None:
+        has_id = kw.get("access_key_id") is not None
+        has_secret = kw.get("secret_access_key") is not None
+        if has_id != has_secret:
+            given, missing = (
+                ("access_key_id", "secret_access_key") if has_id else ("secret_access_key", "access_key_id")
+            )
+            raise self.fail(missing, f"is missing while {given} is set", "Give both or neither")
+        if kw.get("session_token") is not None and not has_id:
+            raise self.fail(
+                "session_token", "needs access_key_id and secret_access_key", "Give all three"
+            )
+        if has_id and kw.get("profile_name") is not None:
+            raise self.fail(
+                "profile_name",
+                "cannot be combined with access_key_id/secret_access_key",
+                "Use either a named profile or explicit keys",
+            )
+        for name in ("external_id", "role_session_name"):
+            if kw.get(name) is not None and kw.get("role_arn") is None:
+                raise self.fail(name, "only applies when role_arn is set", "Set role_arn too")

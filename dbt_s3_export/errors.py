@@ -1,0 +1,64 @@
+"""The package's exceptions.
+
+Every error a user can meet derives from ``S3ExportError``. Messages say which
+export, which option or object, what was wrong and what to do, and never carry a
+credential: they are shown in dbt's output and written to ``logs/dbt.log``.
+"""
+
+from __future__ import annotations
+
+
+class S3ExportError(Exception):
+    """Base class of everything this package raises on purpose."""
+
+
+class ConfigError(S3ExportError):
+    """The export configuration is invalid; raised before any data is read or sent."""
+
+    def __init__(self, where: str, option: str | None, problem: str, fix: str = "") -> None:
+        self.where = where
+        self.option = option
+        self.problem = problem
+        self.fix = fix
+        subject = f"{where}: option '{option}'" if option else where
+        text = f"{subject}: {problem}"
+        if fix:
+            text += f". {fix}"
+        super().__init__(text)
+
+
+class SourceError(S3ExportError):
+    """The relation could not be read (missing, or a column the config names is absent)."""
+
+
+class PartitionError(S3ExportError):
+    """A partition value cannot be turned into a valid object key."""
+
+
+class TransferError(S3ExportError):
+    """S3 refused or failed a request; the original botocore error is the ``__cause__``."""
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False) -> None:
+        self.code = code
+        self.retryable = retryable
+        super().__init__(message)
+
+
+class BucketNotFound(TransferError):
+    pass
+
+
+class AccessDenied(TransferError):
+    pass
+
+
+class InvalidCredentials(TransferError):
+    pass
+
+
+class EndpointUnreachable(TransferError):
+    pass
+
+
+class ExportFailed(S3ExportError):
+    """An export failed after it started writing; what it wrote has been removed."""

@@ -1,0 +1,377 @@
+"""Uploads, listings and deletes against S3, and S3 errors turned into ours.
+
+``Uploader`` streams bytes into objects: small objects go up in one PUT, large
+ones as multipart uploads whose parts are sent by a small thread pool while the
+caller keeps encoding. The number of parts in memory at once is bounded, so
+memory does not grow with the table. Retries of transient faults are
+botocore's (standard mode); what still fails is mapped to a ``TransferError``
+that says what went wrong and keeps the botocore error as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from .errors import (
+    AccessDenied,
+    BucketNotFound,
+    EndpointUnreachable,
+    InvalidCredentials,
+    TransferError,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+T = TypeVar("T")
+DELETE_BATCH = 1000
+
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "InvalidClientTokenId",
+}
+
+
+def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
+    """Map a botocore error to a TransferError with a one-line cause and a fix."""
+    where = f"s3://{bucket}"
+    if isinstance(err, ClientError):
+        code = str(err.response.get("Error", {}).get("Code", "Unknown"))
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = str(err.response.get("Error", {}).get("Message", "")) or code
+        if code in ("NoSuchBucket",) or (code == "404" and what.startswith("list")):
+            return BucketNotFound(
+                f"bucket '{bucket}' does not exist ({what}). Create it or fix 'bucket'",
+                code=code,
+            )
+        if code in _CREDENTIAL_CODES:
+            return InvalidCredentials(
+                f"S3 rejected the credentials while trying to {what} in {where}: {code}: "
+                f"{message}. Check access_key_id/secret_access_key/session_token or the "
+                "profile the export uses",
+                code=code,
+            )
+        if code in ("AccessDenied", "403", "AllAccessDisabled", "AccessDeniedException"):
+            return AccessDenied(
+                f"access denied while trying to {what} in {where}: {message}. The credentials "
+                "in use need s3:PutObject, s3:ListBucket and s3:DeleteObject on the bucket",
+                code=code,
+            )
+        return TransferError(
+            f"S3 error while trying to {what} in {where}: {code} (HTTP {status}): {message}",
+            code=code,
+            retryable=status is not None and int(status) >= 500,
+        )
+    if isinstance(err, (EndpointConnectionError, ConnectTimeoutError)):
+        return EndpointUnreachable(
+            f"cannot reach the S3 endpoint while trying to {what} in {where}: {err}. "
+            "Check endpoint_url/region and the network",
+            retryable=True,
+        )
+    if isinstance(err, NoCredentialsError):
+        return InvalidCredentials(
+            f"no AWS credentials found to {what} in {where}. Configure access_key_id and "
+            "secret_access_key, a profile_name, or the standard AWS environment variables",
+            code="NoCredentials",
+        )
+    if isinstance(err, ReadTimeoutError):
+        return TransferError(
+            f"S3 did not answer in time while trying to {what} in {where} (after retries)",
+            retryable=True,
+        )
+    return TransferError(f"S3 request failed while trying to {what} in {where}: {err}")
+
+
+def call(bucket: str, what: str, fn: Callable[[], T]) -> T:
+    """Run one S3 request, turning botocore errors into ours."""
+    try:
+        return fn()
+    except (ClientError, BotoCoreError) as e:
+        raise describe_error(e, bucket, what) from e
+
+
+class Uploader:
+    """Runs the uploads of one export on a bounded pool; collects what it wrote."""
+
+    def __init__(
+        self, client: S3Client, bucket: str, *, part_size: int, max_concurrency: int
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.part_size = part_size
+        self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="s3-export")
+        # Bounds the buffers alive at once: one per running upload plus one queued.
+        self._slots = threading.BoundedSemaphore(max_concurrency + 1)
+        self._pending: list[Future[None]] = []
+        self._lock = threading.Lock()
+        self.completed: list[str] = []
+        self._failure: BaseException | None = None
+
+    def submit(self, fn: Callable[[], None]) -> Future[None]:
+        """Queue work that holds one buffer; blocks while the pool is full."""
+        self.raise_if_failed()
+        self._slots.acquire()
+
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as e:
+                with self._lock:
+                    self._failure = self._failure or e
+                raise
+            finally:
+                self._slots.release()
+
+        future = self._pool.submit(run)
+        with self._lock:
+            self._pending = [f for f in self._pending if not f.done()] + [future]
+        return future
+
+    def raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def wait(self) -> None:
+        """Wait for every queued upload; raise the first failure."""
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.exception()
+        self.raise_if_failed()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def open(self, key: str, content_type: str) -> ObjectSink:
+        return ObjectSink(self, key, content_type)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        call(
+            self.bucket,
+            f"write {key}",
+            lambda: self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+            ),
+        )
+
+    def _record(self, key: str) -> None:
+        with self._lock:
+            self.completed.append(key)
+
+
+class ObjectSink(io.RawIOBase):
+    """A writable file whose bytes become one S3 object when ``commit`` is called.
+
+    Until then nothing is visible at the key: a failed export calls ``abort``
+    and whatever was at the key before stays as it was.
+    """
+
+    def __init__(self, uploader: Uploader, key: str, content_type: str) -> None:
+        super().__init__()
+        self._up = uploader
+        self.key = key
+        self._content_type = content_type
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._part_futures: list[Future[None]] = []
+        self.size = 0
+        self.committed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        n = view.nbytes
+        self._buffer += view
+        self.size += n
+        if len(self._buffer) >= self._up.part_size:
+            self._send_part()
+        return n
+
+    def _start_multipart(self) -> str:
+        bucket, key = self._up.bucket, self.key
+        response = call(
+            bucket,
+            f"start an upload of {key}",
+            lambda: self._up.client.create_multipart_upload(
+                Bucket=bucket, Key=key, ContentType=self._content_type
+            ),
+        )
+        return response["UploadId"]
+
+    def _send_part(self) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._start_multipart()
+        number = len(self._parts) + 1
+        body = bytes(self._buffer)
+        self._buffer = bytearray()
+        entry: dict[str, Any] = {"PartNumber": number}
+        self._parts.append(entry)
+        bucket, key, upload_id = self._up.bucket, self.key, self._upload_id
+
+        def send() -> None:
+            response = call(
+                bucket,
+                f"upload part {number} of {key}",
+                lambda: self._up.client.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                ),
+            )
+            entry["ETag"] = response["ETag"]
+
+        self._part_futures.append(self._up.submit(send))
+
+    def close(self) -> None:
+        # Closing the file (as Arrow streams do when they finish) does not publish it.
+        super().close()
+
+    def commit(self, *, wait: bool = False) -> None:
+        """Publish the object. Small objects are sent in the background unless ``wait``."""
+        if self._upload_id is None:
+            body = bytes(self._buffer)
+            self._buffer = bytearray()
+
+            def put() -> None:
+                self._up.put_bytes(self.key, body, self._content_type)
+                self._up._record(self.key)
+
+            if wait:
+                with _slot(self._up):
+                    put()
+            else:
+                self._up.submit(put)
+            self.committed = True
+            return
+        if self._buffer:
+            self._send_part()
+        for future in self._part_futures:
+            future.exception()
+        self._up.raise_if_failed()
+        bucket, key, upload_id = self._up.bucket, self.key, self._upload_id
+        call(
+            bucket,
+            f"complete the upload of {key}",
+            lambda: self._up.client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": self._parts},
+            ),
+        )
+        self._up._record(key)
+        self.committed = True
+
+    def abort(self) -> None:
+        """Drop a multipart upload in progress; best effort, never raises."""
+        self._buffer = bytearray()
+        if self._upload_id is None or self.committed:
+            return
+        for future in self._part_futures:
+            future.exception()
+        try:
+            self._up.client.abort_multipart_upload(
+                Bucket=self._up.bucket, Key=self.key, UploadId=self._upload_id
+            )
+        except (ClientError, BotoCoreError):
+            pass
+
+
+class _slot:
+    def __init__(self, up: Uploader) -> None:
+        self._up = up
+
+    def __enter__(self) -> None:
+        self._up._slots.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._up._slots.release()
+
+
+def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:
+    """Every key under ``prefix`` (which should end with ``/``), across pages."""
+    paginator = client.get_paginator("list_objects_v2")
+    pages = call(
+        bucket, f"list s3://{bucket}/{prefix}", lambda: iter(paginator.paginate(Bucket=bucket, Prefix=prefix))
+    )
+    while True:
+        page = call(bucket, f"list s3://{bucket}/{prefix}", lambda: next(pages, None))
+        if page is None:
+            return
+        for obj in page.get("Contents", []):
+            yield obj["Key"]
+
+
+def list_uploads(client: S3Client, bucket: str, prefix: str) -> Iterator[tuple[str, str]]:
+    """(key, upload id) of the incomplete multipart uploads under ``prefix``."""
+    paginator = client.get_paginator("list_multipart_uploads")
+    pages = iter(paginator.paginate(Bucket=bucket, Prefix=prefix))
+    while True:
+        page = call(bucket, f"list uploads under s3://{bucket}/{prefix}", lambda: next(pages, None))
+        if page is None:
+            return
+        for upload in page.get("Uploads", []):
+            yield upload["Key"], upload["UploadId"]
+
+
+def abort_upload(client: S3Client, bucket: str, key: str, upload_id: str) -> None:
+    call(
+        bucket,
+        f"abort the upload of {key}",
+        lambda: client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
+    )
+
+
+def delete_keys(client: S3Client, bucket: str, keys: Iterable[str]) -> int:
+    """Delete keys in batches of 1,000; raise if S3 reports any key it could not delete."""
+    batch: list[str] = []
+    deleted = 0
+
+    def flush() -> None:
+        nonlocal deleted
+        objects: list[Any] = [{"Key": k} for k in batch]
+        response = call(
+            bucket,
+            f"delete {len(batch)} objects",
+            lambda: client.delete_objects(
+                Bucket=bucket, Delete={"Objects": objects, "Quiet": True}
+            ),
+        )
+        errors = response.get("Errors", [])
+        if errors:
+            first = errors[0]
+            raise TransferError(
+                f"S3 could not delete {len(errors)} of {len(batch)} objects in s3://{bucket}, "
+                f"e.g. {first.get('Key')}: {first.get('Code')} {first.get('Message')}",
+                code=str(first.get("Code")),
+            )
+        deleted += len(batch)
+        batch.clear()
+
+    for key in keys:
+        batch.append(key)
+        if len(batch) == DELETE_BATCH:
+            flush()
+    if batch:
+        flush()
+    return deleted

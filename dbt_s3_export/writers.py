@@ -1,0 +1,243 @@
+"""Format writers: Arrow record batches in, file bytes out to any binary sink.
+
+Writers know nothing of S3. Each takes the schema up front (so an empty model
+still gives a valid file: a CSV header, a Parquet schema, ``[]``), accepts
+batches with ``write`` and finishes the file on ``close``.
+
+CSV and JSON hold text, so a private in-memory DuckDB connection renders the
+values first: timestamps as ISO 8601 (``2024-01-01T12:00:00``, zoned ones in
+UTC), nested values as JSON, and whole rows as JSON objects via ``to_json``.
+That keeps the per-row work in C++ rather than Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Protocol
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from .errors import S3ExportError
+
+# Parquet buffers rows up to this much Arrow memory before writing a row group,
+# whatever row_group_size says, so wide rows do not blow the memory bound.
+MAX_ROW_GROUP_BYTES = 128 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FormatOptions:
+    file_format: str
+    codec: str = "none"
+    compression_level: int | None = None
+    csv_delimiter: str = ","
+    csv_header: bool = True
+    row_group_size: int = 1_000_000
+
+
+class FormatWriter(Protocol):
+    def write(self, batch: pa.RecordBatch) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _iso_text(expr: str, typ: pa.DataType) -> str | None:
+    """SQL that renders a temporal value as ISO 8601 text, or None for other types."""
+    if pa.types.is_timestamp(typ):
+        return f"replace(CAST({expr} AS VARCHAR), ' ', 'T')"
+    return None
+
+
+def _csv_expr(name: str, typ: pa.DataType) -> str | None:
+    col = _quote(name)
+    iso = _iso_text(col, typ)
+    if iso is not None:
+        return iso
+    if pa.types.is_nested(typ):
+        return f"CAST(to_json({col}) AS VARCHAR)"
+    if pa.types.is_interval(typ) or pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+        return f"CAST({col} AS VARCHAR)"
+    return None
+
+
+def _json_expr(name: str, typ: pa.DataType) -> str | None:
+    col = _quote(name)
+    iso = _iso_text(col, typ)
+    if iso is not None:
+        return iso
+    if pa.types.is_floating(typ):
+        # JSON has no NaN or Infinity; write null rather than an unreadable file.
+        return f"CASE WHEN isfinite({col}) THEN {col} END"
+    if pa.types.is_interval(typ):
+        return f"CAST({col} AS VARCHAR)"
+    return None
+
+
+class _Renderer:
+    """Runs one SQL projection over each batch in a private DuckDB connection."""
+
+    def __init__(self, select_list: str) -> None:
+        self._con = duckdb.connect(":memory:")
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._sql = f"SELECT {select_list} FROM __batch"
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.Table:
+        self._con.register("__batch", pa.Table.from_batches([batch]))
+        try:
+            return self._con.sql(self._sql).to_arrow_table()
+        finally:
+            self._con.unregister("__batch")
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _projection(
+    schema: pa.Schema, rule: Callable[[str, pa.DataType], str | None]
+) -> _Renderer | None:
+    exprs = []
+    changed = False
+    for f in schema:
+        expr = rule(f.name, f.type)
+        changed = changed or expr is not None
+        exprs.append(f"{expr} AS {_quote(f.name)}" if expr else _quote(f.name))
+    return _Renderer(", ".join(exprs)) if changed else None
+
+
+class ParquetFormatWriter:
+    def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
+        self._rows_per_group = opts.row_group_size
+        kwargs: dict[str, Any] = {"compression": opts.codec}
+        if opts.compression_level is not None:
+            kwargs["compression_level"] = opts.compression_level
+        try:
+            self._writer = pq.ParquetWriter(sink, schema, **kwargs)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as e:
+            raise S3ExportError(f"cannot write this model as Parquet: {e}") from e
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
+        if self._pending_rows >= self._rows_per_group or self._pending_bytes >= MAX_ROW_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.Table.from_batches(self._pending)
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+
+class _TextStream:
+    """The sink as an Arrow stream, compressed when the export asks for it."""
+
+    def __init__(self, sink: BinaryIO, codec: str) -> None:
+        raw = pa.PythonFile(sink, mode="w")
+        self.stream: pa.NativeFile = (
+            raw if codec == "none" else pa.CompressedOutputStream(raw, codec)
+        )
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class CsvFormatWriter:
+    def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
+        self._render = _projection(schema, _csv_expr)
+        out_schema = schema
+        if self._render is not None:
+            empty = pa.record_batch([pa.array([], f.type) for f in schema], schema=schema)
+            out_schema = self._render(empty).schema
+        self._out = _TextStream(sink, opts.codec)
+        self._writer = pacsv.CSVWriter(
+            self._out.stream,
+            out_schema,
+            write_options=pacsv.WriteOptions(
+                include_header=opts.csv_header, delimiter=opts.csv_delimiter
+            ),
+        )
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._render is None:
+            self._writer.write_batch(batch)
+        else:
+            self._writer.write_table(self._render(batch))
+
+    def close(self) -> None:
+        self._writer.close()
+        self._out.close()
+        if self._render is not None:
+            self._render.close()
+
+
+class JsonFormatWriter:
+    """``json``: one array of objects per file; ``jsonl``: one object per line."""
+
+    def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
+        self._lines = opts.file_format == "jsonl"
+        fields = ", ".join(
+            f"{_quote(f.name)} := {_json_expr(f.name, f.type) or _quote(f.name)}" for f in schema
+        )
+        row = f"to_json(struct_pack({fields}))" if len(schema) else "'{}'"
+        # Each row carries its separator so the output is the column's raw bytes.
+        line = f"{row} || chr(10)" if self._lines else f"',' || chr(10) || {row}"
+        self._render = _Renderer(f"{line} AS line")
+        self._out = _TextStream(sink, opts.codec)
+        self._first = True
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        column = self._render(batch).column(0)
+        for chunk in column.chunks:
+            if len(chunk) == 0:
+                continue
+            offsets = chunk.offsets
+            start, end = offsets[0].as_py(), offsets[-1].as_py()
+            data = chunk.buffers()[2].slice(start, end - start)
+            if self._first and not self._lines:
+                self._out.stream.write(b"[\n")
+                data = data.slice(2)  # drop the leading ",\n"
+            self._first = False
+            self._out.stream.write(data)
+
+    def close(self) -> None:
+        if not self._lines:
+            self._out.stream.write(b"[]\n" if self._first else b"\n]\n")
+        self._out.close()
+        self._render.close()
+
+
+def open_writer(opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> FormatWriter:
+    if opts.file_format == "parquet":
+        return ParquetFormatWriter(opts, schema, sink)
+    if opts.file_format == "csv":
+        return CsvFormatWriter(opts, schema, sink)
+    if opts.file_format in ("json", "jsonl"):
+        return JsonFormatWriter(opts, schema, sink)
+    raise S3ExportError(f"unsupported file_format {opts.file_format!r}")
+
+
+def content_type(file_format: str) -> str:
+    return {
+        "csv": "text/csv",
+        "parquet": "application/vnd.apache.parquet",
+        "json": "application/json",
+        "jsonl": "application/x-ndjson",
+    }[file_format]

@@ -1,0 +1,200 @@
+"""Test helpers: a moto S3 server in its own process, and throwaway dbt projects."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class S3Server:
+    """moto's S3-compatible server on 127.0.0.1, started as a separate process."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> S3Server:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self._env,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"moto server exited with {self.proc.returncode}")
+            try:
+                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1).read()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("moto server did not start within 30 s")
+
+    def reset(self) -> None:
+        req = urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST")
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@dataclass
+class DbtResult:
+    returncode: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@dataclass
+class DbtProject:
+    """A dbt project in a temporary folder that uses this repository as a package."""
+
+    root: Path
+    endpoint: str
+    plugin_config: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    project_config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        (self.root / "models").mkdir(parents=True, exist_ok=True)
+        (self.root / "seeds").mkdir(exist_ok=True)
+        packages = self.root / "dbt_packages"
+        packages.mkdir(exist_ok=True)
+        link = packages / "dbt_s3_export"
+        if not link.exists():
+            link.symlink_to(REPO, target_is_directory=True)
+        (self.root / "packages.yml").write_text("packages:\n  - local: " + str(REPO) + "\n")
+        self.write_project()
+        self.write_profile()
+
+    @property
+    def database(self) -> Path:
+        return self.root / "test.duckdb"
+
+    def write_project(self) -> None:
+        project = {
+            "name": "export_test",
+            "version": "1.0",
+            "config-version": 2,
+            "profile": "export_test",
+            **self.project_config,
+        }
+        (self.root / "dbt_project.yml").write_text(yaml.safe_dump(project))
+
+    def write_profile(self) -> None:
+        config = {"endpoint_url": self.endpoint, "region": "us-east-1", **self.plugin_config}
+        profile = {
+            "export_test": {
+                "target": "dev",
+                "outputs": {
+                    "dev": {
+                        "type": "duckdb",
+                        "path": str(self.database),
+                        "threads": self.threads,
+                        "plugins": [{"module": "dbt_s3_export", "config": config}],
+                    }
+                },
+            }
+        }
+        (self.root / "profiles.yml").write_text(yaml.safe_dump(profile))
+
+    def model(self, name: str, sql: str, *, folder: str = "models") -> None:
+        path = self.root / folder / f"{name}.sql"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(sql).strip() + "\n")
+
+    def file(self, relpath: str, text: str) -> None:
+        path = self.root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+
+    def remove(self, relpath: str) -> None:
+        path = self.root / relpath
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+    def dbt(self, *args: str, check: bool = True, timeout: float = 300) -> DbtResult:
+        env = {
+            **os.environ,
+            **DUMMY_CREDENTIALS,
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DO_NOT_TRACK": "1",
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            **self.env,
+        }
+        dbt = str(Path(sys.executable).parent / "dbt")
+        proc = subprocess.run(
+            [dbt, *args, "--project-dir", str(self.root), "--profiles-dir", str(self.root)],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        result = DbtResult(proc.returncode, proc.stdout + proc.stderr)
+        if check and not result.ok:
+            raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.output}")
+        return result
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        import duckdb
+
+        with duckdb.connect(str(self.database), read_only=True) as con:
+            return con.execute(sql).fetchall()
+
+    def arrow(self, sql: str) -> Any:
+        import duckdb
+
+        with duckdb.connect(str(self.database), read_only=True) as con:
+            return con.sql(sql).to_arrow_table()
+
+
+def list_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    return sorted(keys)
+
+
+def read_object(s3: Any, bucket: str, key: str) -> bytes:
+    return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
