@@ -40,6 +40,7 @@ SECRET_OPTIONS = frozenset({"access_key_id", "secret_access_key", "session_token
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
+_DELIMITER_ALIASES = {"\\t": "\t", "tab": "\t", "\\x1f": "\x1f"}
 MIB = 1024 * 1024
 
 
@@ -245,6 +246,8 @@ class _Parser:
                 kw[name] = value
         delimiter = self.string("csv_delimiter")
         if delimiter is not None:
+            # Jinja and YAML single-quoted strings keep a backslash escape as two characters.
+            delimiter = _DELIMITER_ALIASES.get(delimiter, delimiter)
             if len(delimiter) != 1 or delimiter in "\r\n\"":
                 raise self.fail(
                     "csv_delimiter",

@@ -186,6 +186,17 @@ class CsvFormatWriter:
             self._render.close()
 
 
+def _string_bytes(chunk: pa.Array) -> pa.Buffer:
+    """The concatenated UTF-8 bytes of a string array without nulls, zero-copy."""
+    width = 8 if pa.types.is_large_string(chunk.type) else 4
+    offsets = chunk.buffers()[1]
+    first = int.from_bytes(offsets.slice(chunk.offset * width, width).to_pybytes(), "little")
+    last = int.from_bytes(
+        offsets.slice((chunk.offset + len(chunk)) * width, width).to_pybytes(), "little"
+    )
+    return chunk.buffers()[2].slice(first, last - first)
+
+
 class JsonFormatWriter:
     """``json``: one array of objects per file; ``jsonl``: one object per line."""
 
@@ -208,9 +219,7 @@ class JsonFormatWriter:
         for chunk in column.chunks:
             if len(chunk) == 0:
                 continue
-            offsets = chunk.offsets
-            start, end = offsets[0].as_py(), offsets[-1].as_py()
-            data = chunk.buffers()[2].slice(start, end - start)
+            data = _string_bytes(chunk)
             if self._first and not self._lines:
                 self._out.stream.write(b"[\n")
                 data = data.slice(2)  # drop the leading ",\n"
