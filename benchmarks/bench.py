@@ -175,7 +175,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def fmt_row(cells: list[str], widths: list[int]) -> str:
-    return "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "  ".join(
+        c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
 
 
 def report(n: int, fmt: str, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -261,14 +263,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="N=1M, one repetition (smoke test)")
     ap.add_argument("--sizes", default="1000000,10000000", help="row counts, comma-separated")
-    ap.add_argument("--memory-size", type=int, default=30_000_000,
-                    help="extra N at which only 'ours' runs, to show memory does not grow "
-                    "with the table (0 to skip)")
+    ap.add_argument(
+        "--memory-size",
+        type=int,
+        default=30_000_000,
+        help="extra N at which only 'ours' runs, to show memory does not grow "
+        "with the table (0 to skip)",
+    )
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
-    ap.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
-                    help="extra s3_export option for 'ours' (tuning), e.g. batch_size=65536")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="OPTION=VALUE",
+        help="extra s3_export option for 'ours' (tuning), e.g. batch_size=65536",
+    )
     ap.add_argument("--json", type=Path, help="also write the medians to this file")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -278,8 +289,12 @@ def main() -> None:
     formats = args.formats.split(",")
     contenders = args.contenders.split(",")
     overrides = dict(kv.split("=", 1) for kv in args.set)
-    overrides = {k: json.loads(v) if v[:1] in "0123456789[{tf\"" else v for k, v in overrides.items()}
-    print(f"python {sys.version.split()[0]}, cpus {os.cpu_count()}, overrides {overrides or 'none'}")
+    overrides = {
+        k: json.loads(v) if v[:1] in '0123456789[{tf"' else v for k, v in overrides.items()
+    }
+    print(
+        f"python {sys.version.split()[0]}, cpus {os.cpu_count()}, overrides {overrides or 'none'}"
+    )
     results: dict[str, Any] = {}
     work = Path(tempfile.mkdtemp(prefix="s3-export-bench-"))
     try:
@@ -297,7 +312,7 @@ def main() -> None:
                 for fmt in formats:
                     order = [c for c in names if fmt in SUPPORTS[c]]
                     # Alternate who goes first; 'upload' needs the files 'local' wrote.
-                    order = order[rep % len(order):] + order[: rep % len(order)]
+                    order = order[rep % len(order) :] + order[: rep % len(order)]
                     if "upload" in order:
                         order.remove("upload")
                         if "local" not in order:
@@ -305,13 +320,20 @@ def main() -> None:
                         order.insert(order.index("local") + 1, "upload")
                     for name in order:
                         spec = {
-                            "contender": name, "format": fmt, "db": str(db), "n": n,
-                            "local_dir": str(work / f"local-{fmt}"), "overrides": overrides,
+                            "contender": name,
+                            "format": fmt,
+                            "db": str(db),
+                            "n": n,
+                            "local_dir": str(work / f"local-{fmt}"),
+                            "overrides": overrides,
                         }
                         r = run_one(spec)
                         runs[fmt].setdefault(name, []).append(r)
-                        print(f"  rep {rep + 1} {fmt:7} {name:11} {r['seconds']:7.2f}s "
-                              f"{r['rss_mb']:6.0f} MB", flush=True)
+                        print(
+                            f"  rep {rep + 1} {fmt:7} {name:11} {r['seconds']:7.2f}s "
+                            f"{r['rss_mb']:6.0f} MB",
+                            flush=True,
+                        )
             results[str(n)] = {
                 fmt: report(n, fmt, {c: runs[fmt][c] for c in names if c in runs[fmt]})
                 for fmt in formats
@@ -334,7 +356,9 @@ def s3_client(endpoint: str) -> Any:
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
         config=Config(s3={"addressing_style": "path"}, max_pool_connections=20),
     )
 
@@ -382,7 +406,9 @@ def local_output(root: Path, fmt: str) -> dict[str, Any]:
     out: dict[str, Any] = {"files": len(files), "bytes": sum(p.stat().st_size for p in files)}
     if fmt == "parquet" and files:
         metas = [pq.ParquetFile(p).metadata for p in files]
-        out["rows_per_group"] = sum(m.num_rows for m in metas) / sum(m.num_row_groups for m in metas)
+        out["rows_per_group"] = sum(m.num_rows for m in metas) / sum(
+            m.num_row_groups for m in metas
+        )
     return out
 
 
@@ -422,10 +448,17 @@ def worker(spec: dict[str, Any]) -> None:
         from dbt_s3_export import DuckDBSource, ExportConfig, run_export
         from dbt_s3_export.credentials import ClientCache, ConnectionSettings
 
-        cfg = ExportConfig.parse({
-            "bucket": BUCKET, "key": prefix, "file_format": fmt, "partition_cols": ["p"],
-            "endpoint_url": endpoint, "region": "us-east-1", **spec["overrides"],
-        })
+        cfg = ExportConfig.parse(
+            {
+                "bucket": BUCKET,
+                "key": prefix,
+                "file_format": fmt,
+                "partition_cols": ["p"],
+                "endpoint_url": endpoint,
+                "region": "us-east-1",
+                **spec["overrides"],
+            }
+        )
         client = ClientCache().get(ConnectionSettings.of(cfg))
         source = DuckDBSource(con, "t")
 
@@ -452,8 +485,12 @@ def worker(spec: dict[str, Any]) -> None:
         def run() -> None:
             reader = con.sql("SELECT * FROM t").to_arrow_reader()
             pads.write_dataset(
-                reader, f"{BUCKET}/{prefix.rstrip('/')}", format=fmt, filesystem=fs,
-                partitioning=["p"], partitioning_flavor="hive",
+                reader,
+                f"{BUCKET}/{prefix.rstrip('/')}",
+                format=fmt,
+                filesystem=fs,
+                partitioning=["p"],
+                partitioning_flavor="hive",
             )
     elif name == "awswrangler":
         import awswrangler as wr
@@ -480,8 +517,12 @@ def worker(spec: dict[str, Any]) -> None:
                 return
             reader = con.sql("SELECT * FROM t").to_arrow_reader()
             pads.write_dataset(
-                reader, str(local_dir), format=fmt, partitioning=["p"],
-                partitioning_flavor="hive", min_rows_per_group=500_000,
+                reader,
+                str(local_dir),
+                format=fmt,
+                partitioning=["p"],
+                partitioning_flavor="hive",
+                min_rows_per_group=500_000,
                 max_rows_per_group=1_000_000,
             )
     elif name == "upload":
@@ -490,12 +531,14 @@ def worker(spec: dict[str, Any]) -> None:
 
         def run() -> None:
             with ThreadPoolExecutor(4) as pool:
-                list(pool.map(
-                    lambda p: client.upload_file(
-                        str(p), BUCKET, prefix + str(p.relative_to(local_dir))
-                    ),
-                    files,
-                ))
+                list(
+                    pool.map(
+                        lambda p: client.upload_file(
+                            str(p), BUCKET, prefix + str(p.relative_to(local_dir))
+                        ),
+                        files,
+                    )
+                )
     else:
         raise SystemExit(f"unknown contender {name}")
 
