@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
 
 from .errors import SourceError
 
+# A partitioned export reads rows ordered by the partition columns. DuckDB sorts
+# in memory, so one ORDER BY over a big table would hold the whole table at once;
+# instead base tables are read in groups of partitions (by a hash of the partition
+# columns), each group sorted on its own and small enough to sort in about this
+# much memory. Every group is one more scan of the table, hence the cap.
+SORT_GROUP_BYTES = 64 * 1024 * 1024
+MAX_SORT_GROUPS = 64
+_IDENTIFIER = re.compile(r'"((?:[^"]|"")*)"|([^."]+)')
+
 
 def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _name_parts(relation: str) -> list[str] | None:
+    """``"db"."schema"."name"`` (quoted or not) as its parts, or None if it is not a name."""
+    parts: list[str] = []
+    pos = 0
+    while True:
+        match = _IDENTIFIER.match(relation, pos)
+        if match is None:
+            return None
+        quoted, bare = match.groups()
+        parts.append(quoted.replace('""', '"') if quoted is not None else bare.strip())
+        pos = match.end()
+        if pos == len(relation):
+            return parts if len(parts) <= 3 else None
+        if relation[pos] != ".":
+            return None
+        pos += 1
+
+
+def _row_bytes(schema: pa.Schema) -> int:
+    """A rough width of one row in DuckDB's sort: fixed widths, 24 bytes per string."""
+    total = 0
+    for f in schema:
+        try:
+            total += max(f.type.bit_width // 8, 1)
+        except ValueError:  # variable width: strings, binaries, nested values
+            total += 24
+    return max(total, 8)
 
 
 class DuckDBSource:
@@ -39,12 +79,72 @@ class DuckDBSource:
         except duckdb.Error as e:
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
 
-    def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
-        """Start streaming rows; rows of equal ``order_by`` values arrive together."""
+    def _table_rows(self) -> int | None:
+        """The row count DuckDB keeps for a base table; None for views and the unknown."""
+        parts = _name_parts(self.relation)
+        if not parts:
+            return None
+        columns = ["database_name", "schema_name", "table_name"][-len(parts) :]
+        where = " AND ".join(f"lower({c}) = lower(?)" for c in columns)
         try:
-            return self._con.sql(self._select(order_by)).to_arrow_reader(batch_size)
+            rows = self._con.execute(
+                f"SELECT estimated_size FROM duckdb_tables() WHERE {where}", parts
+            ).fetchall()
+        except duckdb.Error:
+            return None
+        return int(rows[0][0]) if len(rows) == 1 and rows[0][0] is not None else None
+
+    def sort_groups(self, order_by: Sequence[str]) -> int:
+        """How many separately sorted groups a read ordered by ``order_by`` uses."""
+        if not order_by:
+            return 1
+        rows = self._table_rows()
+        if rows is None:
+            return 1  # a view: every group would run its query again
+        try:
+            schema = self._con.sql(self._select() + " LIMIT 0").to_arrow_table().schema
         except duckdb.Error as e:
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+        groups = math.ceil(rows * _row_bytes(schema) / SORT_GROUP_BYTES)
+        return max(1, min(groups, MAX_SORT_GROUPS))
+
+    def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
+        """Start streaming rows; rows of equal ``order_by`` values arrive together."""
+        groups = self.sort_groups(order_by)
+        if groups == 1:
+            return self._reader(self._select(order_by), batch_size)
+        key = "hash(" + ", ".join(quote_identifier(c) for c in order_by) + f") % {groups}"
+        queries = [
+            f"SELECT * FROM {self.relation} WHERE {key} = {g} ORDER BY "
+            + ", ".join(quote_identifier(c) for c in order_by)
+            for g in range(groups)
+        ]
+        first = self._reader(queries[0], batch_size)
+        return pa.RecordBatchReader.from_batches(
+            first.schema, self._chain(first, queries[1:], batch_size)
+        )
+
+    def _reader(self, sql: str, batch_size: int) -> pa.RecordBatchReader:
+        try:
+            return self._con.sql(sql).to_arrow_reader(batch_size)
+        except duckdb.Error as e:
+            raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+
+    def _chain(
+        self, first: pa.RecordBatchReader, rest: Sequence[str], batch_size: int
+    ) -> Iterator[pa.RecordBatch]:
+        """The groups one after the other; a group's query starts when the last one ends."""
+        reader = first
+        try:
+            yield from reader
+            for sql in rest:
+                reader.close()
+                reader = self._reader(sql, batch_size)
+                yield from reader
+        except duckdb.Error as e:
+            raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+        finally:
+            reader.close()
 
 
 class ArrowSource:
