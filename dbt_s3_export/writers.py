@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, Protocol
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -26,6 +27,12 @@ from .errors import S3ExportError
 # Parquet buffers rows up to this much Arrow memory before writing a row group,
 # whatever row_group_size says, so wide rows do not blow the memory bound.
 MAX_ROW_GROUP_BYTES = 128 * 1024 * 1024
+# Dictionary encoding pays only for repetitive columns. On a column of mostly
+# distinct values (ids, timestamps, measures) Arrow hashes every value until the
+# dictionary outgrows its page and then falls back to plain, which costs time and
+# leaves a bigger file; so each file's columns are judged on a sample first.
+DICTIONARY_SAMPLE_ROWS = 65_536
+DICTIONARY_MAX_DISTINCT_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -111,16 +118,33 @@ def _projection(
     return _Renderer(", ".join(exprs)) if changed else None
 
 
+def dictionary_columns(table: pa.Table) -> list[str]:
+    """The columns whose sampled values repeat enough for dictionary encoding."""
+    sample = table.slice(0, DICTIONARY_SAMPLE_ROWS)
+    chosen = []
+    for name, column in zip(sample.column_names, sample.columns, strict=True):
+        if pa.types.is_nested(column.type) or len(column) == 0:
+            continue
+        try:
+            distinct = pc.count_distinct(column, mode="all").as_py()
+        except pa.ArrowNotImplementedError:
+            continue
+        if distinct <= len(column) * DICTIONARY_MAX_DISTINCT_RATIO:
+            chosen.append(name)
+    return chosen
+
+
 class ParquetFormatWriter:
     def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
         self._rows_per_group = opts.row_group_size
-        kwargs: dict[str, Any] = {"compression": opts.codec}
+        self._schema = schema
+        self._sink = sink
+        self._kwargs: dict[str, Any] = {"compression": opts.codec}
         if opts.compression_level is not None:
-            kwargs["compression_level"] = opts.compression_level
-        try:
-            self._writer = pq.ParquetWriter(sink, schema, **kwargs)
-        except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as e:
-            raise S3ExportError(f"cannot write this model as Parquet: {e}") from e
+            self._kwargs["compression_level"] = opts.compression_level
+        # Opened with the first row group, whose rows pick the dictionary columns.
+        self._writer: pq.ParquetWriter | None = None
+        self._open(None)
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pending_bytes = 0
@@ -132,15 +156,33 @@ class ParquetFormatWriter:
         if self._pending_rows >= self._rows_per_group or self._pending_bytes >= MAX_ROW_GROUP_BYTES:
             self._flush()
 
+    def _open(self, first: pa.Table | None) -> pq.ParquetWriter:
+        """Check the schema up front (first is None); open for real on the first rows."""
+        kwargs = dict(self._kwargs)
+        if first is not None:
+            kwargs["use_dictionary"] = dictionary_columns(first)
+        sink: Any = self._sink if first is not None else pa.BufferOutputStream()
+        try:
+            writer = pq.ParquetWriter(sink, self._schema, **kwargs)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as e:
+            raise S3ExportError(f"cannot write this model as Parquet: {e}") from e
+        if first is None:
+            writer.close()
+        return writer
+
     def _flush(self) -> None:
         if not self._pending:
             return
         table = pa.Table.from_batches(self._pending)
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        if self._writer is None:
+            self._writer = self._open(table)
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
 
     def close(self) -> None:
         self._flush()
+        if self._writer is None:  # no rows: a file that holds just the schema
+            self._writer = self._open(self._schema.empty_table())
         self._writer.close()
 
 
