@@ -96,27 +96,35 @@ class DuckDBSource:
 
     def sort_groups(self, order_by: Sequence[str]) -> int:
         """How many separately sorted groups a read ordered by ``order_by`` uses."""
+        return self._sort_plan(order_by)[0]
+
+    def _sort_plan(self, order_by: Sequence[str]) -> tuple[int, bool]:
+        """(groups, is a base table) for a read ordered by ``order_by``."""
         if not order_by:
-            return 1
+            return 1, False
         rows = self._table_rows()
         if rows is None:
-            return 1  # a view: every group would run its query again
+            return 1, False  # a view: every group would run its query again
         try:
             schema = self._con.sql(self._select() + " LIMIT 0").to_arrow_table().schema
         except duckdb.Error as e:
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
         groups = math.ceil(rows * _row_bytes(schema) / SORT_GROUP_BYTES)
-        return max(1, min(groups, MAX_SORT_GROUPS))
+        return max(1, min(groups, MAX_SORT_GROUPS)), True
 
     def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
         """Start streaming rows; rows of equal ``order_by`` values arrive together."""
-        groups = self.sort_groups(order_by)
-        if groups == 1:
+        groups, is_table = self._sort_plan(order_by)
+        if not is_table:
             return self._reader(self._select(order_by), batch_size)
+        # rowid keeps a partition's rows in table order: DuckDB's sort is not stable,
+        # and shuffled ids or timestamps compress worse and differ from run to run.
+        order = ", ".join([*(quote_identifier(c) for c in order_by), "rowid"])
+        if groups == 1:
+            return self._reader(f"SELECT * FROM {self.relation} ORDER BY {order}", batch_size)
         key = "hash(" + ", ".join(quote_identifier(c) for c in order_by) + f") % {groups}"
         queries = [
-            f"SELECT * FROM {self.relation} WHERE {key} = {g} ORDER BY "
-            + ", ".join(quote_identifier(c) for c in order_by)
+            f"SELECT * FROM {self.relation} WHERE {key} = {g} ORDER BY {order}"
             for g in range(groups)
         ]
         first = self._reader(queries[0], batch_size)

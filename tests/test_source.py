@@ -67,3 +67,18 @@ def test_relation_names_are_split_into_parts() -> None:
     assert _name_parts("t") == ["t"]
     assert _name_parts('"a"x') is None
     assert _name_parts("a.b.c.d") is None
+
+
+def test_rows_of_a_partition_keep_table_order(
+    con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for budget in (10**9, 100_000):  # one sorted query, then several groups
+        monkeypatch.setattr(source, "SORT_GROUP_BYTES", budget)
+        got = pa.Table.from_batches(list(DuckDBSource(con, "t").open(["j"], 1024)))
+        for j in range(3):
+            ids = [
+                i
+                for i, k in zip(got["id"].to_pylist(), got["j"].to_pylist(), strict=True)
+                if k == j
+            ]
+            assert ids == sorted(ids) and len(ids) > 6000
