@@ -33,6 +33,9 @@ MAX_ROW_GROUP_BYTES = 128 * 1024 * 1024
 # leaves a bigger file; so each file's columns are judged on a sample first.
 DICTIONARY_SAMPLE_ROWS = 65_536
 DICTIONARY_MAX_DISTINCT_RATIO = 0.5
+# Arrow also cuts a data page every 20,000 rows; each page costs a header and
+# statistics. Let pages reach Arrow's 1 MiB data page size instead.
+MAX_ROWS_PER_PAGE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,10 @@ class ParquetFormatWriter:
         self._rows_per_group = opts.row_group_size
         self._schema = schema
         self._sink = sink
-        self._kwargs: dict[str, Any] = {"compression": opts.codec}
+        self._kwargs: dict[str, Any] = {
+            "compression": opts.codec,
+            "max_rows_per_page": MAX_ROWS_PER_PAGE,
+        }
         if opts.compression_level is not None:
             self._kwargs["compression_level"] = opts.compression_level
         # Opened with the first row group, whose rows pick the dictionary columns.
