@@ -32,6 +32,7 @@ MAX_ROW_GROUP_BYTES = 128 * 1024 * 1024
 # dictionary outgrows its page and then falls back to plain, which costs time and
 # leaves a bigger file; so each file's columns are judged on a sample first.
 DICTIONARY_SAMPLE_ROWS = 65_536
+QUICK_SAMPLE_ROWS = 4_096
 DICTIONARY_MAX_DISTINCT_RATIO = 0.5
 # Arrow also cuts a data page every 20,000 rows; each page costs a header and
 # statistics. Let pages reach Arrow's 1 MiB data page size instead.
@@ -121,18 +122,28 @@ def _projection(
     return _Renderer(", ".join(exprs)) if changed else None
 
 
+def _distinct_ratio(column: pa.ChunkedArray | pa.Array) -> float:
+    return float(pc.count_distinct(column, mode="all").as_py()) / len(column)
+
+
 def dictionary_columns(table: pa.Table) -> list[str]:
-    """The columns whose sampled values repeat enough for dictionary encoding."""
-    sample = table.slice(0, DICTIONARY_SAMPLE_ROWS)
+    """The columns whose sampled values repeat enough for dictionary encoding.
+
+    A small sample settles the common cases cheaply (ids and measures are all
+    distinct, codes and labels repeat at once); only columns in between are
+    counted again on the full sample.
+    """
     chosen = []
-    for name, column in zip(sample.column_names, sample.columns, strict=True):
+    for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_nested(column.type) or len(column) == 0:
             continue
         try:
-            distinct = pc.count_distinct(column, mode="all").as_py()
+            ratio = _distinct_ratio(column.slice(0, QUICK_SAMPLE_ROWS))
+            if DICTIONARY_MAX_DISTINCT_RATIO < ratio < 0.95:
+                ratio = _distinct_ratio(column.slice(0, DICTIONARY_SAMPLE_ROWS))
         except pa.ArrowNotImplementedError:
             continue
-        if distinct <= len(column) * DICTIONARY_MAX_DISTINCT_RATIO:
+        if ratio <= DICTIONARY_MAX_DISTINCT_RATIO:
             chosen.append(name)
     return chosen
 
