@@ -12,7 +12,11 @@ That keeps the per-row work in C++ rather than Python.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -91,23 +95,76 @@ def _json_expr(name: str, typ: pa.DataType) -> str | None:
     return None
 
 
+# Text formats are encoded batch by batch on this many threads (Arrow and DuckDB
+# release the GIL), while the calling thread reads the next batches and feeds the
+# upload; results reach the file in order. At most ENCODE_AHEAD batches are in
+# flight, which bounds the memory this takes.
+ENCODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+ENCODE_AHEAD = ENCODE_THREADS + 1
+
+
 class _Renderer:
-    """Runs one SQL projection over each batch in a private DuckDB connection."""
+    """Runs one SQL projection over each batch, in a private DuckDB connection per thread."""
 
     def __init__(self, select_list: str) -> None:
-        self._con = duckdb.connect(":memory:")
-        self._con.execute("SET TimeZone = 'UTC'")
         self._sql = f"SELECT {select_list} FROM __batch"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._cons: list[duckdb.DuckDBPyConnection] = []
+
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = duckdb.connect(":memory:")
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET threads = 1")  # the encoder threads are the parallelism
+            self._local.con = con
+            with self._lock:
+                self._cons.append(con)
+        return con
 
     def __call__(self, batch: pa.RecordBatch) -> pa.Table:
-        self._con.register("__batch", pa.Table.from_batches([batch]))
+        con = self._con()
+        con.register("__batch", pa.Table.from_batches([batch]))
         try:
-            return self._con.sql(self._sql).to_arrow_table()
+            return con.sql(self._sql).to_arrow_table()
         finally:
-            self._con.unregister("__batch")
+            con.unregister("__batch")
 
     def close(self) -> None:
-        self._con.close()
+        with self._lock:
+            cons, self._cons = self._cons, []
+        for con in cons:
+            con.close()
+
+
+Encoded = Sequence[pa.Buffer]
+
+
+class _OrderedEncoder:
+    """Encodes batches on a small pool; hands each result to ``emit`` in submission order."""
+
+    def __init__(
+        self, encode: Callable[[pa.RecordBatch], Encoded], emit: Callable[[Encoded], None]
+    ) -> None:
+        self._encode = encode
+        self._emit = emit
+        self._pool = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="s3-export-encode")
+        self._queue: deque[Future[Encoded]] = deque()
+
+    def submit(self, batch: pa.RecordBatch) -> None:
+        self._queue.append(self._pool.submit(self._encode, batch))
+        while len(self._queue) > ENCODE_AHEAD:
+            self._emit(self._queue.popleft().result())
+
+    def finish(self) -> None:
+        try:
+            while self._queue:
+                self._emit(self._queue.popleft().result())
+        finally:
+            for future in self._queue:
+                future.cancel()
+            self._pool.shutdown(wait=True)
 
 
 def _projection(
@@ -224,25 +281,38 @@ class CsvFormatWriter:
             empty = pa.record_batch([pa.array([], f.type) for f in schema], schema=schema)
             out_schema = self._render(empty).schema
         self._out = _TextStream(sink, opts.codec)
-        self._writer = pacsv.CSVWriter(
-            self._out.stream,
-            out_schema,
-            write_options=pacsv.WriteOptions(
-                include_header=opts.csv_header, delimiter=opts.csv_delimiter
-            ),
-        )
+        self._options = pacsv.WriteOptions(include_header=False, delimiter=opts.csv_delimiter)
+        if opts.csv_header:
+            header = pa.BufferOutputStream()
+            pacsv.write_csv(
+                out_schema.empty_table(),
+                header,
+                write_options=pacsv.WriteOptions(include_header=True, delimiter=opts.csv_delimiter),
+            )
+            self._out.stream.write(header.getvalue())
+        self._encoder = _OrderedEncoder(self._encode, self._emit)
+
+    def _encode(self, batch: pa.RecordBatch) -> Encoded:
+        data: pa.RecordBatch | pa.Table = batch if self._render is None else self._render(batch)
+        buf = pa.BufferOutputStream()
+        pacsv.write_csv(data, buf, write_options=self._options)
+        return [buf.getvalue()]
+
+    def _emit(self, pieces: Encoded) -> None:
+        for piece in pieces:
+            self._out.stream.write(piece)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if self._render is None:
-            self._writer.write_batch(batch)
-        else:
-            self._writer.write_table(self._render(batch))
+        if batch.num_rows:
+            self._encoder.submit(batch)
 
     def close(self) -> None:
-        self._writer.close()
-        self._out.close()
-        if self._render is not None:
-            self._render.close()
+        try:
+            self._encoder.finish()
+            self._out.close()
+        finally:
+            if self._render is not None:
+                self._render.close()
 
 
 def _string_bytes(chunk: pa.Array) -> pa.Buffer:
@@ -270,26 +340,32 @@ class JsonFormatWriter:
         self._render = _Renderer(f"{line} AS line")
         self._out = _TextStream(sink, opts.codec)
         self._first = True
+        self._encoder = _OrderedEncoder(self._encode, self._emit)
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows == 0:
-            return
+    def _encode(self, batch: pa.RecordBatch) -> Encoded:
         column = self._render(batch).column(0)
-        for chunk in column.chunks:
-            if len(chunk) == 0:
-                continue
-            data = _string_bytes(chunk)
+        return [_string_bytes(chunk) for chunk in column.chunks if len(chunk)]
+
+    def _emit(self, pieces: Encoded) -> None:
+        for data in pieces:
             if self._first and not self._lines:
                 self._out.stream.write(b"[\n")
                 data = data.slice(2)  # drop the leading ",\n"
             self._first = False
             self._out.stream.write(data)
 
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._encoder.submit(batch)
+
     def close(self) -> None:
-        if not self._lines:
-            self._out.stream.write(b"[]\n" if self._first else b"\n]\n")
-        self._out.close()
-        self._render.close()
+        try:
+            self._encoder.finish()
+            if not self._lines:
+                self._out.stream.write(b"[]\n" if self._first else b"\n]\n")
+            self._out.close()
+        finally:
+            self._render.close()
 
 
 def open_writer(opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> FormatWriter:
