@@ -97,9 +97,10 @@ def _json_expr(name: str, typ: pa.DataType) -> str | None:
 
 # Text formats are encoded batch by batch on this many threads (Arrow and DuckDB
 # release the GIL), while the calling thread reads the next batches and feeds the
-# upload; results reach the file in order. At most ENCODE_AHEAD batches are in
+# upload; results reach the file in order. One core is left to the reading side
+# (DuckDB's scan and sort, the uploads). At most ENCODE_AHEAD batches are in
 # flight, which bounds the memory this takes.
-ENCODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+ENCODE_THREADS = max(1, min(4, (os.cpu_count() or 2) - 1))
 ENCODE_AHEAD = ENCODE_THREADS + 1
 
 
