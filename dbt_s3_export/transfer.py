@@ -10,6 +10,7 @@ that says what went wrong and keeps the botocore error as ``__cause__``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -119,6 +120,10 @@ class Uploader:
         self.bucket = bucket
         self.part_size = part_size
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="s3-export")
+        # Completes multipart uploads once their parts are in, so that the caller
+        # goes on encoding the next file instead of waiting at each file's end.
+        # A thread of its own: it waits on parts that run on the pool.
+        self._completer = ThreadPoolExecutor(1, thread_name_prefix="s3-export-complete")
         # Bounds the buffers alive at once: one per running upload plus one queued.
         self._slots = threading.BoundedSemaphore(max_concurrency + 1)
         self._pending: list[Future[None]] = []
@@ -141,7 +146,23 @@ class Uploader:
             finally:
                 self._slots.release()
 
-        future = self._pool.submit(run)
+        return self._track(self._pool.submit(run))
+
+    def complete_later(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (which waits for parts already queued) after the caller moves on."""
+        self.raise_if_failed()
+
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as e:
+                with self._lock:
+                    self._failure = self._failure or e
+                raise
+
+        self._track(self._completer.submit(run))
+
+    def _track(self, future: Future[None]) -> Future[None]:
         with self._lock:
             self._pending = [f for f in self._pending if not f.done()] + [future]
         return future
@@ -159,6 +180,7 @@ class Uploader:
         self.raise_if_failed()
 
     def close(self) -> None:
+        self._completer.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def open(self, key: str, content_type: str) -> ObjectSink:
@@ -247,7 +269,7 @@ class ObjectSink(io.RawIOBase):
         super().close()
 
     def commit(self, *, wait: bool = False) -> None:
-        """Publish the object. Small objects are sent in the background unless ``wait``."""
+        """Publish the object, in the background unless ``wait``: ``Uploader.wait`` tells."""
         if self._upload_id is None:
             body = bytes(self._buffer)
             self._buffer = bytearray()
@@ -265,21 +287,36 @@ class ObjectSink(io.RawIOBase):
             return
         if self._buffer:
             self._send_part()
-        for future in self._part_futures:
-            future.exception()
-        self._up.raise_if_failed()
+        parts = list(self._part_futures)
         bucket, key, upload_id = self._up.bucket, self.key, self._upload_id
-        call(
-            bucket,
-            f"complete the upload of {key}",
-            lambda: self._up.client.complete_multipart_upload(
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": self._parts},
-            ),
-        )
-        self._up._record(key)
+
+        def complete() -> None:
+            for future in parts:
+                future.exception()
+            try:
+                self._up.raise_if_failed()
+                call(
+                    bucket,
+                    f"complete the upload of {key}",
+                    lambda: self._up.client.complete_multipart_upload(
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        MultipartUpload={"Parts": self._parts},
+                    ),
+                )
+            except BaseException:
+                with contextlib.suppress(ClientError, BotoCoreError):
+                    self._up.client.abort_multipart_upload(
+                        Bucket=bucket, Key=key, UploadId=upload_id
+                    )
+                raise
+            self._up._record(key)
+
+        if wait:
+            complete()
+        else:
+            self._up.complete_later(complete)
         self.committed = True
 
     def abort(self) -> None:
