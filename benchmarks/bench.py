@@ -168,7 +168,13 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     try:
         if moto is not None:
             spec = {**spec, "endpoint": moto.endpoint}
-        return measure(spec)
+        result = measure(spec)
+        if moto is not None:
+            import psutil
+
+            times = psutil.Process(moto.proc.pid).cpu_times()
+            result["s3_cpu"] = times.user + times.system
+        return result
     finally:
         if moto is not None:
             moto.stop()
@@ -331,7 +337,8 @@ def main() -> None:
                         runs[fmt].setdefault(name, []).append(r)
                         print(
                             f"  rep {rep + 1} {fmt:7} {name:11} {r['seconds']:7.2f}s "
-                            f"{r['rss_mb']:6.0f} MB",
+                            f"{r['rss_mb']:6.0f} MB  cpu {r['cpu']:6.2f}s  "
+                            f"server cpu {r.get('s3_cpu', 0):6.2f}s",
                             flush=True,
                         )
             results[str(n)] = {
@@ -552,10 +559,10 @@ def worker(spec: dict[str, Any]) -> None:
 
     print("READY", flush=True)
     sys.stdin.readline()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     run()
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds}), flush=True)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu": cpu}), flush=True)
     out = local_output(local_dir, fmt) if name == "local" else s3_output(endpoint, fmt, prefix)
     print(json.dumps(out), flush=True)
 
