@@ -25,6 +25,10 @@ else:
     S3Client = Any
 
 DEFAULT_SESSION_NAME = "dbt-s3-export"
+# Retry and timeout bounds of every S3 request (seconds).
+MAX_ATTEMPTS = 5
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 60
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,14 @@ class ConnectionSettings:
         return "path" if path_style else "auto"
 
     def botocore_config(self) -> Config:
+        # Transient faults (503 SlowDown, 500, resets, timeouts) are retried with
+        # jittered backoff; a persistent one fails the export after at most
+        # MAX_ATTEMPTS tries of one request, each bounded by the timeouts.
         return Config(
             region_name=self.region,
-            retries={"mode": "standard", "max_attempts": 8},
-            connect_timeout=10,
-            read_timeout=120,
+            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
             max_pool_connections=self.max_pool_connections,
             s3={"addressing_style": self.addressing_style},
             user_agent_extra="dbt-s3-export",

@@ -16,6 +16,7 @@ neighbouring prefix ever is.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -23,14 +24,20 @@ import secrets
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import MAX_KEY_BYTES, ExportConfig
-from .credentials import S3Client
-from .errors import ExportFailed, PartitionError, S3ExportError, SourceError
+from .errors import (
+    ConfigError,
+    ExportFailed,
+    PartitionError,
+    S3ExportError,
+    SourceError,
+    TransferError,
+)
 from .partitioning import PartitionSlice, split_by_partition
 from .transfer import (
     ObjectSink,
@@ -38,14 +45,21 @@ from .transfer import (
     abort_upload,
     call,
     delete_keys,
+    describe_error,
     list_keys,
     list_uploads,
 )
 from .writers import FormatOptions, FormatWriter, content_type, open_writer
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
 MANIFEST_NAME = "_manifest.json"
 MANIFEST_VERSION = 1
-_OWNED_NAME = re.compile(r"(?:^|/)part-(?P<gen>[0-9a-f]{24})-\d{5}\.[a-z0-9.]+$")
+_PART_NAME = re.compile(r"part-(?P<gen>[0-9a-f]{24})-\d{5}\.[a-z0-9.]+")
+_BODY_READ_ATTEMPTS = 3
 
 
 class BatchSource(Protocol):
@@ -160,16 +174,18 @@ class _FileRoller:
         key = self._key(path)
         self._path = path
         self._sink = self.uploader.open(key, content_type(self.cfg.file_format))
-        self._writer = open_writer(self.opts, self.schema, self._sink)
+        self._writer = open_writer(self.opts, self.schema, cast(BinaryIO, self._sink))
         self._rows = 0
 
     def _finish(self) -> None:
         if self._sink is None or self._writer is None:
             return
         sink, writer = self._sink, self._writer
-        self._sink = self._writer = None
+        # The sink stays ours until it is committed, so that a failure while closing
+        # or completing it still aborts its multipart upload.
         writer.close()
         sink.commit()
+        self._sink = self._writer = None
         self.files.append(WrittenFile(sink.key, self._rows, sink.size, self._path or ""))
 
     def write(self, piece: PartitionSlice) -> None:
@@ -224,7 +240,7 @@ def run_export(
     model: str = "export",
     extra_manifest: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """Export ``source`` as ``cfg`` says; on failure remove what this run wrote."""
+    """Export ``source`` as ``cfg`` says; on failure leave the previous export as it was."""
     started = time.monotonic()
     where = f"model '{model}'"
     check_columns(cfg, source.columns(), where)
@@ -234,7 +250,7 @@ def run_export(
         client, cfg.bucket, part_size=cfg.part_size, max_concurrency=cfg.max_concurrency
     )
     roller: _FileRoller | None = None
-    published = False
+    previous: dict[str, Any] | None = None
     try:
         reader = source.open(cfg.partition_cols, cfg.batch_size)
         try:
@@ -251,64 +267,188 @@ def run_export(
         result.files = roller.files
         if cfg.is_prefix:
             previous = _read_manifest(client, cfg)
-            _write_manifest(uploader, cfg, result, schema, extra_manifest or {})
-            published = True
-            result.removed = _remove_earlier_generations(client, cfg, gen, previous)
+            _publish_manifest(uploader, client, cfg, result, schema, extra_manifest or {})
     except BaseException as e:
-        if not published:
-            _clean_up_failed_run(uploader, roller, client, cfg)
+        in_doubt = isinstance(e, _ManifestInDoubt)
+        _clean_up_failed_run(uploader, roller, client, cfg, gen, delete_written=not in_doubt)
         uploader.close()
-        if published:
-            raise ExportFailed(
-                f"{where}: the new files of {cfg.destination} are in place and its manifest "
-                f"lists them, but removing the previous export's files failed: {e}. The next "
-                "successful run removes them"
-            ) from e
-        if isinstance(e, S3ExportError):
+        if not isinstance(e, Exception) or in_doubt:
             raise
-        if isinstance(e, (ClientError, BotoCoreError)):
-            raise ExportFailed(f"{where}: export to {cfg.destination} failed: {e}") from e
-        raise
-    uploader.close()
+        failure = _before_publish_failure(where, cfg, e)
+        if failure is e:
+            raise
+        raise failure from e
+    # Published: readers of the manifest (or of the single object) see only the new data.
+    try:
+        if cfg.is_prefix:
+            result.removed = _remove_earlier_generations(client, cfg, gen, previous)
+        else:
+            _abort_stale_uploads_of_key(client, cfg)
+    except Exception as e:
+        what = (
+            "removing the files of earlier exports"
+            if cfg.is_prefix
+            else "aborting unfinished uploads left at the key by earlier runs"
+        )
+        raise ExportFailed(
+            f"{where}: the new export at {cfg.destination} is in place"
+            + (" and its manifest lists it" if cfg.is_prefix else "")
+            + f", but {what} failed: {_text(e)}. The next successful run cleans them up"
+        ) from e
+    finally:
+        uploader.close()
     result.seconds = time.monotonic() - started
     return result
 
 
+class _ManifestInDoubt(ExportFailed):
+    """Writing the manifest failed and reading it back failed too: it may or may not be ours."""
+
+
+def _text(e: BaseException) -> str:
+    """An exception as one sentence-like fragment, without a trailing period."""
+    if isinstance(e, (ClientError, BotoCoreError)):
+        text = str(describe_error(e, "?", "reach S3"))
+    elif isinstance(e, S3ExportError):
+        text = str(e)
+    else:
+        text = f"{type(e).__name__}: {e}"
+    return " ".join(text.split()).rstrip(".")
+
+
+def _before_publish_failure(where: str, cfg: ExportConfig, e: Exception) -> Exception:
+    """The error to raise for a failure before the commit point, saying nothing changed."""
+    if isinstance(e, ConfigError):
+        return e
+    unchanged = (
+        f"The previous export at {cfg.destination} is unchanged"
+        if cfg.is_prefix
+        else f"The object at {cfg.destination} is unchanged"
+    )
+    text = _text(e)
+    if not text.startswith(where):
+        text = f"{where}: {text}"
+    message = f"{text}. {unchanged}"
+    if isinstance(e, TransferError):
+        return type(e)(message, code=e.code, retryable=e.retryable)
+    if isinstance(e, (SourceError, PartitionError)):
+        return type(e)(message)
+    if isinstance(e, (ClientError, BotoCoreError)):
+        return describe_error(e, cfg.bucket, "export")
+    return ExportFailed(message)
+
+
 def _clean_up_failed_run(
-    uploader: Uploader, roller: _FileRoller | None, client: S3Client, cfg: ExportConfig
+    uploader: Uploader,
+    roller: _FileRoller | None,
+    client: S3Client,
+    cfg: ExportConfig,
+    gen: str,
+    *,
+    delete_written: bool,
 ) -> None:
-    """Best effort: abort the open upload, wait for the rest, delete what landed."""
+    """Best effort: abort this run's uploads and delete the files it wrote.
+
+    Names are generation-unique, so whatever this cannot remove (S3 unreachable,
+    or the process is killed) is recognised and removed by the next successful run.
+    """
     if roller is not None:
         roller.abort()
-    try:
+    with contextlib.suppress(BaseException):
         uploader.wait()
-    except BaseException:
+    if not cfg.is_prefix:
+        return
+    written = set(uploader.completed)
+    try:
+        for key, upload_id in list(list_uploads(client, cfg.bucket, cfg.prefix)):
+            if owned_generation(cfg, key) == gen:
+                abort_upload(client, cfg.bucket, key, upload_id)
+        if delete_written:
+            # A write whose answer was lost is on S3 but not in ``completed``.
+            for key in list_keys(client, cfg.bucket, cfg.prefix):
+                if owned_generation(cfg, key) == gen:
+                    written.add(key)
+    except S3ExportError:
         pass
-    written = list(uploader.completed)
-    if cfg.is_prefix and written:
-        try:
-            delete_keys(client, cfg.bucket, written)
-        except S3ExportError:
-            pass  # names are generation-unique; the next successful run removes them
+    if delete_written and written:
+        with contextlib.suppress(S3ExportError):
+            delete_keys(client, cfg.bucket, sorted(written))
 
 
 def manifest_key(cfg: ExportConfig) -> str:
     return cfg.prefix + MANIFEST_NAME
 
 
+def owned_generation(cfg: ExportConfig, key: str) -> str | None:
+    """The generation of a file this export named under its prefix, else None.
+
+    A key is the export's own when it sits under the prefix, in zero or more
+    ``name=value`` folders, and is named ``part-<generation>-<n>.<ext>``. Nested
+    exports whose folders are not Hive-style, and neighbouring prefixes, never match.
+    """
+    prefix = cfg.prefix
+    if not key.startswith(prefix):
+        return None
+    *folders, name = key[len(prefix) :].split("/")
+    match = _PART_NAME.fullmatch(name)
+    if match is None or any(d.find("=") < 1 for d in folders):
+        return None
+    return match["gen"]
+
+
 def _read_manifest(client: S3Client, cfg: ExportConfig) -> dict[str, Any] | None:
+    """The current manifest, or None when there is none (or it is not ours to parse)."""
     key = manifest_key(cfg)
-    try:
-        body = client.get_object(Bucket=cfg.bucket, Key=key)["Body"].read()
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
+    what = f"read {key}"
+    body = b""
+    # botocore retries requests, not the reading of a streamed body: a connection
+    # reset halfway through the manifest is retried here, a few times.
+    for attempt in range(1, _BODY_READ_ATTEMPTS + 1):
+        try:
+            response = client.get_object(Bucket=cfg.bucket, Key=key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise describe_error(e, cfg.bucket, what) from e
+        except BotoCoreError as e:
+            raise describe_error(e, cfg.bucket, what) from e
+        try:
+            body = response["Body"].read()
+            break
+        except BotoCoreError as e:
+            if attempt == _BODY_READ_ATTEMPTS:
+                raise describe_error(e, cfg.bucket, what) from e
     try:
         data = json.loads(body)
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _publish_manifest(
+    uploader: Uploader,
+    client: S3Client,
+    cfg: ExportConfig,
+    result: ExportResult,
+    schema: pa.Schema,
+    extra: dict[str, Any],
+) -> None:
+    """Write the manifest: the commit point. A lost answer is settled by reading it back."""
+    try:
+        _write_manifest(uploader, cfg, result, schema, extra)
+    except S3ExportError as e:
+        try:
+            current = _read_manifest(client, cfg)
+        except S3ExportError:
+            raise _ManifestInDoubt(
+                f"model '{result.model}': writing the manifest s3://{cfg.bucket}/"
+                f"{manifest_key(cfg)} failed ({_text(e)}) and it could not be read back, so "
+                "it may list this run's files or the previous run's. Both sets of files are "
+                "kept; the next successful run removes the stale one"
+            ) from e
+        if current is not None and current.get("generation") == result.generation:
+            return  # the write landed; only its answer was lost
+        raise
 
 
 def _write_manifest(
@@ -343,25 +483,40 @@ def _write_manifest(
 def _remove_earlier_generations(
     client: S3Client, cfg: ExportConfig, gen: str, previous: dict[str, Any] | None
 ) -> int:
+    """Delete what earlier runs left under the prefix: files listed or named like ours."""
     prefix = cfg.prefix
     listed: set[str] = set()
     if previous is not None:
         for entry in previous.get("files", []):
             key = entry.get("key") if isinstance(entry, dict) else None
-            if isinstance(key, str) and key.startswith(prefix):
+            if isinstance(key, str) and key.startswith(prefix) and key != manifest_key(cfg):
                 listed.add(key)
+    for key, upload_id in list(list_uploads(client, cfg.bucket, prefix)):
+        owner = owned_generation(cfg, key)
+        if owner is not None and owner != gen:
+            abort_upload(client, cfg.bucket, key, upload_id)
     stale = []
     for key in list_keys(client, cfg.bucket, prefix):
-        match = _OWNED_NAME.search(key)
-        if match and match["gen"] == gen:
+        owner = owned_generation(cfg, key)
+        if owner == gen:
             continue
-        if match or key in listed:
+        if owner is not None or key in listed:
             stale.append(key)
-    for key, upload_id in list(list_uploads(client, cfg.bucket, prefix)):
-        match = _OWNED_NAME.search(key)
-        if match and match["gen"] != gen:
-            abort_upload(client, cfg.bucket, key, upload_id)
     return delete_keys(client, cfg.bucket, stale)
 
 
-__all__ = ["ExportResult", "WrittenFile", "call", "manifest_key", "run_export"]
+def _abort_stale_uploads_of_key(client: S3Client, cfg: ExportConfig) -> None:
+    """Abort unfinished multipart uploads at the export's key, left by runs that died."""
+    for key, upload_id in list(list_uploads(client, cfg.bucket, cfg.key)):
+        if key == cfg.key:
+            abort_upload(client, cfg.bucket, key, upload_id)
+
+
+__all__ = [
+    "ExportResult",
+    "WrittenFile",
+    "call",
+    "manifest_key",
+    "owned_generation",
+    "run_export",
+]

@@ -10,19 +10,23 @@ that says what went wrong and keeps the botocore error as ``__cause__``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    IncompleteReadError,
     NoCredentialsError,
     ReadTimeoutError,
+    ResponseStreamingError,
 )
 
 from .errors import (
@@ -76,10 +80,19 @@ def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
                 "in use need s3:PutObject, s3:ListBucket and s3:DeleteObject on the bucket",
                 code=code,
             )
+        retryable = status is not None and int(status) >= 500
+        attempts = err.response.get("ResponseMetadata", {}).get("RetryAttempts")
+        gave_up = f" after {int(attempts) + 1} attempts" if retryable and attempts else ""
+        advice = (
+            ". S3 or the endpoint kept failing; try again later or check its status"
+            if retryable
+            else ""
+        )
         return TransferError(
-            f"S3 error while trying to {what} in {where}: {code} (HTTP {status}): {message}",
+            f"S3 error while trying to {what} in {where}{gave_up}: {code} (HTTP {status}): "
+            f"{message}{advice}",
             code=code,
-            retryable=status is not None and int(status) >= 500,
+            retryable=retryable,
         )
     if isinstance(err, (EndpointConnectionError, ConnectTimeoutError)):
         return EndpointUnreachable(
@@ -95,7 +108,14 @@ def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
         )
     if isinstance(err, ReadTimeoutError):
         return TransferError(
-            f"S3 did not answer in time while trying to {what} in {where} (after retries)",
+            f"S3 did not answer in time while trying to {what} in {where} (after retries). "
+            "Check the endpoint and the network",
+            retryable=True,
+        )
+    if isinstance(err, (ConnectionClosedError, ResponseStreamingError, IncompleteReadError)):
+        return TransferError(
+            f"the connection to S3 kept breaking while trying to {what} in {where} "
+            f"(after retries): {err}. Check the endpoint and the network",
             retryable=True,
         )
     return TransferError(f"S3 request failed while trying to {what} in {where}: {err}")
@@ -276,7 +296,7 @@ class ObjectSink(io.RawIOBase):
                 Bucket=bucket,
                 Key=key,
                 UploadId=upload_id,
-                MultipartUpload={"Parts": self._parts},
+                MultipartUpload={"Parts": cast(Any, self._parts)},
             ),
         )
         self._up._record(key)
@@ -289,12 +309,10 @@ class ObjectSink(io.RawIOBase):
             return
         for future in self._part_futures:
             future.exception()
-        try:
+        with contextlib.suppress(ClientError, BotoCoreError):
             self._up.client.abort_multipart_upload(
                 Bucket=self._up.bucket, Key=self.key, UploadId=self._upload_id
             )
-        except (ClientError, BotoCoreError):
-            pass
 
 
 class _slot:
@@ -311,11 +329,10 @@ class _slot:
 def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:
     """Every key under ``prefix`` (which should end with ``/``), across pages."""
     paginator = client.get_paginator("list_objects_v2")
-    pages = call(
-        bucket, f"list s3://{bucket}/{prefix}", lambda: iter(paginator.paginate(Bucket=bucket, Prefix=prefix))
-    )
+    what = f"list s3://{bucket}/{prefix}"
+    pages = call(bucket, what, lambda: iter(paginator.paginate(Bucket=bucket, Prefix=prefix)))
     while True:
-        page = call(bucket, f"list s3://{bucket}/{prefix}", lambda: next(pages, None))
+        page = call(bucket, what, lambda: next(pages, None))
         if page is None:
             return
         for obj in page.get("Contents", []):
