@@ -80,7 +80,7 @@ class ConnectionSettings:
         # MAX_ATTEMPTS tries of one request, each bounded by the timeouts.
         return Config(
             region_name=self.region,
-            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
             max_pool_connections=self.max_pool_connections,

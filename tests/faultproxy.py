@@ -30,6 +30,8 @@ RESET = "reset"
 DELAY = "delay"
 # Forward the request (it takes effect on the server), then reset without answering.
 DROP_ANSWER = "drop_answer"
+# Forward as usual (a rule that lets a counted number of requests through first).
+PASS = "pass"
 # Signal ``FaultProxy.held`` and keep the request until the proxy stops; never forward it.
 HOLD = "hold"
 
@@ -263,4 +265,13 @@ def _forward(
     return response.status, response.reason, list(response.getheaders()), data
 
 
-__all__: list[Any] = ["DELAY", "DROP_ANSWER", "HOLD", "RESET", "STATUS", "FaultProxy", "Rule"]
+__all__: list[Any] = [
+    "DELAY",
+    "DROP_ANSWER",
+    "HOLD",
+    "PASS",
+    "RESET",
+    "STATUS",
+    "FaultProxy",
+    "Rule",
+]
