@@ -55,7 +55,8 @@ class Plugin(BasePlugin):
             self._export_all(model, payload, str(target_config.relation))
         except S3ExportError as e:
             # One clear line in dbt's output; the chain stays out of the message.
-            raise DbtRuntimeError(f"s3_export failed for model '{model}': {e}") from None
+            text = str(e).removeprefix(f"model '{model}': ")
+            raise DbtRuntimeError(f"s3_export failed for model '{model}': {text}") from None
 
     def _export_all(self, model: str, payload: Mapping[str, Any], relation: str) -> None:
         entries = payload["exports"]
