@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import MAX_KEY_BYTES, ExportConfig
 from .errors import (
+    BucketNotFound,
     ConfigError,
     ExportFailed,
     PartitionError,
@@ -163,8 +164,9 @@ class _FileRoller:
         name = f"part-{self.gen}-{self._seq:05d}{self.cfg.extension}"
         key = f"{self.cfg.prefix}{path}{name}"
         if len(key.encode()) > MAX_KEY_BYTES:
+            shown = path if len(path) <= 80 else path[:60] + "..."
             raise PartitionError(
-                f"the object key for partition {path!r} is {len(key.encode())} bytes, over "
+                f"the object key for partition {shown!r} is {len(key.encode())} bytes, over "
                 f"S3's {MAX_KEY_BYTES}-byte limit. Partition by shorter values (for example "
                 "a hash or a prefix of the long column)"
             )
@@ -320,6 +322,8 @@ def _before_publish_failure(where: str, cfg: ExportConfig, e: Exception) -> Exce
     """The error to raise for a failure before the commit point, saying nothing changed."""
     if isinstance(e, ConfigError):
         return e
+    if isinstance(e, BucketNotFound):
+        return e if str(e).startswith(where) else BucketNotFound(f"{where}: {e}", code=e.code)
     unchanged = (
         f"The previous export at {cfg.destination} is unchanged"
         if cfg.is_prefix

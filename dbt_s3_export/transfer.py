@@ -61,7 +61,7 @@ def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
     if isinstance(err, ClientError):
         code = str(err.response.get("Error", {}).get("Code", "Unknown"))
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = str(err.response.get("Error", {}).get("Message", "")) or code
+        message = str(err.response.get("Error", {}).get("Message", "")).rstrip(".") or code
         if code in ("NoSuchBucket",) or (code == "404" and what.startswith("list")):
             return BucketNotFound(
                 f"bucket '{bucket}' does not exist ({what}). Create it or fix 'bucket'",
@@ -77,7 +77,8 @@ def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
         if code in ("AccessDenied", "403", "AllAccessDisabled", "AccessDeniedException"):
             return AccessDenied(
                 f"access denied while trying to {what} in {where}: {message}. The credentials "
-                "in use need s3:PutObject, s3:ListBucket and s3:DeleteObject on the bucket",
+                "in use need s3:PutObject, s3:GetObject, s3:DeleteObject, "
+                "s3:AbortMultipartUpload, s3:ListBucket and s3:ListBucketMultipartUploads",
                 code=code,
             )
         retryable = status is not None and int(status) >= 500

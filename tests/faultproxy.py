@@ -45,6 +45,14 @@ _HOP_BY_HOP = {
     "upgrade",
 }
 _KEPT_BODY = 256 * 1024
+# What S3 itself says with each error code.
+_MESSAGES = {
+    "SlowDown": "Please reduce your request rate.",
+    "InternalError": "We encountered an internal error. Please try again.",
+    "ServiceUnavailable": "Service is unable to handle request.",
+    "AccessDenied": "Access Denied",
+    "InvalidAccessKeyId": "The AWS Access Key Id you provided does not exist in our records.",
+}
 
 
 @dataclass
@@ -209,7 +217,7 @@ class _Handler(socketserver.StreamRequestHandler):
     def _answer_error(self, status: int, code: str) -> None:
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<Error><Code>{code}</Code><Message>injected {code} by the test proxy</Message>"
+            f"<Error><Code>{code}</Code><Message>{_MESSAGES.get(code, code)}</Message>"
             "<RequestId>fault</RequestId></Error>"
         ).encode()
         self._answer(
