@@ -75,6 +75,9 @@ class Plugin(BasePlugin):
         }
         source = DuckDBSource(self._cursor(), relation)
         for cfg in configs:
+            if not cfg.enabled:
+                logger.info(f"s3_export: {model} -> {cfg.destination}: skipped (enabled: false)")
+                continue
             client = self._clients.get(ConnectionSettings.of(cfg))
             result = run_export(cfg, source, client, model=model, extra_manifest=extra)
             logger.info(result.summary())
