@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from .support import DbtProject, list_keys, read_object
-from .test_dbt_exports import exported_model, export_meta
+from .test_dbt_exports import export_meta, exported_model
 
 pytestmark = pytest.mark.dbt
 
@@ -105,9 +105,11 @@ def test_run_operation_exports_a_relation_a_model_or_a_source(
 ) -> None:
     project.model(
         "orders",
-        "{{ config(materialized='table', meta={'s3_export': %s}) }}\n"
-        "select range as id, range * 2 as amount from range(4)"
-        % export_meta(bucket, "from_meta/orders.parquet", "parquet"),
+        exported_model(
+            export_meta(bucket, "from_meta/orders.parquet", "parquet"),
+            "select range as id, range * 2 as amount from range(4)",
+            hook="tags=['no_hook']",
+        ),
     )
     project.file(
         "models/sources.yml",
