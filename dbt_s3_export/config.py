@@ -96,6 +96,9 @@ class ExportConfig:
     tags: tuple[tuple[str, str], ...] = ()
     content_type: str | None = None
     enabled: bool = True
+    # Which rows: a SQL filter, and/or only the current incremental batch.
+    where: str | None = None
+    rows: Literal["all", "batch"] = "all"
     # Throughput and memory.
     batch_size: int = 131_072
     part_size_mb: int = 16
@@ -316,6 +319,10 @@ class _Parser:
         enabled = self.flag("enabled")
         if enabled is not None:
             kw["enabled"] = enabled
+        kw["where"] = self.string("where")
+        rows = self.choice("rows", ("all", "batch"))
+        if rows is not None:
+            kw["rows"] = rows
         return ExportConfig(**kw)
 
     def flag(self, option: str) -> bool | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from typing import Any
@@ -156,3 +157,40 @@ def test_run_operation_exports_a_relation_a_model_or_a_source(
         check=False,
     )
     assert "relation must be schema.table or database.schema.table, got 'orders'" in bad.output
+
+
+def test_where_filter_and_incremental_batch(project: DbtProject, s3: Any, bucket: str) -> None:
+    """Three runs of an incremental model: `rows: batch` exports only each run's new rows."""
+    incremental_sql = """
+        select range as id, 'run_' || {{ var('run', 1) }} as loaded_in
+        from range({{ (var('run', 1) - 1) * 3 }}, {{ var('run', 1) * 3 }})
+    """
+    batch_meta = export_meta(bucket, "batch/run.csv", "csv", ", 'rows': 'batch'")
+    where_meta = export_meta(bucket, "where/even.jsonl", "jsonl", ", 'where': 'id % 2 = 0'")
+    project.model(
+        "events",
+        exported_model(
+            f"[{batch_meta}, {where_meta}]", incremental_sql, materialized="incremental"
+        ),
+    )
+    exported: list[list[str]] = []
+    for run in (1, 2, 3):
+        project.dbt("run", "--vars", f"{{run: {run}}}")
+        text = read_object(s3, bucket, "batch/run.csv").decode()
+        exported.append([",".join(row) for row in csv.reader(io.StringIO(text))][1:])
+    assert exported == [
+        ["0,run_1", "1,run_1", "2,run_1"],
+        ["3,run_2", "4,run_2", "5,run_2"],
+        ["6,run_3", "7,run_3", "8,run_3"],
+    ]
+    lines = read_object(s3, bucket, "where/even.jsonl").decode().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [0, 2, 4, 6, 8]
+
+    project.model(
+        "bad_filter",
+        exported_model(
+            export_meta(bucket, "x.csv", "csv", ", 'where': 'no_such_col > 1'"), "select 1 as a"
+        ),
+    )
+    result = project.dbt("run", "--select", "bad_filter", check=False)
+    assert "filtered by option 'where' ('no_such_col > 1')" in result.output
