@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import botocore.session
@@ -84,7 +84,7 @@ class ConnectionSettings:
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
             max_pool_connections=self.max_pool_connections,
-            s3={"addressing_style": self.addressing_style},
+            s3=cast(Any, {"addressing_style": self.addressing_style}),
             user_agent_extra="dbt-s3-export",
         )
 
@@ -126,7 +126,7 @@ class ConnectionSettings:
             metadata=refresh(), refresh_using=refresh, method="sts-assume-role"
         )
         core = botocore.session.get_session()
-        core._credentials = refreshable
+        core._credentials = refreshable  # type: ignore[attr-defined]
         return boto3.Session(botocore_session=core, region_name=self.region)
 
 
