@@ -30,6 +30,8 @@ RESET = "reset"
 DELAY = "delay"
 # Forward the request (it takes effect on the server), then reset without answering.
 DROP_ANSWER = "drop_answer"
+# Forward the request, send the answer's headers and half its body, then reset.
+CUT_ANSWER = "cut_answer"
 # Forward as usual (a rule that lets a counted number of requests through first).
 PASS = "pass"
 # Signal ``FaultProxy.held`` and keep the request until the proxy stops; never forward it.
@@ -197,12 +199,24 @@ class _Handler(socketserver.StreamRequestHandler):
         if rule is not None and rule.action == DROP_ANSWER:
             self._reset()
             return False
+        if rule is not None and rule.action == CUT_ANSWER and len(data) > 1:
+            self._answer(status, reason, out_headers, data, head=False, cut=len(data) // 2)
+            self._reset()
+            return False
         self._answer(status, reason, out_headers, data, head=method == "HEAD")
         return True
 
     def _answer(
-        self, status: int, reason: str, headers: list[tuple[str, str]], data: bytes, *, head: bool
+        self,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        data: bytes,
+        *,
+        head: bool,
+        cut: int | None = None,
     ) -> None:
+        """Send an answer; with ``cut``, only that many bytes of the body."""
         lines = [f"HTTP/1.1 {status} {reason}"]
         for name, value in headers:
             lowered = name.lower()
@@ -211,7 +225,8 @@ class _Handler(socketserver.StreamRequestHandler):
             lines.append(f"{name}: {value}")
         if not head:
             lines.append(f"Content-Length: {len(data)}")
-        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + data)
+        body = data if cut is None else data[:cut]
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         self.wfile.flush()
 
     def _answer_error(self, status: int, code: str) -> None:
@@ -274,6 +289,7 @@ def _forward(
 
 
 __all__: list[Any] = [
+    "CUT_ANSWER",
     "DELAY",
     "DROP_ANSWER",
     "HOLD",

@@ -21,7 +21,7 @@ from .engine import (
     read_rows,
     table,
 )
-from .faultproxy import DELAY, DROP_ANSWER, HOLD, PASS, RESET, STATUS, FaultProxy, Rule
+from .faultproxy import CUT_ANSWER, DELAY, DROP_ANSWER, HOLD, PASS, RESET, STATUS, FaultProxy, Rule
 from .support import S3Server, list_keys, read_object
 
 PREFIX = "events/"
@@ -62,6 +62,7 @@ TRANSIENT = {
     "500 on file PUTs": Rule(STATUS, "PUT", FILE_PUT, times=3, status=500, code="InternalError"),
     "reset mid-body on file PUTs": Rule(RESET, "PUT", FILE_PUT, times=3),
     "reset on the manifest read": Rule(RESET, "GET", MANIFEST, times=1),
+    "manifest answer cut halfway": Rule(CUT_ANSWER, "GET", MANIFEST, times=2),
     "500 on the manifest PUT": Rule(STATUS, "PUT", MANIFEST, times=2, status=500),
     "manifest PUT lands, its answer is lost": Rule(DROP_ANSWER, "PUT", MANIFEST, times=1),
     "503 on listing": Rule(STATUS, "GET", query="list-type=2", times=2),
