@@ -13,6 +13,7 @@ last line of defence.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -205,6 +206,20 @@ class ConnectionSettings:
         return boto3.Session(botocore_session=core, region_name=self.region)
 
 
+class _QuietOwnRefreshFailures(logging.Filter):
+    """Drop botocore's traceback for an AssumeRole refresh we already turned into our error.
+
+    The error itself still propagates and is reported once, with the model and bucket.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, S3ExportError)
+
+
+logging.getLogger("botocore.credentials").addFilter(_QuietOwnRefreshFailures())
+
+
 def describe_sts_error(
     err: Exception, role_arn: str, settings: ConnectionSettings
 ) -> TransferError:
@@ -216,8 +231,8 @@ def describe_sts_error(
         if code in ("AccessDenied", "AccessDeniedException"):
             return AccessDenied(
                 f"cannot assume role {role_arn}: {message}. The role's trust policy must "
-                f"allow the principal of {base} to call "
-                "sts:AssumeRole (and external_id must match what it requires)",
+                f"let the base credentials ({base}) call sts:AssumeRole, their policy must "
+                "allow it, and external_id must match what the role requires",
                 code=code,
             )
         if code in _REJECTED_CODES:

@@ -37,7 +37,10 @@ class Keys:
 
     def env(self) -> dict[str, str]:
         """As the standard AWS environment variables."""
-        env = {"AWS_ACCESS_KEY_ID": self.access_key_id, "AWS_SECRET_ACCESS_KEY": self.secret_access_key}
+        env = {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
         env["AWS_SESSION_TOKEN"] = self.session_token or ""
         return env
 

@@ -77,13 +77,19 @@ def cast(iam_world: IamWorld) -> Cast:
 TABLE = pa.table({"id": [1, 2, 3], "name": ["a", "b", "c"]})
 
 
-def export(cache: ClientCache, cast: Cast, bucket: str, key: str, **options: Any) -> Any:
+@dataclass
+class Exported:
+    config: ExportConfig
+    rows: int
+
+
+def export(cache: ClientCache, cast: Cast, bucket: str, key: str, **options: Any) -> Exported:
     cfg = ExportConfig.parse(
         {"bucket": bucket, "key": key, "file_format": "csv", **options},
         {"endpoint_url": cast.world.endpoint, "region": "us-east-1"},
     )
     client = cache.get(ConnectionSettings.of(cfg))
-    return run_export(cfg, ArrowSource(TABLE), client, model="m")
+    return Exported(cfg, run_export(cfg, ArrowSource(TABLE), client, model="m").rows)
 
 
 # -- settings and parsing, no I/O ---------------------------------------------------------
@@ -157,7 +163,12 @@ def test_a_secret_of_the_wrong_type_is_shown_as_stars(option: str) -> None:
 def test_half_a_key_pair_is_refused_without_echoing_the_half() -> None:
     with pytest.raises(ConfigError) as info:
         ExportConfig.parse(
-            {"bucket": "b-env", "key": "x.csv", "file_format": "csv", "secret_access_key": SECRET_LOOKING}
+            {
+                "bucket": "b-env",
+                "key": "x.csv",
+                "file_format": "csv",
+                "secret_access_key": SECRET_LOOKING,
+            }
         )
     assert "'access_key_id': is missing while secret_access_key is set" in str(info.value)
     assert SECRET_LOOKING not in str(info.value)
@@ -192,10 +203,7 @@ def test_one_client_per_credential_set_shared_by_eight_threads(cast: Cast) -> No
         start.wait()
         try:
             result = export(cache, cast, "b-env", f"threads/{i}.csv", **cast.writer.options())
-            clients.append(cache.get(ConnectionSettings.of(ExportConfig.parse(
-                {"bucket": "b-env", "key": "x.csv", "file_format": "csv", **cast.writer.options()},
-                {"endpoint_url": cast.world.endpoint, "region": "us-east-1"},
-            ))))
+            clients.append(cache.get(ConnectionSettings.of(result.config)))
             assert result.rows == 3
         except BaseException as e:  # collected and re-raised in the test thread
             errors.append(e)
@@ -214,7 +222,11 @@ def test_one_client_per_credential_set_shared_by_eight_threads(cast: Cast) -> No
 
 def test_assumed_role_credentials_refresh_before_they_expire(cast: Cast) -> None:
     cache = ClientCache()
-    options = {**cast.writer.options(), "role_arn": cast.exporter_role, "role_session_name": "refresh-test"}
+    options = {
+        **cast.writer.options(),
+        "role_arn": cast.exporter_role,
+        "role_session_name": "refresh-test",
+    }
     export(cache, cast, "b-role", "refresh/1.csv", **options)
     assert assumed_sessions(cast.world, "refresh-test") == 1
     client = next(iter(cache._clients.values()))
@@ -237,7 +249,14 @@ def test_assumed_role_credentials_refresh_before_they_expire(cast: Cast) -> None
 
 def test_a_role_that_cannot_be_assumed_names_the_role_not_the_keys(cast: Cast) -> None:
     with pytest.raises(AccessDenied) as info:
-        export(ClientCache(), cast, "b-role", "x.csv", **cast.writer.options(), role_arn=cast.locked_role)
+        export(
+            ClientCache(),
+            cast,
+            "b-role",
+            "x.csv",
+            **cast.writer.options(),
+            role_arn=cast.locked_role,
+        )
     message = str(info.value)
     assert f"cannot assume role {cast.locked_role}" in message
     assert "user/writer is not authorized to perform: sts:AssumeRole" in message
@@ -245,7 +264,9 @@ def test_a_role_that_cannot_be_assumed_names_the_role_not_the_keys(cast: Cast) -
     assert cast.writer.access_key_id not in message
 
 
-def test_an_unknown_profile_is_a_clear_error(cast: Cast, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unknown_profile_is_a_clear_error(
+    cast: Cast, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
     with pytest.raises(InvalidCredentials, match="AWS profile 'nope' is not defined"):
@@ -337,7 +358,10 @@ def test_each_credential_failure_names_model_bucket_and_cause(cast: Cast, tmp_pa
     assert not result.ok
 
     expected = {
-        "wrong_secret": ("s3://b-meta", "the secret access key does not belong to the access key id"),
+        "wrong_secret": (
+            "s3://b-meta",
+            "the secret access key does not belong to the access key id",
+        ),
         "unknown_key": ("s3://b-meta", "the access key id is unknown"),
         "bad_token": ("s3://b-role", "the session token is malformed or does not belong"),
         "denied": ("s3://b-locked", "access denied while trying to"),
