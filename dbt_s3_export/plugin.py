@@ -80,13 +80,10 @@ class Plugin(BasePlugin):
     ) -> Iterator[tuple[ExportConfig, ExportResult | None]]:
         """Validate every entry, then export them one by one (yielding before each)."""
         entries = payload["exports"]
-        configs = []
-        in_meta: set[str] = set()
-        for i, entry in enumerate(entries):
-            where = f"model '{model}' s3_export" + (f"[{i}]" if len(entries) > 1 else "")
-            configs.append(ExportConfig.parse(entry, self._defaults, where=where))
-            if isinstance(entry, Mapping):
-                in_meta |= SECRET_OPTIONS & set(entry)
+        # Warn before validating: the meta holds the credentials even if it is invalid.
+        in_meta = {
+            name for entry in entries if isinstance(entry, Mapping) for name in entry
+        } & SECRET_OPTIONS
         if in_meta:
             logger.warning(
                 f"s3_export: model '{model}' has credentials ({', '.join(sorted(in_meta))}) in "
@@ -94,6 +91,10 @@ class Plugin(BasePlugin):
                 "in the profile's dbt_s3_export plugin config with "
                 "env_var('DBT_ENV_SECRET_...') instead, or leave them out and let boto3 find them"
             )
+        configs = []
+        for i, entry in enumerate(entries):
+            where = f"model '{model}' s3_export" + (f"[{i}]" if len(entries) > 1 else "")
+            configs.append(ExportConfig.parse(entry, self._defaults, where=where))
         extra = {
             "invocation_id": payload.get("invocation_id"),
             "unique_id": payload.get("unique_id"),
