@@ -202,8 +202,10 @@ class _Parser:
             raise self.fail(
                 option,
                 f"must be a string, got {type(value).__name__} {self._shown(option)}",
-                "Quote it; a value from env_var() that looks like a number becomes one, "
-                "so write \"{{ env_var('...') | as_text }}\"" if secret else "",
+                "Quote it in YAML (an unquoted 123456789012 is a number, not a string), "
+                "or better, read it with env_var('DBT_ENV_SECRET_...') in the profile"
+                if secret
+                else "",
             )
         if not value and not allow_empty:
             raise self.fail(option, "must not be empty")

@@ -157,7 +157,7 @@ def test_a_secret_of_the_wrong_type_is_shown_as_stars(option: str) -> None:
         ExportConfig.parse(options)
     assert "987654321" not in str(info.value)
     assert f"'{option}': must be a string, got int ***" in str(info.value)
-    assert "as_text" in str(info.value)
+    assert "Quote it in YAML" in str(info.value)
 
 
 def test_half_a_key_pair_is_refused_without_echoing_the_half() -> None:
