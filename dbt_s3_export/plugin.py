@@ -54,7 +54,7 @@ class Plugin(BasePlugin):
         secrets = self._secrets(payload["exports"])
         destination = ""
         try:
-            for cfg, result in self._export_all(model, payload, str(target_config.relation)):
+            for cfg, result in self._export_all(model, payload, target_config.relation):
                 destination = cfg.destination
                 if result is not None:
                     logger.info(result.summary())
@@ -76,7 +76,7 @@ class Plugin(BasePlugin):
         return found
 
     def _export_all(
-        self, model: str, payload: Mapping[str, Any], relation: str
+        self, model: str, payload: Mapping[str, Any], relation: Any
     ) -> Iterator[tuple[ExportConfig, ExportResult | None]]:
         """Validate every entry, then export them one by one (yielding before each)."""
         entries = payload["exports"]
@@ -99,9 +99,18 @@ class Plugin(BasePlugin):
             "invocation_id": payload.get("invocation_id"),
             "unique_id": payload.get("unique_id"),
         }
-        source = DuckDBSource(self._cursor(), relation)
+        cursor = self._cursor()
         for cfg in configs:
             yield cfg, None
+            if not cfg.enabled:
+                logger.info(f"s3_export: {model} -> {cfg.destination}: skipped (enabled: false)")
+                continue
+            source = DuckDBSource(cursor, str(relation), cfg.where)
+            if cfg.rows == "batch":
+                batch = source.batch_relation(relation.identifier)
+                if batch is not None:
+                    source = DuckDBSource(cursor, batch, cfg.where)
+                    logger.info(f"s3_export: {model}: exporting this run's incremental batch only")
             client = self._clients.get(ConnectionSettings.of(cfg))
             yield cfg, run_export(cfg, source, client, model=model, extra_manifest=extra)
 

@@ -5,7 +5,7 @@
   is by name, not by the list of known options, so a misspelt credential option
   (which the plugin rejects later) is hidden too: anything with secret, token,
   pass, credential or auth in its name, external_id, and any name holding "key"
-  other than the object `key` itself.
+  other than the object `key` and the (public) `sse_kms_key_id`.
 -#}
 {% macro _render_export_statement(relation, entry) %}
   {%- set shown = {} -%}
@@ -13,7 +13,7 @@
     {%- set lowered = name | string | lower -%}
     {%- if 'secret' in lowered or 'token' in lowered or 'pass' in lowered
           or 'credential' in lowered or 'auth' in lowered or 'external' in lowered
-          or ('key' in lowered and lowered != 'key') -%}
+          or ('key' in lowered and lowered not in ('key', 'sse_kms_key_id')) -%}
       {%- do shown.update({name: '***'}) -%}
     {%- else -%}
       {%- do shown.update({name: value}) -%}
