@@ -248,7 +248,7 @@ class _Parser:
             raise self.fail(
                 option,
                 f"must be a string, got {type(value).__name__} {self._shown(option)}",
-                "Quote it in YAML (an unquoted 123456789012 is a number, not a string), "
+                "Quote it in YAML (unquoted digits are a number there, not a string), "
                 "or better, read it with env_var('DBT_ENV_SECRET_...') in the profile"
                 if secret
                 else "",
