@@ -84,7 +84,14 @@ class Plugin(BasePlugin):
         in_meta = {
             name for entry in entries if isinstance(entry, Mapping) for name in entry
         } & SECRET_OPTIONS
-        if in_meta:
+        if in_meta and payload.get("unique_id") is None:
+            logger.warning(
+                f"s3_export: the export of '{model}' was given credentials "
+                f"({', '.join(sorted(in_meta))}) in --args, which shell history and dbt's logs "
+                "may keep. Put them in the profile's dbt_s3_export plugin config with "
+                "env_var('DBT_ENV_SECRET_...') instead, or leave them out and let boto3 find them"
+            )
+        elif in_meta:
             logger.warning(
                 f"s3_export: model '{model}' has credentials ({', '.join(sorted(in_meta))}) in "
                 "its meta, and dbt stores meta in plain text in target/manifest.json. Put them "
