@@ -49,6 +49,13 @@ COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
 
 # Option names whose values are credentials: never logged, rendered or echoed.
 SECRET_OPTIONS = frozenset({"access_key_id", "secret_access_key", "session_token", "external_id"})
+# Options that only make sense together. When a model's meta sets any option of a
+# group, the profile's values for that whole group are dropped, so meta keys
+# replace a profile's profile_name (and vice versa) instead of clashing with it.
+CREDENTIAL_GROUPS = (
+    frozenset({"profile_name", "access_key_id", "secret_access_key", "session_token"}),
+    frozenset({"role_arn", "external_id", "role_session_name"}),
+)
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
@@ -169,7 +176,12 @@ class ExportConfig:
                 "Write s3_export as a dict such as {bucket: ..., key: ..., file_format: ...}",
             )
         check_option_names(options, where=where)
-        merged: dict[str, Any] = {**(defaults or {}), **options}
+        merged: dict[str, Any] = dict(defaults or {})
+        for group in CREDENTIAL_GROUPS:
+            if group & options.keys():
+                for name in group:
+                    merged.pop(name, None)
+        merged.update(options)
         _expand_to(merged, options, where)
         return _Parser(merged, where).build()
 
@@ -232,8 +244,14 @@ class _Parser:
             return None
         value = self.raw[option]
         if not isinstance(value, str):
+            secret = option in SECRET_OPTIONS
             raise self.fail(
-                option, f"must be a string, got {type(value).__name__} {self._shown(option)}"
+                option,
+                f"must be a string, got {type(value).__name__} {self._shown(option)}",
+                "Quote it in YAML (unquoted digits are a number there, not a string), "
+                "or better, read it with env_var('DBT_ENV_SECRET_...') in the profile"
+                if secret
+                else "",
             )
         if not value and not allow_empty:
             raise self.fail(option, "must not be empty")
@@ -499,9 +517,8 @@ class _Parser:
         has_id = kw.get("access_key_id") is not None
         has_secret = kw.get("secret_access_key") is not None
         if has_id != has_secret:
-            given, missing = (
-                ("access_key_id", "secret_access_key") if has_id else ("secret_access_key", "access_key_id")
-            )
+            pair = ("access_key_id", "secret_access_key")
+            given, missing = pair if has_id else pair[::-1]
             raise self.fail(missing, f"is missing while {given} is set", "Give both or neither")
         if kw.get("session_token") is not None and not has_id:
             raise self.fail(

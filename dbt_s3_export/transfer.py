@@ -53,6 +53,14 @@ _CREDENTIAL_CODES = {
     "TokenRefreshRequired",
     "InvalidClientTokenId",
 }
+_CREDENTIAL_CAUSES = {
+    "InvalidAccessKeyId": "the access key id is unknown",
+    "InvalidClientTokenId": "the access key id is unknown",
+    "SignatureDoesNotMatch": "the secret access key does not belong to the access key id",
+    "ExpiredToken": "the session token has expired; get fresh temporary credentials",
+    "TokenRefreshRequired": "the session token has expired; get fresh temporary credentials",
+    "InvalidToken": "the session token is malformed or does not belong to the access key id",
+}
 
 
 def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
@@ -68,10 +76,11 @@ def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
                 code=code,
             )
         if code in _CREDENTIAL_CODES:
+            cause = _CREDENTIAL_CAUSES.get(code, "the credentials are not valid")
             return InvalidCredentials(
-                f"S3 rejected the credentials while trying to {what} in {where}: {code}: "
-                f"{message}. Check access_key_id/secret_access_key/session_token or the "
-                "profile the export uses",
+                f"S3 rejected the credentials while trying to {what} in {where}: {cause} "
+                f"({code}: {message}). Check access_key_id/secret_access_key/session_token, "
+                "the profile or the role the export uses",
                 code=code,
             )
         if code in ("AccessDenied", "403", "AllAccessDisabled", "AccessDeniedException"):

@@ -231,7 +231,8 @@ def test_dbt_run_shows_one_line_causes(tmp_path: Any, bucket: str, s3_server: S3
     missing = [line for line in lines if "s3_export failed for model 'missing_bucket'" in line]
     assert len(missing) == 1, result.output
     assert missing[0].strip() == (
-        "s3_export failed for model 'missing_bucket': bucket 'no-such-bucket' does not exist "
+        "s3_export failed for model 'missing_bucket' exporting to s3://no-such-bucket/out/: "
+        "bucket 'no-such-bucket' does not exist "
         f"(write {_first_key(missing[0])}). Create it or fix 'bucket'"
     )
     unreachable = [line for line in lines if "s3_export failed for model 'unreachable'" in line]
