@@ -99,7 +99,7 @@ def duckdb_read(
     if fmt == "parquet":
         sql = f"select * from read_parquet({pattern}, {hive})"
     elif fmt == "csv":
-        sql = f"select * from read_csv({pattern}, {hive}, all_varchar = true)"
+        sql = f"select * from read_csv({pattern}, {hive}, all_varchar = true, allow_quoted_nulls = false)"
     else:
         columns = ""
         if file_types:
@@ -130,14 +130,36 @@ def pyarrow_partitioning(schema: pa.Schema, cols: list[str]) -> ds.Partitioning:
     return ds.partitioning(pa.schema(fields), flavor="hive")
 
 
+def json_schema(schema: pa.Schema) -> pa.Schema:
+    """The model's types, with temporal values read as text (parsed when compared).
+
+    Without it pyarrow infers each file's types on its own (a date-like string
+    becomes a timestamp, a large integer a double).
+    """
+
+    def loose(typ: pa.DataType) -> pa.DataType:
+        if pa.types.is_temporal(typ):
+            return pa.string()
+        if pa.types.is_list(typ):
+            return pa.list_(loose(typ.value_type))
+        if pa.types.is_struct(typ):
+            return pa.struct([pa.field(f.name, loose(f.type)) for f in typ])
+        return typ
+
+    return pa.schema([pa.field(f.name, loose(f.type)) for f in schema])
+
+
 def pyarrow_read(
     fs: pafs.S3FileSystem,
     bucket: str,
     prefix: str,
     fmt: str,
     partitioning: ds.Partitioning,
-    csv_columns: list[str],
+    file_schema: pa.Schema,
 ) -> pa.Table:
+    """Read a partitioned prefix from the S3 server the way the README shows for pyarrow."""
+    csv_columns = file_schema.names
+    json_options = pajson.ParseOptions(explicit_schema=json_schema(file_schema))
     base = f"{bucket}/{prefix.rstrip('/')}"
     if fmt == "json":
         # pyarrow's JSON reader takes line-delimited JSON only: decode the paths with
@@ -148,11 +170,15 @@ def pyarrow_read(
             if info.type != pafs.FileType.File or not DATA_FILE.search(info.path):
                 continue
             with fs.open_input_stream(info.path) as f:
-                rows = json.loads(f.read())
-            lines = "\n".join(json.dumps(r) for r in rows).encode()
-            table = pajson.read_json(pa.BufferReader(lines)) if rows else None
-            if table is None:
+                text = f.read().decode()
+            # The export writes one object per line between "[" and "]"; keep the
+            # numbers' text as it is (json.loads would round large decimals).
+            assert isinstance(json.loads(text), list)
+            objects = [line.rstrip(",") for line in text.splitlines()[1:-1]]
+            if not objects:
                 continue
+            lines = "\n".join(objects).encode()
+            table = pajson.read_json(pa.BufferReader(lines), parse_options=json_options)
             # parse() takes the file's path below the base, file name included.
             keys = ds.get_partition_keys(partitioning.parse(info.path[len(base) :]))
             for field in partitioning.schema:
@@ -160,7 +186,9 @@ def pyarrow_read(
                 table = table.append_column(field, pa.array([value] * table.num_rows, field.type))
             tables.append(table)
         return pa.concat_tables(tables, promote_options="permissive")
-    file_format: Any = "json" if fmt == "jsonl" else fmt
+    file_format: Any = fmt
+    if fmt == "jsonl":
+        file_format = ds.JsonFileFormat(parse_options=json_options)
     if fmt == "csv":
         # File columns as text, an unquoted empty field as NULL and "" as the empty
         # string; the comparison then parses the text with the model's types.
@@ -171,7 +199,13 @@ def pyarrow_read(
                 quoted_strings_can_be_null=False,
             )
         )
-    dataset = ds.dataset(base, filesystem=fs, format=file_format, partitioning=partitioning)
+    schema = None
+    if fmt == "jsonl":
+        # The dataset takes its schema from the first file unless it is given one.
+        schema = pa.schema([*json_options.explicit_schema, *partitioning.schema])
+    dataset = ds.dataset(
+        base, filesystem=fs, format=file_format, partitioning=partitioning, schema=schema
+    )
     return dataset.to_table()
 
 
@@ -293,7 +327,9 @@ def test_nasty_string_partitions_read_back_by_duckdb_and_pyarrow(
 
     partitioning = pyarrow_partitioning(table.schema, ["p", "q"])
     got = normalise(
-        pyarrow_read(pyarrow_fs(s3_server), bucket, "nasty/", fmt, partitioning, ["id", "v"]),
+        pyarrow_read(
+            pyarrow_fs(s3_server), bucket, "nasty/", fmt, partitioning, table.schema.remove(1).remove(1)
+        ),
         types,
         "id",
     )
@@ -377,7 +413,7 @@ def test_max_rows_per_file_splits_large_partitions(
 def test_thousands_of_partitions_one_file_each(
     s3_server: S3Server, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
-    n_parts, per_part = 1_200, 3
+    n_parts, per_part = 1_000, 3
     ids = list(range(n_parts * per_part))
     table = pa.table(
         {
@@ -433,3 +469,148 @@ def test_nested_partition_column_is_refused(s3_server: S3Server, bucket: str) ->
     client = ClientCache().get(ConnectionSettings.of(cfg))
     with pytest.raises(PartitionError, match="partition column 'tags' has type list"):
         run_export(cfg, DuckDBSource(con, "t"), client, model="nested")
+
+
+# --- through dbt --------------------------------------------------------------
+
+HOOK = "post_hook='{{ dbt_s3_export.export_to_s3() }}'"
+PARTITION_COLS = ["p_str", "p_int", "p_date", "p_ts", "p_tstz", "p_bool", "p_dbl", "p_dec"]
+
+
+def sql_text(value: str | None) -> str:
+    return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
+
+
+def wide_model_sql() -> str:
+    """About 30 columns of mixed types; one row per nasty partition string, plus NULLs."""
+    rows = []
+    for i, text in enumerate(NASTY):
+        sign = -1 if i % 2 else 1
+        rows.append(
+            ", ".join(
+                [
+                    str(i),
+                    f"{sign * (i % 127)}::TINYINT",
+                    f"{sign * i * 250}::SMALLINT",
+                    f"{sign * i * 70_000}::INTEGER",
+                    f"{sign * (9_007_199_254_740_993 - i)}::BIGINT",
+                    f"{i * 2}::UTINYINT",
+                    f"{4_000_000_000 - i}::UINTEGER",
+                    f"{18_446_744_073_709_551_615 - i}::UBIGINT",
+                    f"{sign * (10**37 + i)}::HUGEINT",
+                    f"{sign * i}.{i:02d}::DECIMAL(10,2)",
+                    f"{sign * (12_345_678_901_234_567_890 + i)}.0123456789::DECIMAL(38,10)",
+                    f"{sign * i}.1::FLOAT",
+                    f"{sign * i}e{i - 16}::DOUBLE",
+                    f"DATE '2024-01-01' + {i * 37}",
+                    f"TIMESTAMP '2024-02-29 23:59:59.123456' + INTERVAL {i} HOUR",
+                    f"TIMESTAMPTZ '2024-03-31 01:30:00+02' + INTERVAL {i * 7} MINUTE",
+                    f"epoch_ms({1_700_000_000_000 + i * 1001})",
+                    f"TIME '00:00:01' + INTERVAL {i * 1234} SECOND",
+                    "true" if i % 3 == 0 else "false",
+                    sql_text(text),
+                    sql_text(NASTY[-1 - i]),
+                    f"[{i}, {-i}, NULL]",
+                    f"[{sql_text(text)}, 'x']",
+                    f"{{'a': {i}, 'b': {sql_text(text)}}}",
+                    f"[{{'k': {sign * i}.5, 'd': DATE '2000-01-01' + {i}}}]",
+                    f"'00000000-0000-0000-0000-{i:012d}'::UUID",
+                    # partition columns
+                    sql_text(text),
+                    f"{sign * (i % 5) * 1_000_000_007}::BIGINT",
+                    f"DATE '1999-12-31' + {i % 4 * 400}",
+                    f"TIMESTAMP '2024-01-01 12:34:56' + INTERVAL {i % 3 * 1500} MILLISECOND",
+                    f"TIMESTAMPTZ '2024-06-30 23:00:00+00' + INTERVAL {i % 2} HOUR",
+                    "true" if i % 2 else "false",
+                    ["-1.5", "0.1", "1e300", "'nan'", "'-inf'", "-0.000123"][i % 6] + "::DOUBLE",
+                    f"{sign * (i % 4)}.25::DECIMAL(10,2)",
+                ]
+            )
+        )
+    n = len(NASTY)
+    nulls = ["NULL"] * 33
+    rows.append(", ".join([str(n), *nulls]))
+    nulls[25] = "''"  # p_str: the empty string with everything else NULL
+    rows.append(", ".join([str(n + 1), *nulls]))
+    columns = (
+        "id, c_tinyint, c_smallint, c_int, c_bigint, c_utinyint, c_uint, c_ubigint, c_hugeint,"
+        " c_dec, c_dec38, c_float, c_double, c_date, c_ts, c_tstz, c_ts_ms, c_time, c_bool,"
+        " c_str, c_str2, c_ints, c_strs, c_struct, c_structs, c_uuid, "
+        + ", ".join(PARTITION_COLS)
+    )
+    body = ",\n    ".join(f"({r})" for r in rows)
+    return "select * from (values\n    " + body + f"\n) t({columns})"
+
+
+def exporting_model(bucket: str, key: str, fmt: str, extra: str = "", ref: str = "wide") -> str:
+    meta = f"{{'bucket': '{bucket}', 'key': '{key}', 'file_format': '{fmt}'{extra}}}"
+    config = f"materialized='table', meta={{'s3_export': {meta}}}, {HOOK}"
+    return "{{ config(" + config + ") }}\nselect * from {{ ref('" + ref + "') }}\n"
+
+
+@pytest.fixture(scope="module")
+def wide_run(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> dict[str, Any]:
+    """One dbt run exporting the wide model, partitioned, in every format."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    bucket = "partitioned-exports"
+    s3.create_bucket(Bucket=bucket)
+    project = DbtProject(tmp_path_factory.mktemp("wide"), s3_server.endpoint, threads=2)
+    project.model("wide", wide_model_sql())
+    cols = "[" + ", ".join(f"'{c}'" for c in PARTITION_COLS) + "]"
+    for fmt in FORMATS:
+        project.model(
+            f"wide_{fmt}",
+            exporting_model(bucket, f"lake/wide_{fmt}", fmt, f", 'partition_cols': {cols}"),
+        )
+    result = project.dbt("run")
+    return {"project": project, "s3": s3, "bucket": bucket, "output": result.output}
+
+
+@pytest.mark.dbt
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_wide_model_partitioned_reads_back_exactly(
+    fmt: str, wide_run: dict[str, Any], s3_server: S3Server, tmp_path: Path
+) -> None:
+    project: DbtProject = wide_run["project"]
+    s3, bucket = wide_run["s3"], wide_run["bucket"]
+    model = f"wide_{fmt}"
+    prefix = f"lake/{model}/"
+    with duckdb.connect(str(project.database), read_only=True) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        types = model_types(con, f"main.{model}")
+        want = [tuple(canonical(v) for v in row) for row in con.execute(
+            f"select * from main.{model} order by id"
+        ).fetchall()]
+        arrow_schema = con.sql(f"select * from main.{model} limit 0").to_arrow_table().schema
+    assert len(types) >= 30
+    keys = list_keys(s3, bucket, prefix)
+    data_keys = [k for k in keys if DATA_FILE.search(k)]
+    assert len(data_keys) == len({k.rsplit("/", 1)[0] for k in data_keys})  # one file each
+    assert all(k.startswith(prefix + "p_str=") for k in data_keys)
+    columns = list(types)
+
+    hive_types = {c: types[c] for c in PARTITION_COLS}
+    file_types = {c: t for c, t in types.items() if c not in PARTITION_COLS}
+    root = download(s3, bucket, prefix, tmp_path)
+    con = duckdb.connect()
+    got = normalise(duckdb_read(con, root, fmt, hive_types, file_types), types, "id")
+    assert_same_rows(got, want, columns, f"duckdb {fmt}")
+
+    partitioning = pyarrow_partitioning(arrow_schema, PARTITION_COLS)
+    file_schema = pa.schema([f for f in arrow_schema if f.name not in PARTITION_COLS])
+    table = pyarrow_read(pyarrow_fs(s3_server), bucket, prefix, fmt, partitioning, file_schema)
+    got = normalise(table, types, "id")
+    p_str = columns.index("p_str")
+    want_pa = [
+        tuple(None if i == p_str and v == SENTINEL else v for i, v in enumerate(row))
+        for row in want
+    ]
+    assert_same_rows(got, want_pa, columns, f"pyarrow {fmt}")
