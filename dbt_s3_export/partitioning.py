@@ -75,6 +75,9 @@ def value_text(array: pa.Array, index: int) -> str | None:
     one = array.slice(index, 1)
     if pa.types.is_dictionary(one.type):
         one = one.dictionary_decode()
+    if pa.types.is_timestamp(one.type) and one.type.tz is not None:
+        # Arrow renders zoned values in their zone ("+0100"); UTC ("Z") every reader parses.
+        one = one.cast(pa.timestamp(one.type.unit, tz="UTC"))
     text = pc.cast(one, pa.string())[0].as_py()
     assert isinstance(text, str)
     if pa.types.is_timestamp(one.type) or pa.types.is_time(one.type):

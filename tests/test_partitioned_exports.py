@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.csv  # noqa: F401  (pa.csv)
+import pyarrow.csv
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.json as pajson
@@ -99,13 +99,15 @@ def duckdb_read(
     if fmt == "parquet":
         sql = f"select * from read_parquet({pattern}, {hive})"
     elif fmt == "csv":
-        sql = f"select * from read_csv({pattern}, {hive}, all_varchar = true, allow_quoted_nulls = false)"
+        # Text in, parsed with the model's types later; "" is the empty string, not NULL.
+        text = "all_varchar = true, allow_quoted_nulls = false"
+        sql = f"select * from read_csv({pattern}, {hive}, {text})"
     else:
         columns = ""
         if file_types:
-            columns = ", columns = {" + ", ".join(
-                f"'{k}': '{v}'" for k, v in file_types.items()
-            ) + "}"
+            columns = (
+                ", columns = {" + ", ".join(f"'{k}': '{v}'" for k, v in file_types.items()) + "}"
+            )
         json_format = "array" if fmt == "json" else "newline_delimited"
         sql = f"select * from read_json({pattern}, {hive}, format = '{json_format}'{columns})"
     return con.sql(sql).to_arrow_table()
@@ -239,9 +241,7 @@ def normalise(table: pa.Table, types: dict[str, str], order_by: str) -> list[tup
         else:
             expr = f"CAST({col} AS {target})"
         exprs.append(f"{expr} AS {col}")
-    rows = con.execute(
-        f"select {', '.join(exprs)} from readback order by \"{order_by}\""
-    ).fetchall()
+    rows = con.execute(f'select {", ".join(exprs)} from readback order by "{order_by}"').fetchall()
     con.close()
     return [tuple(canonical(v) for v in row) for row in rows]
 
@@ -328,7 +328,12 @@ def test_nasty_string_partitions_read_back_by_duckdb_and_pyarrow(
     partitioning = pyarrow_partitioning(table.schema, ["p", "q"])
     got = normalise(
         pyarrow_read(
-            pyarrow_fs(s3_server), bucket, "nasty/", fmt, partitioning, table.schema.remove(1).remove(1)
+            pyarrow_fs(s3_server),
+            bucket,
+            "nasty/",
+            fmt,
+            partitioning,
+            table.schema.remove(1).remove(1),
         ),
         types,
         "id",
@@ -403,10 +408,14 @@ def test_max_rows_per_file_splits_large_partitions(
     assert len(keys) == 4
     assert len({k.rsplit("/", 1)[1] for k in keys}) == 4  # file names unique across the export
     root = download(s3, bucket, "split/", tmp_path)
-    rows = duckdb.connect().sql(
-        f"select id, big from read_json('{root}/*=*/**/*.jsonl', hive_partitioning = true)"
-        " order by id"
-    ).fetchall()
+    rows = (
+        duckdb.connect()
+        .sql(
+            f"select id, big from read_json('{root}/*=*/**/*.jsonl', hive_partitioning = true)"
+            " order by id"
+        )
+        .fetchall()
+    )
     assert rows == [(i, "big" if i < 2_300 else "small") for i in range(n)]
 
 
@@ -535,8 +544,7 @@ def wide_model_sql() -> str:
     columns = (
         "id, c_tinyint, c_smallint, c_int, c_bigint, c_utinyint, c_uint, c_ubigint, c_hugeint,"
         " c_dec, c_dec38, c_float, c_double, c_date, c_ts, c_tstz, c_ts_ms, c_time, c_bool,"
-        " c_str, c_str2, c_ints, c_strs, c_struct, c_structs, c_uuid, "
-        + ", ".join(PARTITION_COLS)
+        " c_str, c_str2, c_ints, c_strs, c_struct, c_structs, c_uuid, " + ", ".join(PARTITION_COLS)
     )
     body = ",\n    ".join(f"({r})" for r in rows)
     return "select * from (values\n    " + body + f"\n) t({columns})"
@@ -586,9 +594,10 @@ def test_wide_model_partitioned_reads_back_exactly(
     with duckdb.connect(str(project.database), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
         types = model_types(con, f"main.{model}")
-        want = [tuple(canonical(v) for v in row) for row in con.execute(
-            f"select * from main.{model} order by id"
-        ).fetchall()]
+        want = [
+            tuple(canonical(v) for v in row)
+            for row in con.execute(f"select * from main.{model} order by id").fetchall()
+        ]
         arrow_schema = con.sql(f"select * from main.{model} limit 0").to_arrow_table().schema
     assert len(types) >= 30
     keys = list_keys(s3, bucket, prefix)
