@@ -623,3 +623,63 @@ def test_wide_model_partitioned_reads_back_exactly(
         for row in want
     ]
     assert_same_rows(got, want_pa, columns, f"pyarrow {fmt}")
+
+
+BAD_PARTITIONS = {
+    "part_missing": (
+        "['region', 'v']",
+        "select 1 as id, 'x' as v, 2 as amount",
+        "partition column 'region' not in the model; its columns are: id, v, amount. "
+        "Fix 'partition_cols'",
+    ),
+    "part_everything": (
+        "['id', 'v']",
+        "select 1 as id, 'x' as v",
+        "every column of the model is a partition column",
+    ),
+    "part_twice": (
+        "['v', 'id', 'v']",
+        "select 1 as id, 'x' as v, 2 as amount",
+        "option 'partition_cols': names column 'v' twice. List each partition column once",
+    ),
+    "part_nested": (
+        "['tags']",
+        "select 1 as id, [1, 2] as tags",
+        "partition column 'tags' has type list",
+    ),
+    "part_bad_name": (
+        "['_v']",
+        "select 1 as id, 'x' as _v",
+        "column name '_v' starts with '_'",
+    ),
+}
+
+
+def failure_sections(output: str) -> dict[str, str]:
+    """dbt's end-of-run summary, one block of text per failed model."""
+    sections: dict[str, str] = {}
+    for block in output.split("Failure in model ")[1:]:
+        sections[block.split(" ", 1)[0]] = block
+    return sections
+
+
+@pytest.mark.dbt
+def test_bad_partition_columns_fail_each_model_clearly(
+    project: DbtProject, s3: Any, bucket: str
+) -> None:
+    for name, (cols, sql, _) in BAD_PARTITIONS.items():
+        meta = f"{{'bucket': '{bucket}', 'key': '{name}/', 'file_format': 'csv', "
+        meta += f"'partition_cols': {cols}}}"
+        config = f"materialized='table', meta={{'s3_export': {meta}}}, {HOOK}"
+        project.model(name, "{{ config(" + config + ") }}\n" + sql)
+    result = project.dbt("run", check=False)
+    assert not result.ok
+    assert f"ERROR={len(BAD_PARTITIONS)}" in result.output
+    sections = failure_sections(result.output)
+    assert sorted(sections) == sorted(BAD_PARTITIONS)
+    for name, (_, _, message) in BAD_PARTITIONS.items():
+        text = " ".join(sections[name].split())  # dbt wraps long lines
+        assert f"model '{name}'" in text, name
+        assert message in text, (name, text)
+    assert "Traceback" not in result.output
+    assert list_keys(s3, bucket) == []
