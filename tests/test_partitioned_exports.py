@@ -26,6 +26,7 @@ import pytest
 
 from dbt_s3_export import ArrowSource, DuckDBSource, ExportConfig, PartitionError, run_export
 from dbt_s3_export.credentials import ClientCache, ConnectionSettings
+from dbt_s3_export.transfer import ObjectSink, Uploader
 
 from .support import DbtProject, S3Server, list_keys
 
@@ -420,8 +421,24 @@ def test_max_rows_per_file_splits_large_partitions(
 
 
 def test_thousands_of_partitions_one_file_each(
-    s3_server: S3Server, s3: Any, bucket: str, tmp_path: Path
+    s3_server: S3Server, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Count files opened and not yet committed: the export keeps at most one.
+    open_now, most_open = set(), [0]
+    real_open, real_commit = Uploader.open, ObjectSink.commit
+
+    def counting_open(self: Uploader, key: str, content_type: str) -> ObjectSink:
+        open_now.add(key)
+        most_open[0] = max(most_open[0], len(open_now))
+        return real_open(self, key, content_type)
+
+    def counting_commit(self: ObjectSink, *, wait: bool = False) -> None:
+        open_now.discard(self.key)
+        real_commit(self, wait=wait)
+
+    monkeypatch.setattr(Uploader, "open", counting_open)
+    monkeypatch.setattr(ObjectSink, "commit", counting_commit)
+
     n_parts, per_part = 1_000, 3
     ids = list(range(n_parts * per_part))
     table = pa.table(
@@ -437,6 +454,7 @@ def test_thousands_of_partitions_one_file_each(
     )
     assert len(result.files) == n_parts
     assert result.rows == len(ids)
+    assert most_open == [1] and not open_now
     keys = [k for k in list_keys(s3, bucket, "many/") if DATA_FILE.search(k)]
     assert len(keys) == n_parts
     assert len({k.rsplit("/", 1)[0] for k in keys}) == n_parts
