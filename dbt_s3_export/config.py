@@ -20,6 +20,18 @@ FileFormat = Literal["csv", "parquet", "json", "jsonl"]
 Mode = Literal["replace"]
 Compression = Literal["none", "gzip", "zstd", "snappy", "lz4", "brotli"]
 
+SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
+STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "EXPRESS_ONEZONE",
+)
 FILE_FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "json", "jsonl")
 MODES: tuple[Mode, ...] = ("replace",)
 
@@ -76,6 +88,17 @@ class ExportConfig:
     compression: Compression | None = None
     compression_level: int | None = None
     row_group_size: int = 1_000_000
+    # Object attributes applied to every file the export writes.
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    storage_class: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    content_type: str | None = None
+    enabled: bool = True
+    # Which rows: a SQL filter, and/or only the current incremental batch.
+    where: str | None = None
+    rows: Literal["all", "batch"] = "all"
     # Throughput and memory.
     batch_size: int = 131_072
     part_size_mb: int = 16
@@ -127,7 +150,7 @@ class ExportConfig:
 
     @classmethod
     def option_names(cls) -> frozenset[str]:
-        return frozenset(f.name for f in fields(cls))
+        return frozenset(f.name for f in fields(cls)) | {"to"}
 
     @classmethod
     def parse(
@@ -147,7 +170,30 @@ class ExportConfig:
             )
         check_option_names(options, where=where)
         merged: dict[str, Any] = {**(defaults or {}), **options}
+        _expand_to(merged, options, where)
         return _Parser(merged, where).build()
+
+
+def _expand_to(merged: dict[str, Any], options: Mapping[str, Any], where: str) -> None:
+    """``to: s3://bucket/key`` is shorthand for ``bucket`` + ``key``; they must agree."""
+    to = merged.pop("to", None)
+    if to is None:
+        return
+    if not isinstance(to, str) or not to.startswith("s3://") or "/" not in to[5:]:
+        raise ConfigError(
+            where, "to", f"must look like s3://bucket/key, got {to!r}", "For example s3://my-bucket/orders/"
+        )
+    bucket, key = to[5:].split("/", 1)
+    for name, value in (("bucket", bucket), ("key", key)):
+        given = options.get(name)
+        if given is not None and given != value:
+            raise ConfigError(
+                where,
+                name,
+                f"is {given!r} but 'to' ({to!r}) says {value!r}",
+                "Give either 'to' or 'bucket' and 'key', not both",
+            )
+        merged[name] = value
 
 
 def check_option_names(options: Mapping[str, Any], *, where: str) -> None:
@@ -298,7 +344,58 @@ class _Parser:
                 kw[name] = number
         kw["key"] = self.key(kw)
         self.credentials(kw)
+        self.object_attributes(kw)
+        enabled = self.flag("enabled")
+        if enabled is not None:
+            kw["enabled"] = enabled
+        kw["where"] = self.string("where")
+        rows = self.choice("rows", ("all", "batch"))
+        if rows is not None:
+            kw["rows"] = rows
         return ExportConfig(**kw)
+
+    def flag(self, option: str) -> bool | None:
+        """A boolean that may arrive as text, as Jinja-rendered YAML config does."""
+        value = self.raw.get(option)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        return self.boolean(option)
+
+    def string_map(self, option: str) -> tuple[tuple[str, str], ...]:
+        value = self.raw.get(option)
+        if value is None:
+            return ()
+        if not isinstance(value, Mapping):
+            raise self.fail(
+                option, f"must be a mapping of names to text, got {type(value).__name__} {value!r}"
+            )
+        pairs = []
+        for name, item in value.items():
+            if not isinstance(name, str) or not name or not isinstance(item, (str, int, float)):
+                raise self.fail(option, f"entry {name!r}: {item!r} must be a name and a text value")
+            pairs.append((name, str(item)))
+        return tuple(sorted(pairs))
+
+    def object_attributes(self, kw: dict[str, Any]) -> None:
+        sse = self.string("sse")
+        if sse is not None and sse not in SSE_MODES:
+            raise self.fail("sse", f"must be one of {', '.join(SSE_MODES)}, got {sse!r}")
+        kw["sse"] = sse
+        kw["sse_kms_key_id"] = self.string("sse_kms_key_id")
+        if kw["sse_kms_key_id"] is not None and not (sse or "").startswith("aws:kms"):
+            raise self.fail("sse_kms_key_id", "needs sse: aws:kms", "Set sse: aws:kms as well")
+        storage_class = self.string("storage_class")
+        if storage_class is not None and storage_class.upper() not in STORAGE_CLASSES:
+            raise self.fail(
+                "storage_class",
+                f"must be one of {', '.join(STORAGE_CLASSES)}, got {storage_class!r}",
+            )
+        kw["storage_class"] = storage_class.upper() if storage_class else None
+        kw["metadata"] = self.string_map("metadata")
+        kw["tags"] = self.string_map("tags")
+        if len(kw["tags"]) > 10:
+            raise self.fail("tags", f"has {len(kw['tags'])} tags; S3 allows at most 10 per object")
+        kw["content_type"] = self.string("content_type")
 
     def _missing(self, option: str, fix: str) -> Any:
         raise self.fail(option, "is required but missing", fix)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import pyarrow as pa
 from botocore.exceptions import BotoCoreError, ClientError
@@ -108,6 +109,36 @@ def _human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def file_content_type(cfg: ExportConfig) -> str:
+    """The format's media type; a compressed text file is a gzip or zstd file.
+
+    Content-Encoding is left unset on purpose: with it, HTTP clients would
+    silently decompress a ``.csv.gz`` download and save plain text under a
+    ``.gz`` name.
+    """
+    if cfg.content_type:
+        return cfg.content_type
+    if cfg.file_format != "parquet" and cfg.codec in ("gzip", "zstd"):
+        return f"application/{cfg.codec}"
+    return content_type(cfg.file_format)
+
+
+def object_args(cfg: ExportConfig) -> dict[str, Any]:
+    """S3 request arguments every object of the export gets."""
+    args: dict[str, Any] = {}
+    if cfg.sse:
+        args["ServerSideEncryption"] = cfg.sse
+    if cfg.sse_kms_key_id:
+        args["SSEKMSKeyId"] = cfg.sse_kms_key_id
+    if cfg.storage_class:
+        args["StorageClass"] = cfg.storage_class
+    if cfg.metadata:
+        args["Metadata"] = dict(cfg.metadata)
+    if cfg.tags:
+        args["Tagging"] = urlencode(cfg.tags)
+    return args
+
+
 def check_columns(cfg: ExportConfig, columns: Sequence[str], where: str) -> None:
     """Partition columns must exist and leave at least one column for the files."""
     missing = [c for c in cfg.partition_cols if c not in columns]
@@ -166,7 +197,7 @@ class _FileRoller:
     def _open(self, path: str) -> None:
         key = self._key(path)
         self._path = path
-        self._sink = self.uploader.open(key, content_type(self.cfg.file_format))
+        self._sink = self.uploader.open(key, file_content_type(self.cfg))
         self._writer = open_writer(self.opts, self.schema, self._sink)
         self._rows = 0
 
@@ -238,7 +269,11 @@ def run_export(
     gen = new_generation()
     result = ExportResult(model, cfg.destination, cfg.file_format, gen)
     uploader = Uploader(
-        client, cfg.bucket, part_size=cfg.part_size, max_concurrency=cfg.max_concurrency
+        client,
+        cfg.bucket,
+        part_size=cfg.part_size,
+        max_concurrency=cfg.max_concurrency,
+        object_args=object_args(cfg),
     )
     roller: _FileRoller | None = None
     published = False

@@ -52,12 +52,12 @@ class Plugin(BasePlugin):
             )
         model = str(payload.get("model") or target_config.relation.identifier)
         try:
-            self._export_all(model, payload, str(target_config.relation))
+            self._export_all(model, payload, target_config.relation)
         except S3ExportError as e:
             # One clear line in dbt's output; the chain stays out of the message.
             raise DbtRuntimeError(f"s3_export failed for model '{model}': {e}") from None
 
-    def _export_all(self, model: str, payload: Mapping[str, Any], relation: str) -> None:
+    def _export_all(self, model: str, payload: Mapping[str, Any], relation: Any) -> None:
         entries = payload["exports"]
         configs = []
         for i, entry in enumerate(entries):
@@ -73,8 +73,17 @@ class Plugin(BasePlugin):
             "invocation_id": payload.get("invocation_id"),
             "unique_id": payload.get("unique_id"),
         }
-        source = DuckDBSource(self._cursor(), relation)
+        cursor = self._cursor()
         for cfg in configs:
+            if not cfg.enabled:
+                logger.info(f"s3_export: {model} -> {cfg.destination}: skipped (enabled: false)")
+                continue
+            source = DuckDBSource(cursor, str(relation), cfg.where)
+            if cfg.rows == "batch":
+                batch = source.batch_relation(relation.identifier)
+                if batch is not None:
+                    source = DuckDBSource(cursor, batch, cfg.where)
+                    logger.info(f"s3_export: {model}: exporting this run's incremental batch only")
             client = self._clients.get(ConnectionSettings.of(cfg))
             result = run_export(cfg, source, client, model=model, extra_manifest=extra)
             logger.info(result.summary())

@@ -22,12 +22,17 @@ class DuckDBSource:
     table until the transaction commits.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, relation: str) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, relation: str, where: str | None = None
+    ) -> None:
         self._con = con
         self.relation = relation
+        self.where = where
 
     def _select(self, order_by: Sequence[str] = ()) -> str:
         sql = f"SELECT * FROM {self.relation}"
+        if self.where:
+            sql += f" WHERE ({self.where})"
         if order_by:
             sql += " ORDER BY " + ", ".join(quote_identifier(c) for c in order_by)
         return sql
@@ -37,7 +42,27 @@ class DuckDBSource:
         try:
             return list(self._con.sql(self._select() + " LIMIT 0").columns)
         except duckdb.Error as e:
+            if self.where:
+                raise SourceError(
+                    f"cannot read relation {self.relation} filtered by option 'where' "
+                    f"({self.where!r}): {e}. Fix the filter: it is a DuckDB SQL predicate "
+                    "over the model's columns"
+                ) from e
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+
+    def batch_relation(self, identifier: str) -> str | None:
+        """The temporary table dbt-duckdb staged this run's incremental rows in, if any.
+
+        dbt-duckdb names it ``<model>__dbt_tmp<timestamp>``; it lives on the model's own
+        connection only, and only on incremental (not first or full-refresh) runs.
+        """
+        pattern = identifier.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary "
+            "AND table_name LIKE ? ESCAPE '\\' ORDER BY table_name DESC LIMIT 1",
+            [pattern + "\\_\\_dbt\\_tmp%"],
+        ).fetchall()
+        return f"temp.main.{quote_identifier(rows[0][0])}" if rows else None
 
     def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
         """Start streaming rows; rows of equal ``order_by`` values arrive together."""

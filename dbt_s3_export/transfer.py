@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -113,10 +113,18 @@ class Uploader:
     """Runs the uploads of one export on a bounded pool; collects what it wrote."""
 
     def __init__(
-        self, client: S3Client, bucket: str, *, part_size: int, max_concurrency: int
+        self,
+        client: S3Client,
+        bucket: str,
+        *,
+        part_size: int,
+        max_concurrency: int,
+        object_args: Mapping[str, Any] | None = None,
     ) -> None:
         self.client = client
         self.bucket = bucket
+        # Attributes every object gets: encryption, storage class, metadata, tags.
+        self.object_args: dict[str, Any] = dict(object_args or {})
         self.part_size = part_size
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="s3-export")
         # Bounds the buffers alive at once: one per running upload plus one queued.
@@ -169,7 +177,7 @@ class Uploader:
             self.bucket,
             f"write {key}",
             lambda: self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **self.object_args
             ),
         )
 
@@ -215,7 +223,7 @@ class ObjectSink(io.RawIOBase):
             bucket,
             f"start an upload of {key}",
             lambda: self._up.client.create_multipart_upload(
-                Bucket=bucket, Key=key, ContentType=self._content_type
+                Bucket=bucket, Key=key, ContentType=self._content_type, **self._up.object_args
             ),
         )
         return response["UploadId"]
