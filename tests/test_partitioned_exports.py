@@ -370,6 +370,9 @@ def test_include_partition_cols_writes_them_into_the_files(
         " filename = true) where p = '' "
     ).fetchall()
     assert len(with_paths) == 1 and "/p=/" in with_paths[0][-1]
+    # pyarrow without partitioning takes the values from the files, the sentinel string too.
+    from_files = ds.dataset(f"{bucket}/inside", filesystem=pyarrow_fs(s3_server), format="parquet")
+    assert from_files.to_table().sort_by("id")["p"].to_pylist() == NASTY
 
     default = nasty_table()
     export(s3_server, bucket, default, key="outside/", file_format="csv", partition_cols=["p"])
