@@ -225,6 +225,35 @@ def check_option_names(options: Mapping[str, Any], *, where: str) -> None:
             )
 
 
+# Partition column names go into paths unescaped: DuckDB does not percent-decode
+# the name part of ``name=value``, so only characters no reader escapes are allowed.
+_PARTITION_NAME_SAFE = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+)
+
+
+def check_partition_name(parser: _Parser, col: str) -> None:
+    """A partition column name must read back as itself in every Hive reader."""
+    bad = sorted({ch for ch in col if ord(ch) < 0x80 and ch not in _PARTITION_NAME_SAFE})
+    if bad:
+        shown = " ".join(repr(ch) for ch in bad)
+        safe = re.sub(r"[^A-Za-z0-9_]+", "_", col).strip("_") or "part"
+        raise parser.fail(
+            "partition_cols",
+            f"column name {col!r} contains {shown}, which would have to be escaped in the "
+            "directory name, and DuckDB does not unescape partition names",
+            f"Rename the column in the model (e.g. AS {safe}) and partition by that",
+        )
+    if col[0] in "_.":
+        safe = col.lstrip("_.") or "part"
+        raise parser.fail(
+            "partition_cols",
+            f"column name {col!r} starts with {col[0]!r}; pyarrow, Spark and Athena skip "
+            f"directories whose names start with '_' or '.', so those rows would be lost",
+            f"Rename the column in the model (e.g. AS {safe}) and partition by that",
+        )
+
+
 class _Parser:
     def __init__(self, raw: dict[str, Any], where: str) -> None:
         self.raw = raw
@@ -287,7 +316,7 @@ class _Parser:
         lowered = value.lower()
         if lowered not in choices:
             raise self.fail(option, f"must be one of {', '.join(choices)}, got {value!r}")
-        return lowered
+        return str(lowered)
 
     def build(self) -> ExportConfig:
         kw: dict[str, Any] = {}
@@ -328,9 +357,9 @@ class _Parser:
             "max_concurrency": (1, 64),
         }
         for name, (low, high) in ints.items():
-            value = self.integer(name, minimum=low, maximum=high)
-            if value is not None:
-                kw[name] = value
+            number = self.integer(name, minimum=low, maximum=high)
+            if number is not None:
+                kw[name] = number
         kw["key"] = self.key(kw)
         self.credentials(kw)
         self.object_attributes(kw)
@@ -427,6 +456,7 @@ class _Parser:
                     f"names column {col!r} twice",
                     "List each partition column once",
                 )
+            check_partition_name(self, col)
             cols.append(col)
         return tuple(cols)
 

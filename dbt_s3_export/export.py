@@ -40,7 +40,12 @@ from .errors import (
     SourceError,
     TransferError,
 )
-from .partitioning import PartitionSlice, split_by_partition
+from .partitioning import (
+    PartitionSlice,
+    check_partition_types,
+    longest_segment,
+    split_by_partition,
+)
 from .transfer import (
     ObjectSink,
     Uploader,
@@ -195,11 +200,13 @@ class _FileRoller:
         name = f"part-{self.gen}-{self._seq:05d}{self.cfg.extension}"
         key = f"{self.cfg.prefix}{path}{name}"
         if len(key.encode()) > MAX_KEY_BYTES:
+            col, size = longest_segment(path)
             shown = path if len(path) <= 80 else path[:60] + "..."
             raise PartitionError(
                 f"the object key for partition {shown!r} is {len(key.encode())} bytes, over "
-                f"S3's {MAX_KEY_BYTES}-byte limit. Partition by shorter values (for example "
-                "a hash or a prefix of the long column)"
+                f"S3's {MAX_KEY_BYTES}-byte limit; partition column '{col}' alone takes "
+                f"{size} bytes of it. Partition by a shorter derived column instead (for "
+                f"example left({col}, 100) or md5({col}) in the model), or shorten 'key'"
             )
         return key
 
@@ -292,6 +299,7 @@ def run_export(
         reader = source.open(cfg.partition_cols, cfg.batch_size)
         try:
             schema = reader.schema
+            check_partition_types(schema, cfg.partition_cols, where)
             if cfg.partition_cols and not cfg.include_partition_cols:
                 schema = pa.schema([f for f in schema if f.name not in cfg.partition_cols])
             roller = _FileRoller(cfg, uploader, schema, gen)

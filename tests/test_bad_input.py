@@ -10,10 +10,11 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pytest
 
-from dbt_s3_export import ArrowSource, ExportConfig, S3ExportError, run_export
+from dbt_s3_export import ArrowSource, DuckDBSource, ExportConfig, S3ExportError, run_export
 
 from .engine import engine_client
 from .faultproxy import STATUS, FaultProxy, Rule
@@ -80,12 +81,15 @@ def runtime_case(name: str) -> Callable[[Callable[[Any], str]], Callable[[Any], 
     return register
 
 
-def _export(ctx: Any, data: pa.Table, endpoint: str | None = None, **options: Any) -> str:
+def _export(
+    ctx: Any, data: pa.Table | Any, endpoint: str | None = None, **options: Any
+) -> str:
     opts = {"bucket": ctx.bucket, "key": "out/", "file_format": "csv", **options}
     cfg = ExportConfig.parse(opts, where=WHERE)
     client = engine_client(endpoint or ctx.endpoint)
+    source = ArrowSource(data) if isinstance(data, pa.Table) else data
     with pytest.raises(S3ExportError) as failure:
-        run_export(cfg, ArrowSource(data), client, model="orders")
+        run_export(cfg, source, client, model="orders")
     return str(failure.value)
 
 
@@ -100,6 +104,13 @@ def _missing_column(ctx: Any) -> str:
 @runtime_case("`partition_cols` names every column of the model")
 def _all_columns(ctx: Any) -> str:
     return _export(ctx, ORDERS, partition_cols=["id", "day"])
+
+
+@runtime_case("`partition_cols: [tags]` where `tags` is a list column")
+def _list_column(ctx: Any) -> str:
+    con = duckdb.connect()
+    con.execute("create table orders as select 1 as id, ['a', 'b'] as tags")
+    return _export(ctx, DuckDBSource(con, "orders"), partition_cols=["tags"])
 
 
 @runtime_case("a partition value too long for an S3 key")
