@@ -17,7 +17,7 @@ from typing import Any, Literal, cast
 from .errors import ConfigError
 
 FileFormat = Literal["csv", "parquet", "json", "jsonl"]
-Mode = Literal["replace"]
+Mode = Literal["replace", "append", "overwrite_partitions", "error_if_exists", "skip_if_exists"]
 Compression = Literal["none", "gzip", "zstd", "snappy", "lz4", "brotli"]
 
 SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
@@ -33,7 +33,18 @@ STORAGE_CLASSES = (
     "EXPRESS_ONEZONE",
 )
 FILE_FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "json", "jsonl")
-MODES: tuple[Mode, ...] = ("replace",)
+MODES: tuple[Mode, ...] = (
+    "replace",
+    "append",
+    "overwrite_partitions",
+    "error_if_exists",
+    "skip_if_exists",
+)
+# Placeholders of filename_template. run_id and part are required: together they
+# keep names unique within a run and across runs, and run_id tells which run
+# wrote a file, which is how the export recognises its own files.
+TEMPLATE_FIELDS = ("model", "run_id", "part", "invocation_id", "date")
+DEFAULT_FILENAME_TEMPLATE = "part-{run_id}-{part}"
 
 # Extensions a single-object key may end with, per format. The first is the one
 # given to files the export names itself.
@@ -106,6 +117,9 @@ class ExportConfig:
     # Which rows: a SQL filter, and/or only the current incremental batch.
     where: str | None = None
     rows: Literal["all", "batch"] = "all"
+    # Naming and bookkeeping of the files a prefix export writes.
+    filename_template: str = DEFAULT_FILENAME_TEMPLATE
+    manifest: bool | None = None
     # Throughput and memory.
     batch_size: int = 131_072
     part_size_mb: int = 16
@@ -370,7 +384,73 @@ class _Parser:
         rows = self.choice("rows", ("all", "batch"))
         if rows is not None:
             kw["rows"] = rows
+        self.naming(kw)
+        self.mode_fits(kw)
         return ExportConfig(**kw)
+
+    @staticmethod
+    def _is_prefix(kw: dict[str, Any]) -> bool:
+        return bool(kw["partition_cols"]) or kw["key"].endswith("/") or kw["key"] == ""
+
+    def naming(self, kw: dict[str, Any]) -> None:
+        template = self.string("filename_template")
+        prefix = self._is_prefix(kw)
+        if template is not None:
+            if not prefix:
+                raise self.fail(
+                    "filename_template",
+                    f"names the files of a folder export, but key {kw['key']!r} names one object",
+                    "End the key with '/' or drop filename_template",
+                )
+            fields_used = set(re.findall(r"{([^{}]*)}", template))
+            unknown = fields_used - set(TEMPLATE_FIELDS)
+            if unknown:
+                raise self.fail(
+                    "filename_template",
+                    f"has unknown placeholder(s) {', '.join(sorted(unknown))} in {template!r}",
+                    f"Use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}",
+                )
+            missing = {"run_id", "part"} - fields_used
+            if missing:
+                raise self.fail(
+                    "filename_template",
+                    f"{template!r} lacks {', '.join('{' + f + '}' for f in sorted(missing))}, so "
+                    "file names would not be unique per run",
+                    "Include both {run_id} and {part}",
+                )
+            if "/" in template or "\\" in template or template.startswith((".", "_")):
+                raise self.fail(
+                    "filename_template",
+                    f"{template!r} must be a plain file name, not starting with '.' or '_' "
+                    "(readers skip such files)",
+                )
+            kw["filename_template"] = template
+        manifest = self.boolean("manifest")
+        if manifest is False and prefix:
+            raise self.fail(
+                "manifest",
+                "cannot be false for a folder export: the manifest is how a run knows "
+                "which files are its own",
+                "Drop the option",
+            )
+        kw["manifest"] = manifest
+
+    def mode_fits(self, kw: dict[str, Any]) -> None:
+        mode = kw.get("mode", "replace")
+        prefix = self._is_prefix(kw)
+        if mode == "append" and not prefix:
+            raise self.fail(
+                "mode",
+                f"append adds files beside earlier ones, but key {kw['key']!r} names one object",
+                "End the key with '/' to export into a folder",
+            )
+        if mode == "overwrite_partitions" and not kw["partition_cols"]:
+            raise self.fail(
+                "mode",
+                "overwrite_partitions replaces the partitions this run writes, but "
+                "partition_cols is not set",
+                "Set partition_cols, or use mode replace",
+            )
 
     def flag(self, option: str) -> bool | None:
         """A boolean that may arrive as text, as Jinja-rendered YAML config does."""
@@ -520,7 +600,13 @@ class _Parser:
     def check_extension(self, key: str, fmt: str, codec: str | None) -> None:
         name = key.rsplit("/", 1)[-1].lower()
         suffix = COMPRESSION_SUFFIX.get(codec or "", "") if fmt != "parquet" else ""
-        if suffix and name.endswith(suffix):
+        if suffix and not name.endswith(suffix):
+            raise self.fail(
+                "key",
+                f"{key!r} is {codec}-compressed but does not end with {suffix}",
+                f"End the key with {EXTENSIONS[fmt][0]}{suffix}",
+            )
+        if suffix:
             name = name[: -len(suffix)]
         if any(name.endswith(ext) for ext in EXTENSIONS[fmt]):
             if suffix == "" and (name.endswith(".gz") or name.endswith(".zst")):

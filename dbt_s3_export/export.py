@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import re
 import secrets
+import string
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -65,8 +67,45 @@ else:
 
 MANIFEST_NAME = "_manifest.json"
 MANIFEST_VERSION = 1
-_PART_NAME = re.compile(r"part-(?P<gen>[0-9a-f]{24})-\d{5}\.[a-z0-9.]+")
 _BODY_READ_ATTEMPTS = 3
+# What each filename_template placeholder matches when recognising the export's files.
+_FIELD_PATTERNS = {
+    "model": r"[^/]+?",
+    "run_id": r"(?P<gen>[0-9a-f]{24})",
+    "part": r"\d{5}",
+    "invocation_id": r"[0-9A-Za-z-]*",
+    "date": r"\d{4}-\d{2}-\d{2}",
+}
+
+
+@functools.lru_cache(maxsize=64)
+def _name_pattern(template: str) -> re.Pattern[str]:
+    """A regex matching the file names ``template`` produces, any extension."""
+    pattern = ""
+    for literal, name, _, _ in string.Formatter().parse(template):
+        pattern += re.escape(literal)
+        if name is not None:
+            pattern += _FIELD_PATTERNS[name]
+    return re.compile(pattern + r"\.[a-z0-9.]+")
+
+
+@dataclass(frozen=True)
+class FileNaming:
+    """Renders the names of a run's files from ``filename_template``."""
+
+    template: str
+    model: str
+    run_id: str
+    invocation_id: str = ""
+
+    def name(self, part: int) -> str:
+        return self.template.format(
+            model=self.model,
+            run_id=self.run_id,
+            part=f"{part:05d}",
+            invocation_id=self.invocation_id,
+            date=dt.datetime.now(dt.timezone.utc).date().isoformat(),
+        )
 
 
 class BatchSource(Protocol):
@@ -97,6 +136,7 @@ class ExportResult:
     files: list[WrittenFile] = field(default_factory=list)
     seconds: float = 0.0
     removed: int = 0
+    skipped: str | None = None
 
     @property
     def rows(self) -> int:
@@ -107,6 +147,8 @@ class ExportResult:
         return sum(f.bytes for f in self.files)
 
     def summary(self) -> str:
+        if self.skipped:
+            return f"s3_export: {self.model} -> {self.destination}: skipped ({self.skipped})"
         files = len(self.files)
         return (
             f"s3_export: {self.model} -> {self.destination} ({self.file_format}): "
@@ -173,11 +215,13 @@ def check_columns(cfg: ExportConfig, columns: Sequence[str], where: str) -> None
 class _FileRoller:
     """Writes a stream of partition slices into files, one open file at a time."""
 
-    def __init__(self, cfg: ExportConfig, uploader: Uploader, schema: pa.Schema, gen: str):
+    def __init__(
+        self, cfg: ExportConfig, uploader: Uploader, schema: pa.Schema, naming: FileNaming
+    ):
         self.cfg = cfg
         self.uploader = uploader
         self.schema = schema
-        self.gen = gen
+        self.naming = naming
         self.opts = FormatOptions(
             file_format=cfg.file_format,
             codec=cfg.codec,
@@ -197,7 +241,7 @@ class _FileRoller:
         if not self.cfg.is_prefix:
             return self.cfg.key
         self._seq += 1
-        name = f"part-{self.gen}-{self._seq:05d}{self.cfg.extension}"
+        name = self.naming.name(self._seq) + self.cfg.extension
         key = f"{self.cfg.prefix}{path}{name}"
         if len(key.encode()) > MAX_KEY_BYTES:
             col, size = longest_segment(path)
@@ -286,6 +330,19 @@ def run_export(
     check_columns(cfg, source.columns(), where)
     gen = new_generation()
     result = ExportResult(model, cfg.destination, cfg.file_format, gen)
+    if cfg.mode in ("error_if_exists", "skip_if_exists"):
+        existing = _existing_object(client, cfg)
+        if existing is not None:
+            if cfg.mode == "skip_if_exists":
+                result.skipped = f"s3://{cfg.bucket}/{existing} already exists"
+                return result
+            raise ExportFailed(
+                f"{where}: mode is error_if_exists and s3://{cfg.bucket}/{existing} already "
+                f"exists. Delete what is at {cfg.destination}, or use mode replace or "
+                "skip_if_exists"
+            )
+    extra = extra_manifest or {}
+    naming = FileNaming(cfg.filename_template, model, gen, str(extra.get("invocation_id") or ""))
     uploader = Uploader(
         client,
         cfg.bucket,
@@ -294,7 +351,7 @@ def run_export(
         object_args=object_args(cfg),
     )
     roller: _FileRoller | None = None
-    previous: dict[str, Any] | None = None
+    swap = _Swap()
     try:
         reader = source.open(cfg.partition_cols, cfg.batch_size)
         try:
@@ -302,7 +359,7 @@ def run_export(
             check_partition_types(schema, cfg.partition_cols, where)
             if cfg.partition_cols and not cfg.include_partition_cols:
                 schema = pa.schema([f for f in schema if f.name not in cfg.partition_cols])
-            roller = _FileRoller(cfg, uploader, schema, gen)
+            roller = _FileRoller(cfg, uploader, schema, naming)
             for piece in _slices(reader, cfg):
                 roller.write(piece)
             roller.close(ensure_one_file=not cfg.partition_cols)
@@ -311,8 +368,8 @@ def run_export(
         uploader.wait()
         result.files = roller.files
         if cfg.is_prefix:
-            previous = _read_manifest(client, cfg)
-            _publish_manifest(uploader, client, cfg, result, schema, extra_manifest or {})
+            swap = _plan_swap(client, cfg, gen, _read_manifest(client, cfg), result.files)
+            _publish_manifest(uploader, client, cfg, result, schema, extra, swap.kept)
     except BaseException as e:
         in_doubt = isinstance(e, _ManifestInDoubt)
         _clean_up_failed_run(uploader, roller, client, cfg, gen, delete_written=not in_doubt)
@@ -326,14 +383,16 @@ def run_export(
     # Published: readers of the manifest (or of the single object) see only the new data.
     try:
         if cfg.is_prefix:
-            result.removed = _remove_earlier_generations(client, cfg, gen, previous)
+            result.removed = _remove_stale(client, cfg, gen, swap)
         else:
             _abort_stale_uploads_of_key(client, cfg)
+            if cfg.manifest:
+                _write_manifest(uploader, cfg, result, schema, extra, [])
     except Exception as e:
         what = (
             "removing the files of earlier exports"
             if cfg.is_prefix
-            else "aborting unfinished uploads left at the key by earlier runs"
+            else "writing its manifest or aborting unfinished uploads left at the key"
         )
         raise ExportFailed(
             f"{where}: the new export at {cfg.destination} is in place"
@@ -423,7 +482,8 @@ def _clean_up_failed_run(
 
 
 def manifest_key(cfg: ExportConfig) -> str:
-    return cfg.prefix + MANIFEST_NAME
+    """``<prefix>_manifest.json``; for a single object, ``<key>.manifest.json``."""
+    return cfg.prefix + MANIFEST_NAME if cfg.is_prefix else cfg.key + ".manifest.json"
 
 
 def owned_generation(cfg: ExportConfig, key: str) -> str | None:
@@ -437,7 +497,7 @@ def owned_generation(cfg: ExportConfig, key: str) -> str | None:
     if not key.startswith(prefix):
         return None
     *folders, name = key[len(prefix) :].split("/")
-    match = _PART_NAME.fullmatch(name)
+    match = _name_pattern(cfg.filename_template).fullmatch(name)
     if match is None or any(d.find("=") < 1 for d in folders):
         return None
     return match["gen"]
@@ -479,10 +539,11 @@ def _publish_manifest(
     result: ExportResult,
     schema: pa.Schema,
     extra: dict[str, Any],
+    kept: list[dict[str, Any]],
 ) -> None:
     """Write the manifest: the commit point. A lost answer is settled by reading it back."""
     try:
-        _write_manifest(uploader, cfg, result, schema, extra)
+        _write_manifest(uploader, cfg, result, schema, extra, kept)
     except S3ExportError as e:
         try:
             current = _read_manifest(client, cfg)
@@ -504,52 +565,131 @@ def _write_manifest(
     result: ExportResult,
     schema: pa.Schema,
     extra: dict[str, Any],
+    kept: list[dict[str, Any]],
 ) -> None:
+    """The manifest lists the consistent set of files: this run's plus those the mode keeps."""
+    files = [*kept]
+    files += [
+        {
+            "key": f.key,
+            "rows": f.rows,
+            "bytes": f.bytes,
+            "partition": f.partition,
+            "generation": result.generation,
+        }
+        for f in result.files
+    ]
     manifest = {
         "format_version": MANIFEST_VERSION,
         "generation": result.generation,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "model": result.model,
         "destination": cfg.destination,
+        "mode": cfg.mode,
         "file_format": cfg.file_format,
         "compression": cfg.codec,
         "partition_cols": list(cfg.partition_cols),
-        "rows": result.rows,
-        "bytes": result.bytes,
+        "rows": sum(f.get("rows") or 0 for f in files),
+        "bytes": sum(f.get("bytes") or 0 for f in files),
+        "run": {"rows": result.rows, "bytes": result.bytes, "files": len(result.files)},
         "schema": [{"name": f.name, "type": str(f.type)} for f in schema],
-        "files": [
-            {"key": f.key, "rows": f.rows, "bytes": f.bytes, "partition": f.partition}
-            for f in result.files
-        ],
+        "files": files,
         **extra,
     }
     body = json.dumps(manifest, indent=2).encode()
     uploader.put_bytes(manifest_key(cfg), body, "application/json")
 
 
-def _remove_earlier_generations(
-    client: S3Client, cfg: ExportConfig, gen: str, previous: dict[str, Any] | None
-) -> int:
-    """Delete what earlier runs left under the prefix: files listed or named like ours."""
-    prefix = cfg.prefix
-    listed: set[str] = set()
-    if previous is not None:
-        for entry in previous.get("files", []):
-            key = entry.get("key") if isinstance(entry, dict) else None
-            if isinstance(key, str) and key.startswith(prefix) and key != manifest_key(cfg):
-                listed.add(key)
-    for key, upload_id in list(list_uploads(client, cfg.bucket, prefix)):
+@dataclass
+class _Swap:
+    """What publishing this run changes: earlier files it keeps listing, and stale ones."""
+
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+
+
+def _partition_of(cfg: ExportConfig, key: str) -> str:
+    rel = key[len(cfg.prefix) :]
+    return rel.rsplit("/", 1)[0] + "/" if "/" in rel else ""
+
+
+def _plan_swap(
+    client: S3Client,
+    cfg: ExportConfig,
+    gen: str,
+    previous: dict[str, Any] | None,
+    written: list[WrittenFile],
+) -> _Swap:
+    """Sort the earlier files under the prefix into kept and stale, by mode.
+
+    Earlier files are the ones the previous manifest lists plus those named like
+    the export's own. ``replace`` drops them all; ``overwrite_partitions`` drops
+    those in the partitions this run wrote (and leftovers of failed runs) and
+    keeps the rest; ``append`` keeps them all and deletes nothing. Without a
+    previous manifest, files named like ours are adopted rather than dropped
+    where the mode keeps earlier data.
+    """
+    listed: dict[str, dict[str, Any]] = {}
+    for entry in (previous or {}).get("files", []):
+        key = entry.get("key") if isinstance(entry, dict) else None
+        if isinstance(key, str) and key.startswith(cfg.prefix) and key != manifest_key(cfg):
+            listed[key] = entry
+    earlier = [
+        key
+        for key in list_keys(client, cfg.bucket, cfg.prefix)
+        if key in listed or owned_generation(cfg, key) not in (None, gen)
+    ]
+    touched = {f.partition for f in written}
+    swap = _Swap()
+    for key in earlier:
+        entry = listed.get(key)
+        adoptable = previous is None and entry is None
+        keep = cfg.mode == "append" or (
+            cfg.mode == "overwrite_partitions"
+            and _partition_of(cfg, key) not in touched
+            and (entry is not None or adoptable)
+        )
+        if not keep:
+            swap.stale.append(key)
+        elif entry is not None:
+            swap.kept.append(entry)
+        elif cfg.mode != "append" or adoptable:
+            swap.kept.append(
+                {
+                    "key": key,
+                    "rows": None,
+                    "bytes": None,
+                    "partition": _partition_of(cfg, key),
+                    "generation": owned_generation(cfg, key),
+                }
+            )
+    return swap
+
+
+def _remove_stale(client: S3Client, cfg: ExportConfig, gen: str, swap: _Swap) -> int:
+    """Abort unfinished uploads of earlier runs and delete the stale files."""
+    if cfg.mode == "append":
+        return 0  # append deletes nothing; another run may be appending right now
+    for key, upload_id in list(list_uploads(client, cfg.bucket, cfg.prefix)):
         owner = owned_generation(cfg, key)
         if owner is not None and owner != gen:
             abort_upload(client, cfg.bucket, key, upload_id)
-    stale = []
-    for key in list_keys(client, cfg.bucket, prefix):
-        owner = owned_generation(cfg, key)
-        if owner == gen:
-            continue
-        if owner is not None or key in listed:
-            stale.append(key)
-    return delete_keys(client, cfg.bucket, stale)
+    return delete_keys(client, cfg.bucket, swap.stale)
+
+
+def _existing_object(client: S3Client, cfg: ExportConfig) -> str | None:
+    """The key of something already at the destination, or None."""
+    if not cfg.is_prefix:
+        try:
+            client.head_object(Bucket=cfg.bucket, Key=cfg.key)
+            return cfg.key
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise describe_error(e, cfg.bucket, f"check whether {cfg.key} exists") from e
+        except BotoCoreError as e:
+            raise describe_error(e, cfg.bucket, f"check whether {cfg.key} exists") from e
+    return next(iter(list_keys(client, cfg.bucket, cfg.prefix)), None)
 
 
 def _abort_stale_uploads_of_key(client: S3Client, cfg: ExportConfig) -> None:
