@@ -13,7 +13,7 @@ import pytest
 from dbt_s3_export import ExportConfig, ExportFailed, run_export
 from dbt_s3_export.source import ArrowSource
 
-from .engine import engine_client, export, expected_rows, manifest, read_rows, table
+from .engine import engine_client, expected_rows, export, manifest, read_rows, table
 from .support import DbtProject, S3Server, list_keys, read_object
 
 
