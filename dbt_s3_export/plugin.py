@@ -129,7 +129,7 @@ class Plugin(BasePlugin):
         try:
             adapter = get_adapter_by_type("duckdb")  # type: ignore[no-untyped-call]
             connection = adapter.connections.get_if_exists()
-        except Exception:  # no adapter registered (the plugin used outside a dbt run)
+        except KeyError:  # no duckdb adapter registered: the plugin is used outside dbt
             connection = None
         if connection is not None and connection.handle is not None:
             return connection.handle.cursor()
