@@ -37,9 +37,7 @@ def table(rows: int, *, tag: str, partitions: int = 1) -> pa.Table:
     )
 
 
-def export(
-    client: Any, bucket: str, key: str, data: pa.Table, **options: Any
-) -> ExportResult:
+def export(client: Any, bucket: str, key: str, data: pa.Table, **options: Any) -> ExportResult:
     cfg = ExportConfig.parse({"bucket": bucket, "key": key, "file_format": "parquet", **options})
     return run_export(cfg, ArrowSource(data), client, model="m")
 

@@ -235,9 +235,7 @@ class _Handler(socketserver.StreamRequestHandler):
             f"<Error><Code>{code}</Code><Message>{_MESSAGES.get(code, code)}</Message>"
             "<RequestId>fault</RequestId></Error>"
         ).encode()
-        self._answer(
-            status, "Injected", [("Content-Type", "application/xml")], body, head=False
-        )
+        self._answer(status, "Injected", [("Content-Type", "application/xml")], body, head=False)
 
     def _reset(self) -> None:
         sock: socket.socket = self.request

@@ -92,9 +92,7 @@ def runtime_case(name: str) -> Callable[[Callable[[Any], str]], Callable[[Any], 
     return register
 
 
-def _export(
-    ctx: Any, data: pa.Table | Any, endpoint: str | None = None, **options: Any
-) -> str:
+def _export(ctx: Any, data: pa.Table | Any, endpoint: str | None = None, **options: Any) -> str:
     opts = {"bucket": ctx.bucket, "key": "out/", "file_format": "csv", **options}
     cfg = ExportConfig.parse(opts, where=WHERE)
     client = engine_client(endpoint or ctx.endpoint)
@@ -240,7 +238,9 @@ def test_dbt_run_shows_one_line_causes(tmp_path: Any, bucket: str, s3_server: S3
         "unreachable",
         """
         {{ config(materialized='table', post_hook="{{ dbt_s3_export.export_to_s3() }}",
-                  meta={'s3_export': {'bucket': '""" + bucket + """', 'key': 'out/',
+                  meta={'s3_export': {'bucket': '"""
+        + bucket
+        + """', 'key': 'out/',
                                       'file_format': 'csv',
                                       'endpoint_url': 'http://127.0.0.1:9'}}) }}
         select 1 as id

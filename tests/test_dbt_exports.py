@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from .support import REPO, DbtProject, S3Server, list_keys, read_object
+from .support import REPO, DbtProject, S3Server, list_keys, read_object, s3_client
 
 pytestmark = pytest.mark.dbt
 
@@ -51,15 +51,7 @@ def typed_model(fmt: str, key: str, extra: str = "") -> str:
 @pytest.fixture(scope="module")
 def typed_run(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> dict[str, Any]:
     """One dbt run with threads: 4 that exports the typed model in every format and shape."""
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = s3_client(s3_server.endpoint)
     bucket = "typed-exports"
     s3.create_bucket(Bucket=bucket)
     project = DbtProject(tmp_path_factory.mktemp("typed"), s3_server.endpoint, threads=4)

@@ -28,7 +28,7 @@ from dbt_s3_export import ArrowSource, DuckDBSource, ExportConfig, PartitionErro
 from dbt_s3_export.credentials import ClientCache, ConnectionSettings
 from dbt_s3_export.transfer import ObjectSink, Uploader
 
-from .support import DbtProject, S3Server, list_keys
+from .support import DbtProject, S3Server, list_keys, s3_client
 
 FORMATS = ("parquet", "csv", "json", "jsonl")
 EXTENSION = {"parquet": ".parquet", "csv": ".csv", "json": ".json", "jsonl": ".jsonl"}
@@ -580,15 +580,7 @@ def exporting_model(bucket: str, key: str, fmt: str, extra: str = "", ref: str =
 @pytest.fixture(scope="module")
 def wide_run(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> dict[str, Any]:
     """One dbt run exporting the wide model, partitioned, in every format."""
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = s3_client(s3_server.endpoint)
     bucket = "partitioned-exports"
     s3.create_bucket(Bucket=bucket)
     project = DbtProject(tmp_path_factory.mktemp("wide"), s3_server.endpoint, threads=2)

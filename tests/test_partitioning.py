@@ -44,7 +44,7 @@ from .test_partitioned_exports import NASTY, SENTINEL
         ("%2F", "%252F"),
         ("#?&+", "%23%3F%26%2B"),
         ("two words", "two%20words"),
-        ("it's \"q\"", "it%27s%20%22q%22"),
+        ('it\'s "q"', "it%27s%20%22q%22"),
         ("a\\b", "a%5Cb"),
         ("tab\tnl\n", "tab%09nl%0A"),
         ("12:30:00", "12%3A30%3A00"),
