@@ -17,11 +17,34 @@ from typing import Any, Literal, cast
 from .errors import ConfigError
 
 FileFormat = Literal["csv", "parquet", "json", "jsonl"]
-Mode = Literal["replace"]
+Mode = Literal["replace", "append", "overwrite_partitions", "error_if_exists", "skip_if_exists"]
 Compression = Literal["none", "gzip", "zstd", "snappy", "lz4", "brotli"]
 
+SSE_MODES = ("AES256", "aws:kms", "aws:kms:dsse")
+STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "EXPRESS_ONEZONE",
+)
 FILE_FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "json", "jsonl")
-MODES: tuple[Mode, ...] = ("replace",)
+MODES: tuple[Mode, ...] = (
+    "replace",
+    "append",
+    "overwrite_partitions",
+    "error_if_exists",
+    "skip_if_exists",
+)
+# Placeholders of filename_template. run_id and part are required: together they
+# keep names unique within a run and across runs, and run_id tells which run
+# wrote a file, which is how the export recognises its own files.
+TEMPLATE_FIELDS = ("model", "run_id", "part", "invocation_id", "date")
+DEFAULT_FILENAME_TEMPLATE = "part-{run_id}-{part}"
 
 # Extensions a single-object key may end with, per format. The first is the one
 # given to files the export names itself.
@@ -37,6 +60,13 @@ COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
 
 # Option names whose values are credentials: never logged, rendered or echoed.
 SECRET_OPTIONS = frozenset({"access_key_id", "secret_access_key", "session_token", "external_id"})
+# Options that only make sense together. When a model's meta sets any option of a
+# group, the profile's values for that whole group are dropped, so meta keys
+# replace a profile's profile_name (and vice versa) instead of clashing with it.
+CREDENTIAL_GROUPS = (
+    frozenset({"profile_name", "access_key_id", "secret_access_key", "session_token"}),
+    frozenset({"role_arn", "external_id", "role_session_name"}),
+)
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
@@ -76,6 +106,20 @@ class ExportConfig:
     compression: Compression | None = None
     compression_level: int | None = None
     row_group_size: int = 1_000_000
+    # Object attributes applied to every file the export writes.
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    storage_class: str | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+    content_type: str | None = None
+    enabled: bool = True
+    # Which rows: a SQL filter, and/or only the current incremental batch.
+    where: str | None = None
+    rows: Literal["all", "batch"] = "all"
+    # Naming and bookkeeping of the files a prefix export writes.
+    filename_template: str = DEFAULT_FILENAME_TEMPLATE
+    manifest: bool | None = None
     # Throughput and memory.
     batch_size: int = 131_072
     part_size_mb: int = 16
@@ -127,7 +171,7 @@ class ExportConfig:
 
     @classmethod
     def option_names(cls) -> frozenset[str]:
-        return frozenset(f.name for f in fields(cls))
+        return frozenset(f.name for f in fields(cls)) | {"to"}
 
     @classmethod
     def parse(
@@ -146,8 +190,36 @@ class ExportConfig:
                 "Write s3_export as a dict such as {bucket: ..., key: ..., file_format: ...}",
             )
         check_option_names(options, where=where)
-        merged: dict[str, Any] = {**(defaults or {}), **options}
+        merged: dict[str, Any] = dict(defaults or {})
+        for group in CREDENTIAL_GROUPS:
+            if group & options.keys():
+                for name in group:
+                    merged.pop(name, None)
+        merged.update(options)
+        _expand_to(merged, options, where)
         return _Parser(merged, where).build()
+
+
+def _expand_to(merged: dict[str, Any], options: Mapping[str, Any], where: str) -> None:
+    """``to: s3://bucket/key`` is shorthand for ``bucket`` + ``key``; they must agree."""
+    to = merged.pop("to", None)
+    if to is None:
+        return
+    if not isinstance(to, str) or not to.startswith("s3://") or "/" not in to[5:]:
+        raise ConfigError(
+            where, "to", f"must look like s3://bucket/key, got {to!r}", "For example s3://my-bucket/orders/"
+        )
+    bucket, key = to[5:].split("/", 1)
+    for name, value in (("bucket", bucket), ("key", key)):
+        given = options.get(name)
+        if given is not None and given != value:
+            raise ConfigError(
+                where,
+                name,
+                f"is {given!r} but 'to' ({to!r}) says {value!r}",
+                "Give either 'to' or 'bucket' and 'key', not both",
+            )
+        merged[name] = value
 
 
 def check_option_names(options: Mapping[str, Any], *, where: str) -> None:
@@ -165,6 +237,35 @@ def check_option_names(options: Mapping[str, Any], *, where: str) -> None:
                 "unknown option",
                 (hint + " " if hint else "") + "Known options: " + ", ".join(sorted(known)),
             )
+
+
+# Partition column names go into paths unescaped: DuckDB does not percent-decode
+# the name part of ``name=value``, so only characters no reader escapes are allowed.
+_PARTITION_NAME_SAFE = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+)
+
+
+def check_partition_name(parser: _Parser, col: str) -> None:
+    """A partition column name must read back as itself in every Hive reader."""
+    bad = sorted({ch for ch in col if ord(ch) < 0x80 and ch not in _PARTITION_NAME_SAFE})
+    if bad:
+        shown = " ".join(repr(ch) for ch in bad)
+        safe = re.sub(r"[^A-Za-z0-9_]+", "_", col).strip("_") or "part"
+        raise parser.fail(
+            "partition_cols",
+            f"column name {col!r} contains {shown}, which would have to be escaped in the "
+            "directory name, and DuckDB does not unescape partition names",
+            f"Rename the column in the model (e.g. AS {safe}) and partition by that",
+        )
+    if col[0] in "_.":
+        safe = col.lstrip("_.") or "part"
+        raise parser.fail(
+            "partition_cols",
+            f"column name {col!r} starts with {col[0]!r}; pyarrow, Spark and Athena skip "
+            f"directories whose names start with '_' or '.', so those rows would be lost",
+            f"Rename the column in the model (e.g. AS {safe}) and partition by that",
+        )
 
 
 class _Parser:
@@ -186,8 +287,14 @@ class _Parser:
             return None
         value = self.raw[option]
         if not isinstance(value, str):
+            secret = option in SECRET_OPTIONS
             raise self.fail(
-                option, f"must be a string, got {type(value).__name__} {self._shown(option)}"
+                option,
+                f"must be a string, got {type(value).__name__} {self._shown(option)}",
+                "Quote it in YAML (unquoted digits are a number there, not a string), "
+                "or better, read it with env_var('DBT_ENV_SECRET_...') in the profile"
+                if secret
+                else "",
             )
         if not value and not allow_empty:
             raise self.fail(option, "must not be empty")
@@ -223,7 +330,7 @@ class _Parser:
         lowered = value.lower()
         if lowered not in choices:
             raise self.fail(option, f"must be one of {', '.join(choices)}, got {value!r}")
-        return lowered
+        return str(lowered)
 
     def build(self) -> ExportConfig:
         kw: dict[str, Any] = {}
@@ -264,12 +371,129 @@ class _Parser:
             "max_concurrency": (1, 64),
         }
         for name, (low, high) in ints.items():
-            value = self.integer(name, minimum=low, maximum=high)
-            if value is not None:
-                kw[name] = value
+            number = self.integer(name, minimum=low, maximum=high)
+            if number is not None:
+                kw[name] = number
         kw["key"] = self.key(kw)
         self.credentials(kw)
+        self.object_attributes(kw)
+        enabled = self.flag("enabled")
+        if enabled is not None:
+            kw["enabled"] = enabled
+        kw["where"] = self.string("where")
+        rows = self.choice("rows", ("all", "batch"))
+        if rows is not None:
+            kw["rows"] = rows
+        self.naming(kw)
+        self.mode_fits(kw)
         return ExportConfig(**kw)
+
+    @staticmethod
+    def _is_prefix(kw: dict[str, Any]) -> bool:
+        return bool(kw["partition_cols"]) or kw["key"].endswith("/") or kw["key"] == ""
+
+    def naming(self, kw: dict[str, Any]) -> None:
+        template = self.string("filename_template")
+        prefix = self._is_prefix(kw)
+        if template is not None:
+            if not prefix:
+                raise self.fail(
+                    "filename_template",
+                    f"names the files of a folder export, but key {kw['key']!r} names one object",
+                    "End the key with '/' or drop filename_template",
+                )
+            fields_used = set(re.findall(r"{([^{}]*)}", template))
+            unknown = fields_used - set(TEMPLATE_FIELDS)
+            if unknown:
+                raise self.fail(
+                    "filename_template",
+                    f"has unknown placeholder(s) {', '.join(sorted(unknown))} in {template!r}",
+                    f"Use {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}",
+                )
+            missing = {"run_id", "part"} - fields_used
+            if missing:
+                raise self.fail(
+                    "filename_template",
+                    f"{template!r} lacks {', '.join('{' + f + '}' for f in sorted(missing))}, so "
+                    "file names would not be unique per run",
+                    "Include both {run_id} and {part}",
+                )
+            if "/" in template or "\\" in template or template.startswith((".", "_")):
+                raise self.fail(
+                    "filename_template",
+                    f"{template!r} must be a plain file name, not starting with '.' or '_' "
+                    "(readers skip such files)",
+                )
+            kw["filename_template"] = template
+        manifest = self.boolean("manifest")
+        if manifest is False and prefix:
+            raise self.fail(
+                "manifest",
+                "cannot be false for a folder export: the manifest is how a run knows "
+                "which files are its own",
+                "Drop the option",
+            )
+        kw["manifest"] = manifest
+
+    def mode_fits(self, kw: dict[str, Any]) -> None:
+        mode = kw.get("mode", "replace")
+        prefix = self._is_prefix(kw)
+        if mode == "append" and not prefix:
+            raise self.fail(
+                "mode",
+                f"append adds files beside earlier ones, but key {kw['key']!r} names one object",
+                "End the key with '/' to export into a folder",
+            )
+        if mode == "overwrite_partitions" and not kw["partition_cols"]:
+            raise self.fail(
+                "mode",
+                "overwrite_partitions replaces the partitions this run writes, but "
+                "partition_cols is not set",
+                "Set partition_cols, or use mode replace",
+            )
+
+    def flag(self, option: str) -> bool | None:
+        """A boolean that may arrive as text, as Jinja-rendered YAML config does."""
+        value = self.raw.get(option)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        return self.boolean(option)
+
+    def string_map(self, option: str) -> tuple[tuple[str, str], ...]:
+        value = self.raw.get(option)
+        if value is None:
+            return ()
+        if not isinstance(value, Mapping):
+            raise self.fail(
+                option, f"must be a mapping of names to text, got {type(value).__name__} {value!r}"
+            )
+        pairs = []
+        for name, item in value.items():
+            if not isinstance(name, str) or not name or not isinstance(item, (str, int, float)):
+                raise self.fail(option, f"entry {name!r}: {item!r} must be a name and a text value")
+            pairs.append((name, str(item)))
+        return tuple(sorted(pairs))
+
+    def object_attributes(self, kw: dict[str, Any]) -> None:
+        sse = self.string("sse")
+        if sse is not None and sse not in SSE_MODES:
+            raise self.fail("sse", f"must be one of {', '.join(SSE_MODES)}, got {sse!r}")
+        kw["sse"] = sse
+        kw["sse_kms_key_id"] = self.string("sse_kms_key_id")
+        if kw["sse_kms_key_id"] is not None and not (sse or "").startswith("aws:kms"):
+            raise self.fail("sse_kms_key_id", "needs sse: aws:kms", "Set sse: aws:kms as well")
+        storage_class = self.string("storage_class")
+        if storage_class is not None and storage_class.upper() not in STORAGE_CLASSES:
+            raise self.fail(
+                "storage_class",
+                f"must be one of {', '.join(STORAGE_CLASSES)}, got {storage_class!r}",
+            )
+        kw["storage_class"] = storage_class.upper() if storage_class else None
+        kw["metadata"] = self.string_map("metadata")
+        kw["tags"] = self.string_map("tags")
+        if len(kw["tags"]) > 10:
+            raise self.fail("tags", f"has {len(kw['tags'])} tags; S3 allows at most 10 per object")
+        kw["content_type"] = self.string("content_type")
 
     def _missing(self, option: str, fix: str) -> Any:
         raise self.fail(option, "is required but missing", fix)
@@ -312,6 +536,7 @@ class _Parser:
                     f"names column {col!r} twice",
                     "List each partition column once",
                 )
+            check_partition_name(self, col)
             cols.append(col)
         return tuple(cols)
 
@@ -375,7 +600,13 @@ class _Parser:
     def check_extension(self, key: str, fmt: str, codec: str | None) -> None:
         name = key.rsplit("/", 1)[-1].lower()
         suffix = COMPRESSION_SUFFIX.get(codec or "", "") if fmt != "parquet" else ""
-        if suffix and name.endswith(suffix):
+        if suffix and not name.endswith(suffix):
+            raise self.fail(
+                "key",
+                f"{key!r} is {codec}-compressed but does not end with {suffix}",
+                f"End the key with {EXTENSIONS[fmt][0]}{suffix}",
+            )
+        if suffix:
             name = name[: -len(suffix)]
         if any(name.endswith(ext) for ext in EXTENSIONS[fmt]):
             if suffix == "" and (name.endswith(".gz") or name.endswith(".zst")):
@@ -402,9 +633,8 @@ class _Parser:
         has_id = kw.get("access_key_id") is not None
         has_secret = kw.get("secret_access_key") is not None
         if has_id != has_secret:
-            given, missing = (
-                ("access_key_id", "secret_access_key") if has_id else ("secret_access_key", "access_key_id")
-            )
+            pair = ("access_key_id", "secret_access_key")
+            given, missing = pair if has_id else pair[::-1]
             raise self.fail(missing, f"is missing while {given} is set", "Give both or neither")
         if kw.get("session_token") is not None and not has_id:
             raise self.fail(

@@ -61,4 +61,8 @@ class EndpointUnreachable(TransferError):
 
 
 class ExportFailed(S3ExportError):
-    """An export failed after it started writing; what it wrote has been removed."""
+    """An export failed after it started writing.
+
+    Before the commit point this run's files are removed and the previous export
+    is unchanged; after it, the new export is in place and only the clean-up failed.
+    """

@@ -1,69 +1,119 @@
 """Hive-style partition paths, and cutting a sorted batch stream into partitions.
 
-A partition path is ``col=value/`` per partition column. Values are rendered as
-text and percent-encoded the way DuckDB's and pyarrow's Hive readers decode them,
-so that every value, including ``/``, ``=``, ``%``, non-ASCII text and the empty
-string, reads back as itself. NULL becomes ``__HIVE_DEFAULT_PARTITION__``; a
-string that happens to spell that sentinel is encoded so it does not read back
-as NULL.
+A partition path is ``col=value/`` per partition column, the layout DuckDB
+(``hive_partitioning``), pyarrow (``partitioning="hive"``), Spark, Hive, Trino
+and Athena read. Values are rendered as text by Arrow's own casts (ISO dates and
+timestamps, ``true``/``false``, shortest round-trip floats, exact decimals), then
+escaped so that every reader decodes them back to the same text:
+
+* ASCII characters other than letters, digits and ``-._~`` are percent-encoded
+  (``a/b`` -> ``a%2Fb``, ``x=y`` -> ``x%3Dy``, space -> ``%20``). All these
+  readers percent-decode partition values.
+* Non-ASCII characters stay as they are (UTF-8 in the key). Spark and Hive
+  decode ``%XX`` one byte to one character, so percent-encoded UTF-8 would come
+  back garbled there; raw UTF-8 reads back unchanged everywhere.
+* NULL is ``__HIVE_DEFAULT_PARTITION__``; the empty string is ``col=``.
+* A string that spells ``__HIVE_DEFAULT_PARTITION__`` is written with its
+  underscores encoded, so readers that compare before decoding (DuckDB, Spark)
+  do not take it for NULL.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .errors import PartitionError
+
 NULL_SEGMENT = "__HIVE_DEFAULT_PARTITION__"
-# Characters left as they are; everything else is percent-encoded (RFC 3986 unreserved).
-_SAFE = "-._~"
+ESCAPED_NULL_STRING = "%5F%5FHIVE_DEFAULT_PARTITION%5F%5F"
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# A fraction of zeros adds nothing; "12:00:00.000000" reads back the same as "12:00:00".
+_ZERO_FRACTION = re.compile(r"\.0+(?=Z?$)")
+_FRACTION_ZEROS = re.compile(r"(\.\d*?)0+(?=Z?$)")
 
 
-def render_value(value: Any) -> str:
-    """Render one partition value as the text a Hive reader parses back."""
-    if value is None:
-        return NULL_SEGMENT
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, decimal.Decimal):
-        return format(value, "f")
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ")
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return str(value)
+def supported_type(typ: pa.DataType) -> bool:
+    """Types whose values have a text form every Hive reader parses back exactly."""
+    if pa.types.is_dictionary(typ):
+        return supported_type(typ.value_type)
+    return bool(
+        pa.types.is_integer(typ)
+        or pa.types.is_floating(typ)
+        or pa.types.is_decimal(typ)
+        or pa.types.is_boolean(typ)
+        or pa.types.is_date(typ)
+        or pa.types.is_time(typ)
+        or pa.types.is_timestamp(typ)
+        or pa.types.is_string(typ)
+        or pa.types.is_large_string(typ)
+        or pa.types.is_string_view(typ)
+    )
+
+
+def check_partition_types(schema: pa.Schema, columns: Sequence[str], where: str) -> None:
+    """Refuse partition columns whose values have no faithful path form (lists, blobs...)."""
+    for col in columns:
+        typ = schema.field(col).type
+        if not supported_type(typ):
+            raise PartitionError(
+                f"{where}: partition column '{col}' has type {typ}, which cannot be written "
+                "into a Hive path and read back. Partition by a column of a scalar type "
+                "(text, number, boolean, date, time, timestamp), for example "
+                f"CAST(... AS VARCHAR) in the model, or drop '{col}' from 'partition_cols'"
+            )
+
+
+def value_text(array: pa.Array, index: int) -> str | None:
+    """The text of one value as readers parse it back; None for NULL."""
+    if not array[index].is_valid:
+        return None
+    one = array.slice(index, 1)
+    if pa.types.is_dictionary(one.type):
+        one = one.dictionary_decode()
+    if pa.types.is_timestamp(one.type) and one.type.tz is not None:
+        # Arrow renders zoned values in their zone ("+0100"); UTC ("Z") every reader parses.
+        one = one.cast(pa.timestamp(one.type.unit, tz="UTC"))
+    text = pc.cast(one, pa.string())[0].as_py()
+    assert isinstance(text, str)
+    if pa.types.is_timestamp(one.type) or pa.types.is_time(one.type):
+        text = _FRACTION_ZEROS.sub(r"\1", _ZERO_FRACTION.sub("", text))
+    return text
 
 
 def encode_segment(text: str) -> str:
-    """Percent-encode one path segment so that no reader splits or misreads it."""
+    """Escape one name or value so that no reader splits it or decodes it differently."""
     if text == NULL_SEGMENT:
-        # Keep the literal string distinct from the NULL sentinel after decoding.
-        return "%5F%5FHIVE_DEFAULT_PARTITION%5F%5F"
-    return quote(text, safe=_SAFE)
+        return ESCAPED_NULL_STRING
+    out = []
+    for ch in text:
+        if ch in _UNRESERVED or (ord(ch) > 0x7F and ch not in "\ufffe\uffff"):
+            out.append(ch)
+        else:
+            out.append("".join(f"%{b:02X}" for b in ch.encode()))
+    return "".join(out)
 
 
-def partition_path(columns: Sequence[str], values: Sequence[Any]) -> str:
+def partition_path(columns: Sequence[str], texts: Sequence[str | None]) -> str:
     """``col=value/...`` for one partition, ending with ``/``."""
     parts = []
-    for col, value in zip(columns, values, strict=True):
-        segment = NULL_SEGMENT if value is None else encode_segment(render_value(value))
+    for col, text in zip(columns, texts, strict=True):
+        segment = NULL_SEGMENT if text is None else encode_segment(text)
         parts.append(f"{encode_segment(col)}={segment}/")
     return "".join(parts)
+
+
+def longest_segment(path: str) -> tuple[str, int]:
+    """The partition column whose ``col=value`` segment is longest, and its size in bytes."""
+    segments = [s for s in path.split("/") if s]
+    if not segments:
+        return "", 0
+    longest = max(segments, key=lambda s: len(s.encode()))
+    return longest.split("=", 1)[0], len(longest.encode())
 
 
 @dataclass(frozen=True)
@@ -74,6 +124,10 @@ class PartitionSlice:
     batch: pa.RecordBatch
 
 
+def _comparable(arr: pa.Array) -> pa.Array:
+    return arr.dictionary_decode() if pa.types.is_dictionary(arr.type) else arr
+
+
 def _boundaries(batch: pa.RecordBatch, columns: Sequence[str]) -> list[int]:
     """Row offsets where any partition column changes value (sorted input assumed)."""
     n = batch.num_rows
@@ -81,13 +135,14 @@ def _boundaries(batch: pa.RecordBatch, columns: Sequence[str]) -> list[int]:
         return []
     changed = None
     for col in columns:
-        arr = batch.column(col)
+        arr = _comparable(batch.column(col))
         head, tail = arr.slice(0, n - 1), arr.slice(1)
         diff = pc.fill_null(pc.not_equal(head, tail), False)
         null_diff = pc.not_equal(pc.is_null(head), pc.is_null(tail))
         col_changed = pc.or_(diff, null_diff)
         changed = col_changed if changed is None else pc.or_(changed, col_changed)
-    assert changed is not None
+    if changed is None:
+        return []
     return [int(i) + 1 for i in pc.indices_nonzero(changed).to_pylist()]
 
 
@@ -97,7 +152,9 @@ def split_by_partition(
     """Cut a stream sorted by ``columns`` into per-partition slices.
 
     Rows of one partition must arrive together (the source orders by the
-    partition columns), so only one partition is open at any time.
+    partition columns), so only one partition is open at any time. Values that
+    compare unequal but render alike (NaNs) give slices with the same path,
+    which the writer keeps in one file.
     """
     for batch in batches:
         if batch.num_rows == 0:
@@ -106,5 +163,5 @@ def split_by_partition(
         ends = [*starts[1:], batch.num_rows]
         data = batch if keep_columns else batch.drop_columns(list(columns))
         for start, end in zip(starts, ends, strict=True):
-            values = [batch.column(c)[start].as_py() for c in columns]
-            yield PartitionSlice(partition_path(columns, values), data.slice(start, end - start))
+            texts = [value_text(batch.column(c), start) for c in columns]
+            yield PartitionSlice(partition_path(columns, texts), data.slice(start, end - start))

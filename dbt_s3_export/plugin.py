@@ -10,7 +10,7 @@ table it just built.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import duckdb
@@ -20,9 +20,9 @@ from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
 from .config import SECRET_OPTIONS, ExportConfig, check_option_names
-from .credentials import ClientCache, ConnectionSettings
+from .credentials import ClientCache, ConnectionSettings, redact
 from .errors import S3ExportError
-from .export import run_export
+from .export import ExportResult, run_export
 from .source import DuckDBSource
 
 logger = AdapterLogger("S3Export")
@@ -51,41 +51,85 @@ class Plugin(BasePlugin):
                 "call the dbt_s3_export.export_to_s3() macro instead"
             )
         model = str(payload.get("model") or target_config.relation.identifier)
+        secrets = self._secrets(payload["exports"])
+        destination = ""
         try:
-            self._export_all(model, payload, str(target_config.relation))
+            for cfg, result in self._export_all(model, payload, target_config.relation):
+                destination = cfg.destination
+                if result is not None:
+                    logger.info(result.summary())
         except S3ExportError as e:
-            # One clear line in dbt's output; the chain stays out of the message.
-            raise DbtRuntimeError(f"s3_export failed for model '{model}': {e}") from None
+            # One clear line in dbt's output; the chain stays out of the message, and
+            # any secret value that slipped into it is scrubbed as a last resort.
+            subject = f"model '{model}'" + (f" exporting to {destination}" if destination else "")
+            text = str(e).removeprefix(f"model '{model}': ")
+            message = redact(f"s3_export failed for {subject}: {text}", secrets)
+            raise DbtRuntimeError(message) from None
 
-    def _export_all(self, model: str, payload: Mapping[str, Any], relation: str) -> None:
+    def _secrets(self, entries: Any) -> list[str]:
+        """Every credential value in the profile config and the model's entries."""
+        found: list[str] = []
+        for options in [self._defaults, *(entries if isinstance(entries, list) else [])]:
+            if isinstance(options, Mapping):
+                found += [
+                    str(v) for k, v in options.items() if k in SECRET_OPTIONS and v is not None
+                ]
+        return found
+
+    def _export_all(
+        self, model: str, payload: Mapping[str, Any], relation: Any
+    ) -> Iterator[tuple[ExportConfig, ExportResult | None]]:
+        """Validate every entry, then export them one by one (yielding before each)."""
         entries = payload["exports"]
+        # Warn before validating: the meta holds the credentials even if it is invalid.
+        in_meta = {
+            name for entry in entries if isinstance(entry, Mapping) for name in entry
+        } & SECRET_OPTIONS
+        if in_meta and payload.get("unique_id") is None:
+            logger.warning(
+                f"s3_export: the export of '{model}' was given credentials "
+                f"({', '.join(sorted(in_meta))}) in --args, which shell history and dbt's logs "
+                "may keep. Put them in the profile's dbt_s3_export plugin config with "
+                "env_var('DBT_ENV_SECRET_...') instead, or leave them out and let boto3 find them"
+            )
+        elif in_meta:
+            logger.warning(
+                f"s3_export: model '{model}' has credentials ({', '.join(sorted(in_meta))}) in "
+                "its meta, and dbt stores meta in plain text in target/manifest.json. Put them "
+                "in the profile's dbt_s3_export plugin config with "
+                "env_var('DBT_ENV_SECRET_...') instead, or leave them out and let boto3 find them"
+            )
         configs = []
         for i, entry in enumerate(entries):
             where = f"model '{model}' s3_export" + (f"[{i}]" if len(entries) > 1 else "")
             configs.append(ExportConfig.parse(entry, self._defaults, where=where))
-            if isinstance(entry, Mapping) and SECRET_OPTIONS & set(entry):
-                logger.warning(
-                    f"s3_export: model '{model}' has credentials in its meta; dbt stores meta "
-                    "in plain text in target/manifest.json. Put them in the profile's plugin "
-                    "config with env_var('DBT_ENV_SECRET_...') instead"
-                )
         extra = {
             "invocation_id": payload.get("invocation_id"),
             "unique_id": payload.get("unique_id"),
         }
-        source = DuckDBSource(self._cursor(), relation)
+        cursor = self._cursor()
         for cfg in configs:
+            yield cfg, None
+            if not cfg.enabled:
+                logger.info(f"s3_export: {model} -> {cfg.destination}: skipped (enabled: false)")
+                continue
+            source = DuckDBSource(cursor, str(relation), cfg.where)
+            if cfg.rows == "batch":
+                batch = source.batch_relation(relation.identifier)
+                if batch is not None:
+                    source = DuckDBSource(cursor, batch, cfg.where)
+                    logger.info(f"s3_export: {model}: exporting this run's incremental batch only")
             client = self._clients.get(ConnectionSettings.of(cfg))
-            result = run_export(cfg, source, client, model=model, extra_manifest=extra)
-            logger.info(result.summary())
+            yield cfg, run_export(cfg, source, client, model=model, extra_manifest=extra)
 
     def _cursor(self) -> Any:
         """The calling thread's dbt connection: it sees the model's uncommitted table."""
         from dbt.adapters.factory import get_adapter_by_type
 
         try:
-            connection = get_adapter_by_type("duckdb").connections.get_if_exists()
-        except Exception:  # no adapter registered (the plugin used outside a dbt run)
+            adapter = get_adapter_by_type("duckdb")  # type: ignore[no-untyped-call]
+            connection = adapter.connections.get_if_exists()
+        except KeyError:  # no duckdb adapter registered: the plugin is used outside dbt
             connection = None
         if connection is not None and connection.handle is not None:
             return connection.handle.cursor()

@@ -62,12 +62,17 @@ class DuckDBSource:
     table until the transaction commits.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, relation: str) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, relation: str, where: str | None = None
+    ) -> None:
         self._con = con
         self.relation = relation
+        self.where = where
 
     def _select(self, order_by: Sequence[str] = ()) -> str:
         sql = f"SELECT * FROM {self.relation}"
+        if self.where:
+            sql += f" WHERE ({self.where})"
         if order_by:
             sql += " ORDER BY " + ", ".join(quote_identifier(c) for c in order_by)
         return sql
@@ -77,7 +82,27 @@ class DuckDBSource:
         try:
             return list(self._con.sql(self._select() + " LIMIT 0").columns)
         except duckdb.Error as e:
+            if self.where:
+                raise SourceError(
+                    f"cannot read relation {self.relation} filtered by option 'where' "
+                    f"({self.where!r}): {e}. Fix the filter: it is a DuckDB SQL predicate "
+                    "over the model's columns"
+                ) from e
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+
+    def batch_relation(self, identifier: str) -> str | None:
+        """The temporary table dbt-duckdb staged this run's incremental rows in, if any.
+
+        dbt-duckdb names it ``<model>__dbt_tmp<timestamp>``; it lives on the model's own
+        connection only, and only on incremental (not first or full-refresh) runs.
+        """
+        pattern = identifier.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary "
+            "AND table_name LIKE ? ESCAPE '\\' ORDER BY table_name DESC LIMIT 1",
+            [pattern + "\\_\\_dbt\\_tmp%"],
+        ).fetchall()
+        return f"temp.main.{quote_identifier(rows[0][0])}" if rows else None
 
     def _table_rows(self) -> int | None:
         """The row count DuckDB keeps for a base table; None for views and the unknown."""
@@ -120,17 +145,23 @@ class DuckDBSource:
         # rowid keeps a partition's rows in table order: DuckDB's sort is not stable,
         # and shuffled ids or timestamps compress worse and differ from run to run.
         order = ", ".join([*(quote_identifier(c) for c in order_by), "rowid"])
+        filters = [f"({self.where})"] if self.where else []
         if groups == 1:
-            return self._reader(f"SELECT * FROM {self.relation} ORDER BY {order}", batch_size)
-        key = "hash(" + ", ".join(quote_identifier(c) for c in order_by) + f") % {groups}"
-        queries = [
-            f"SELECT * FROM {self.relation} WHERE {key} = {g} ORDER BY {order}"
-            for g in range(groups)
-        ]
+            queries = [self._select_where(filters) + f" ORDER BY {order}"]
+        else:
+            key = "hash(" + ", ".join(quote_identifier(c) for c in order_by) + f") % {groups}"
+            queries = [
+                self._select_where([*filters, f"{key} = {g}"]) + f" ORDER BY {order}"
+                for g in range(groups)
+            ]
         first = self._reader(queries[0], batch_size)
         return pa.RecordBatchReader.from_batches(
             first.schema, self._chain(first, queries[1:], batch_size)
         )
+
+    def _select_where(self, filters: Sequence[str]) -> str:
+        sql = f"SELECT * FROM {self.relation}"
+        return sql + " WHERE " + " AND ".join(filters) if filters else sql
 
     def _reader(self, sql: str, batch_size: int) -> pa.RecordBatchReader:
         try:

@@ -13,17 +13,20 @@ from __future__ import annotations
 import contextlib
 import io
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    IncompleteReadError,
     NoCredentialsError,
     ReadTimeoutError,
+    ResponseStreamingError,
 )
 
 from .errors import (
@@ -50,6 +53,14 @@ _CREDENTIAL_CODES = {
     "TokenRefreshRequired",
     "InvalidClientTokenId",
 }
+_CREDENTIAL_CAUSES = {
+    "InvalidAccessKeyId": "the access key id is unknown",
+    "InvalidClientTokenId": "the access key id is unknown",
+    "SignatureDoesNotMatch": "the secret access key does not belong to the access key id",
+    "ExpiredToken": "the session token has expired; get fresh temporary credentials",
+    "TokenRefreshRequired": "the session token has expired; get fresh temporary credentials",
+    "InvalidToken": "the session token is malformed or does not belong to the access key id",
+}
 
 
 def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
@@ -58,29 +69,40 @@ def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
     if isinstance(err, ClientError):
         code = str(err.response.get("Error", {}).get("Code", "Unknown"))
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = str(err.response.get("Error", {}).get("Message", "")) or code
+        message = str(err.response.get("Error", {}).get("Message", "")).rstrip(".") or code
         if code in ("NoSuchBucket",) or (code == "404" and what.startswith("list")):
             return BucketNotFound(
                 f"bucket '{bucket}' does not exist ({what}). Create it or fix 'bucket'",
                 code=code,
             )
         if code in _CREDENTIAL_CODES:
+            cause = _CREDENTIAL_CAUSES.get(code, "the credentials are not valid")
             return InvalidCredentials(
-                f"S3 rejected the credentials while trying to {what} in {where}: {code}: "
-                f"{message}. Check access_key_id/secret_access_key/session_token or the "
-                "profile the export uses",
+                f"S3 rejected the credentials while trying to {what} in {where}: {cause} "
+                f"({code}: {message}). Check access_key_id/secret_access_key/session_token, "
+                "the profile or the role the export uses",
                 code=code,
             )
         if code in ("AccessDenied", "403", "AllAccessDisabled", "AccessDeniedException"):
             return AccessDenied(
                 f"access denied while trying to {what} in {where}: {message}. The credentials "
-                "in use need s3:PutObject, s3:ListBucket and s3:DeleteObject on the bucket",
+                "in use need s3:PutObject, s3:GetObject, s3:DeleteObject, "
+                "s3:AbortMultipartUpload, s3:ListBucket and s3:ListBucketMultipartUploads",
                 code=code,
             )
+        retryable = status is not None and int(status) >= 500
+        attempts = err.response.get("ResponseMetadata", {}).get("RetryAttempts")
+        gave_up = f" after {int(attempts) + 1} attempts" if retryable and attempts else ""
+        advice = (
+            ". S3 or the endpoint kept failing; try again later or check its status"
+            if retryable
+            else ""
+        )
         return TransferError(
-            f"S3 error while trying to {what} in {where}: {code} (HTTP {status}): {message}",
+            f"S3 error while trying to {what} in {where}{gave_up}: {code} (HTTP {status}): "
+            f"{message}{advice}",
             code=code,
-            retryable=status is not None and int(status) >= 500,
+            retryable=retryable,
         )
     if isinstance(err, (EndpointConnectionError, ConnectTimeoutError)):
         return EndpointUnreachable(
@@ -96,7 +118,14 @@ def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
         )
     if isinstance(err, ReadTimeoutError):
         return TransferError(
-            f"S3 did not answer in time while trying to {what} in {where} (after retries)",
+            f"S3 did not answer in time while trying to {what} in {where} (after retries). "
+            "Check the endpoint and the network",
+            retryable=True,
+        )
+    if isinstance(err, (ConnectionClosedError, ResponseStreamingError, IncompleteReadError)):
+        return TransferError(
+            f"the connection to S3 kept breaking while trying to {what} in {where} "
+            f"(after retries): {err}. Check the endpoint and the network",
             retryable=True,
         )
     return TransferError(f"S3 request failed while trying to {what} in {where}: {err}")
@@ -114,10 +143,18 @@ class Uploader:
     """Runs the uploads of one export on a bounded pool; collects what it wrote."""
 
     def __init__(
-        self, client: S3Client, bucket: str, *, part_size: int, max_concurrency: int
+        self,
+        client: S3Client,
+        bucket: str,
+        *,
+        part_size: int,
+        max_concurrency: int,
+        object_args: Mapping[str, Any] | None = None,
     ) -> None:
         self.client = client
         self.bucket = bucket
+        # Attributes every object gets: encryption, storage class, metadata, tags.
+        self.object_args: dict[str, Any] = dict(object_args or {})
         self.part_size = part_size
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="s3-export")
         # Completes multipart uploads once their parts are in, so that the caller
@@ -191,7 +228,7 @@ class Uploader:
             self.bucket,
             f"write {key}",
             lambda: self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **self.object_args
             ),
         )
 
@@ -237,7 +274,7 @@ class ObjectSink(io.RawIOBase):
             bucket,
             f"start an upload of {key}",
             lambda: self._up.client.create_multipart_upload(
-                Bucket=bucket, Key=key, ContentType=self._content_type
+                Bucket=bucket, Key=key, ContentType=self._content_type, **self._up.object_args
             ),
         )
         return response["UploadId"]
@@ -302,7 +339,7 @@ class ObjectSink(io.RawIOBase):
                         Bucket=bucket,
                         Key=key,
                         UploadId=upload_id,
-                        MultipartUpload={"Parts": self._parts},
+                        MultipartUpload={"Parts": cast(Any, self._parts)},
                     ),
                 )
             except BaseException:
@@ -326,12 +363,10 @@ class ObjectSink(io.RawIOBase):
             return
         for future in self._part_futures:
             future.exception()
-        try:
+        with contextlib.suppress(ClientError, BotoCoreError):
             self._up.client.abort_multipart_upload(
                 Bucket=self._up.bucket, Key=self.key, UploadId=self._upload_id
             )
-        except (ClientError, BotoCoreError):
-            pass
 
 
 class _slot:
@@ -348,11 +383,10 @@ class _slot:
 def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:
     """Every key under ``prefix`` (which should end with ``/``), across pages."""
     paginator = client.get_paginator("list_objects_v2")
-    pages = call(
-        bucket, f"list s3://{bucket}/{prefix}", lambda: iter(paginator.paginate(Bucket=bucket, Prefix=prefix))
-    )
+    what = f"list s3://{bucket}/{prefix}"
+    pages = call(bucket, what, lambda: iter(paginator.paginate(Bucket=bucket, Prefix=prefix)))
     while True:
-        page = call(bucket, f"list s3://{bucket}/{prefix}", lambda: next(pages, None))
+        page = call(bucket, what, lambda: next(pages, None))
         if page is None:
             return
         for obj in page.get("Contents", []):

@@ -1,14 +1,19 @@
 {#-
   One export as an EXPORT statement for the logs, in the shape of the reference
   connector's examples. Every option whose name suggests a credential is shown
-  as ***, so the rendering is safe to log and to keep in compiled SQL.
+  as ***, so the rendering is safe to log and to keep in compiled SQL. The test
+  is by name, not by the list of known options, so a misspelt credential option
+  (which the plugin rejects later) is hidden too: anything with secret, token,
+  pass, credential or auth in its name, external_id, and any name holding "key"
+  other than the object `key` and the (public) `sse_kms_key_id`.
 -#}
 {% macro _render_export_statement(relation, entry) %}
   {%- set shown = {} -%}
   {%- for name, value in entry.items() -%}
     {%- set lowered = name | string | lower -%}
-    {%- if 'secret' in lowered or 'token' in lowered or 'password' in lowered
-          or 'access_key' in lowered or lowered == 'external_id' -%}
+    {%- if 'secret' in lowered or 'token' in lowered or 'pass' in lowered
+          or 'credential' in lowered or 'auth' in lowered or 'external' in lowered
+          or ('key' in lowered and lowered not in ('key', 'sse_kms_key_id')) -%}
       {%- do shown.update({name: '***'}) -%}
     {%- else -%}
       {%- do shown.update({name: value}) -%}

@@ -27,18 +27,9 @@
   {%- if exports | length == 0 -%}
     {{- return('') -}}
   {%- endif -%}
-  {%- set statements = [] -%}
-  {%- for entry in exports -%}
-    {%- do statements.append(dbt_s3_export._render_export_statement(this, entry)) -%}
-  {%- endfor -%}
-  {%- set rendered = statements | join('\n') -%}
-  {%- do log('s3_export: model ' ~ model.name ~ ':\n' ~ rendered, info=False) -%}
-  {%- set payload = {
-        'model': model.name,
-        'unique_id': model.unique_id,
-        'invocation_id': invocation_id,
-        'exports': exports,
-      } -%}
-  {%- do adapter.store_relation(plugin_name, this, [], '', 's3', payload) -%}
-  {{- return('/* ' ~ rendered | replace('*/', '* /') ~ ' */') -}}
+  {%- if not dbt_s3_export._exports_enabled() -%}
+    {%- do log('s3_export: ' ~ model.name ~ ': skipped, var dbt_s3_export_enabled is false', info=True) -%}
+    {{- return('') -}}
+  {%- endif -%}
+  {{- return(dbt_s3_export._run_exports(plugin_name, this, model.name, model.unique_id, exports)) -}}
 {% endmacro %}

@@ -5,11 +5,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from .support import DUMMY_CREDENTIALS, DbtProject, S3Server
+from .support import DUMMY_CREDENTIALS, DbtProject, S3Server, s3_client
 
 _bucket_numbers = itertools.count()
 
@@ -31,14 +29,7 @@ def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def s3(s3_server: S3Server) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(s3={"addressing_style": "path"}),
-    )
+    return s3_client(s3_server.endpoint)
 
 
 @pytest.fixture

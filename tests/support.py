@@ -189,6 +189,21 @@ class DbtProject:
             return con.sql(sql).to_arrow_table()
 
 
+def s3_client(endpoint: str) -> Any:
+    """A plain boto3 client for checking what landed on the test server."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+
+
 def list_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
     keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from dbt_s3_export import ArrowSource, ExportConfig, run_export
+from dbt_s3_export import ArrowSource, ExportConfig, ExportFailed, run_export
 from dbt_s3_export.credentials import ClientCache, ConnectionSettings
 from tests.support import S3Server
 
@@ -77,7 +77,7 @@ def test_a_failed_completion_fails_the_export_and_leaves_no_upload(
         raise RuntimeError("completion refused")
 
     monkeypatch.setattr(client, "complete_multipart_upload", refuse)
-    with pytest.raises(RuntimeError, match="completion refused"):
+    with pytest.raises(ExportFailed, match="completion refused"):
         run_export(cfg, ArrowSource(table), client, model="big")
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
