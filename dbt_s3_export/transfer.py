@@ -172,6 +172,15 @@ class Uploader:
         """Queue work that holds one buffer; blocks while the pool is full."""
         self.raise_if_failed()
         self._slots.acquire()
+        return self._track(self._pool.submit(self._recorded(fn, release_slot=True)))
+
+    def complete_later(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (which waits for parts already queued) after the caller moves on."""
+        self.raise_if_failed()
+        self._track(self._completer.submit(self._recorded(fn, release_slot=False)))
+
+    def _recorded(self, fn: Callable[[], None], *, release_slot: bool) -> Callable[[], None]:
+        """``fn`` that keeps its first failure for the export to raise; frees its slot."""
 
         def run() -> None:
             try:
@@ -181,23 +190,10 @@ class Uploader:
                     self._failure = self._failure or e
                 raise
             finally:
-                self._slots.release()
+                if release_slot:
+                    self._slots.release()
 
-        return self._track(self._pool.submit(run))
-
-    def complete_later(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` (which waits for parts already queued) after the caller moves on."""
-        self.raise_if_failed()
-
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as e:
-                with self._lock:
-                    self._failure = self._failure or e
-                raise
-
-        self._track(self._completer.submit(run))
+        return run
 
     def _track(self, future: Future[None]) -> Future[None]:
         with self._lock:
