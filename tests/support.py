@@ -189,6 +189,19 @@ class DbtProject:
             return con.sql(sql).to_arrow_table()
 
 
+HOOK = "post_hook='{{ dbt_s3_export.export_to_s3() }}'"
+
+
+def exported_model(meta: str, sql: str, materialized: str = "table", hook: str = HOOK) -> str:
+    """A model whose config sets meta.s3_export to the Jinja literal ``meta``."""
+    config = f"materialized='{materialized}', meta={{'s3_export': {meta}}}, {hook}"
+    return "{{ config(" + config + ") }}\n" + sql
+
+
+def export_meta(bucket: str, key: str, fmt: str, extra: str = "") -> str:
+    return f"{{'bucket': '{bucket}', 'key': '{key}', 'file_format': '{fmt}'{extra}}}"
+
+
 def s3_client(endpoint: str) -> Any:
     """A plain boto3 client for checking what landed on the test server."""
     import boto3

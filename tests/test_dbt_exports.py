@@ -14,7 +14,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from .support import REPO, DbtProject, S3Server, list_keys, read_object, s3_client
+from .support import (
+    REPO,
+    DbtProject,
+    S3Server,
+    export_meta,
+    exported_model,
+    list_keys,
+    read_object,
+    s3_client,
+)
 
 pytestmark = pytest.mark.dbt
 
@@ -29,19 +38,6 @@ break'}, -0.25::double, '', -1::bigint),
     (3, null, null, null, null, null, null, null, null, null, null, null)
 ) t(id, name, amount, d, ts, tstz, flag, tags, info, score, note, big)
 """
-
-
-HOOK = "post_hook='{{ dbt_s3_export.export_to_s3() }}'"
-
-
-def exported_model(meta: str, sql: str, materialized: str = "table", hook: str = HOOK) -> str:
-    """A model whose config sets meta.s3_export to the Jinja literal ``meta``."""
-    config = f"materialized='{materialized}', meta={{'s3_export': {meta}}}, {hook}"
-    return "{{ config(" + config + ") }}\n" + sql
-
-
-def export_meta(bucket: str, key: str, fmt: str, extra: str = "") -> str:
-    return f"{{'bucket': '{bucket}', 'key': '{key}', 'file_format': '{fmt}'{extra}}}"
 
 
 def typed_model(fmt: str, key: str, extra: str = "") -> str:

@@ -10,8 +10,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from .support import DbtProject, list_keys, read_object
-from .test_dbt_exports import export_meta, exported_model
+from .support import DbtProject, export_meta, exported_model, list_keys, read_object
 
 pytestmark = pytest.mark.dbt
 

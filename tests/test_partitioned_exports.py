@@ -28,7 +28,7 @@ from dbt_s3_export import ArrowSource, DuckDBSource, ExportConfig, PartitionErro
 from dbt_s3_export.credentials import ClientCache, ConnectionSettings
 from dbt_s3_export.transfer import ObjectSink, Uploader
 
-from .support import DbtProject, S3Server, list_keys, s3_client
+from .support import DbtProject, S3Server, export_meta, exported_model, list_keys, s3_client
 
 FORMATS = ("parquet", "csv", "json", "jsonl")
 EXTENSION = {"parquet": ".parquet", "csv": ".csv", "json": ".json", "jsonl": ".jsonl"}
@@ -503,7 +503,6 @@ def test_nested_partition_column_is_refused(s3_server: S3Server, bucket: str) ->
 
 # --- through dbt --------------------------------------------------------------
 
-HOOK = "post_hook='{{ dbt_s3_export.export_to_s3() }}'"
 PARTITION_COLS = ["p_str", "p_int", "p_date", "p_ts", "p_tstz", "p_bool", "p_dbl", "p_dec"]
 
 
@@ -572,9 +571,8 @@ def wide_model_sql() -> str:
 
 
 def exporting_model(bucket: str, key: str, fmt: str, extra: str = "", ref: str = "wide") -> str:
-    meta = f"{{'bucket': '{bucket}', 'key': '{key}', 'file_format': '{fmt}'{extra}}}"
-    config = f"materialized='table', meta={{'s3_export': {meta}}}, {HOOK}"
-    return "{{ config(" + config + ") }}\nselect * from {{ ref('" + ref + "') }}\n"
+    sql = "select * from {{ ref('" + ref + "') }}\n"
+    return exported_model(export_meta(bucket, key, fmt, extra), sql)
 
 
 @pytest.fixture(scope="module")
@@ -681,10 +679,8 @@ def test_bad_partition_columns_fail_each_model_clearly(
     project: DbtProject, s3: Any, bucket: str
 ) -> None:
     for name, (cols, sql, _) in BAD_PARTITIONS.items():
-        meta = f"{{'bucket': '{bucket}', 'key': '{name}/', 'file_format': 'csv', "
-        meta += f"'partition_cols': {cols}}}"
-        config = f"materialized='table', meta={{'s3_export': {meta}}}, {HOOK}"
-        project.model(name, "{{ config(" + config + ") }}\n" + sql)
+        meta = export_meta(bucket, f"{name}/", "csv", f", 'partition_cols': {cols}")
+        project.model(name, exported_model(meta, sql))
     result = project.dbt("run", check=False)
     assert not result.ok
     assert f"ERROR={len(BAD_PARTITIONS)}" in result.output
