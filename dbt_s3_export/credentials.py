@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
@@ -96,18 +96,9 @@ class ConnectionSettings:
 
     @classmethod
     def of(cls, cfg: ExportConfig) -> ConnectionSettings:
-        return cls(
-            region=cfg.region,
-            endpoint_url=cfg.endpoint_url,
-            path_style=cfg.path_style,
-            profile_name=cfg.profile_name,
-            access_key_id=cfg.access_key_id,
-            secret_access_key=cfg.secret_access_key,
-            session_token=cfg.session_token,
-            role_arn=cfg.role_arn,
-            external_id=cfg.external_id,
-            role_session_name=cfg.role_session_name,
-        )
+        """The export's connection options; every field but the pool size is named alike."""
+        names = [f.name for f in fields(cls) if f.name != "max_pool_connections"]
+        return cls(**{name: getattr(cfg, name) for name in names})
 
     def secrets(self) -> list[str]:
         """The secret values these settings carry, for ``redact``."""

@@ -70,11 +70,15 @@ def _iso_text(expr: str, typ: pa.DataType) -> str | None:
     return None
 
 
-def _csv_expr(name: str, typ: pa.DataType) -> str | None:
+def _text_expr(
+    name: str, typ: pa.DataType, rule: Callable[[str, pa.DataType], str | None]
+) -> str | None:
+    """SQL rendering one column for a text format: ISO 8601 temporals, then the format's rule."""
     col = _quote(name)
-    iso = _iso_text(col, typ)
-    if iso is not None:
-        return iso
+    return _iso_text(col, typ) or rule(col, typ)
+
+
+def _csv_rule(col: str, typ: pa.DataType) -> str | None:
     if pa.types.is_nested(typ):
         return f"CAST(to_json({col}) AS VARCHAR)"
     if pa.types.is_interval(typ) or pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
@@ -82,11 +86,7 @@ def _csv_expr(name: str, typ: pa.DataType) -> str | None:
     return None
 
 
-def _json_expr(name: str, typ: pa.DataType) -> str | None:
-    col = _quote(name)
-    iso = _iso_text(col, typ)
-    if iso is not None:
-        return iso
+def _json_rule(col: str, typ: pa.DataType) -> str | None:
     if pa.types.is_floating(typ):
         # JSON has no NaN or Infinity; write null rather than an unreadable file.
         return f"CASE WHEN isfinite({col}) THEN {col} END"
@@ -174,7 +174,7 @@ def _projection(
     exprs = []
     changed = False
     for f in schema:
-        expr = rule(f.name, f.type)
+        expr = _text_expr(f.name, f.type, rule)
         changed = changed or expr is not None
         exprs.append(f"{expr} AS {_quote(f.name)}" if expr else _quote(f.name))
     return _Renderer(", ".join(exprs)) if changed else None
@@ -276,7 +276,7 @@ class _TextStream:
 
 class CsvFormatWriter:
     def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
-        self._render = _projection(schema, _csv_expr)
+        self._render = _projection(schema, _csv_rule)
         out_schema = schema
         if self._render is not None:
             empty = pa.record_batch([pa.array([], f.type) for f in schema], schema=schema)
@@ -333,7 +333,8 @@ class JsonFormatWriter:
     def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
         self._lines = opts.file_format == "jsonl"
         fields = ", ".join(
-            f"{_quote(f.name)} := {_json_expr(f.name, f.type) or _quote(f.name)}" for f in schema
+            f"{_quote(f.name)} := {_text_expr(f.name, f.type, _json_rule) or _quote(f.name)}"
+            for f in schema
         )
         row = f"to_json(struct_pack({fields}))" if len(schema) else "'{}'"
         # Each row carries its separator so the output is the column's raw bytes.
