@@ -27,8 +27,10 @@ def _runs(reader: pa.RecordBatchReader, cols: list[str]) -> tuple[list[tuple[obj
     rows = 0
     for batch in reader:
         rows += batch.num_rows
-        for row in zip(*(batch.column(c).to_pylist() for c in cols), strict=True):
-            if not keys or keys[-1] != row:
+        columns = [batch.column(c) for c in cols]
+        columns = [a.cast(pa.int64()) if pa.types.is_timestamp(a.type) else a for a in columns]
+        for row in zip(*(a.to_pylist() for a in columns), strict=True):
+            if not keys or repr(keys[-1]) != repr(row):  # repr: NaN equals NaN
                 keys.append(row)
     return keys, rows
 
@@ -38,7 +40,8 @@ def test_big_table_is_read_in_sorted_groups_each_partition_once(
 ) -> None:
     monkeypatch.setattr(source, "SORT_GROUP_BYTES", 100_000)
     src = DuckDBSource(con, '"memory"."main"."t"')
-    assert src.sort_groups(["k", "j"]) > 1
+    plan = src.read_plan(["k", "j"])
+    assert plan.kind == "groups" and plan.groups > 1  # 42 partitions: too many to scan each
     keys, rows = _runs(src.open(["k", "j"], 1024), ["k", "j"])
     assert rows == 20000
     # Every partition arrives as one run (NULL keys included), and all are there.
@@ -49,14 +52,13 @@ def test_big_table_is_read_in_sorted_groups_each_partition_once(
     assert sorted(got.column("id").to_pylist()) == list(range(20000))
 
 
-def test_small_tables_views_and_unordered_reads_use_one_query(
+def test_views_and_unordered_reads_use_one_query(
     con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert DuckDBSource(con, "t").sort_groups(["k"]) == 1
     monkeypatch.setattr(source, "SORT_GROUP_BYTES", 100_000)
-    # A view would run its query once per group, so it is sorted in one go.
-    assert DuckDBSource(con, "v").sort_groups(["k"]) == 1
-    assert DuckDBSource(con, "t").sort_groups([]) == 1
+    # A view would run its query once per scan, so it is sorted in one go.
+    assert DuckDBSource(con, "v").read_plan(["k"]).kind == "query"
+    assert DuckDBSource(con, "t").read_plan([]).kind == "query"
     keys, rows = _runs(DuckDBSource(con, "v").open(["k"], 1024), ["k"])
     assert rows == 20000 and len(keys) == len(set(keys)) == 14
 
@@ -72,8 +74,10 @@ def test_relation_names_are_split_into_parts() -> None:
 def test_rows_of_a_partition_keep_table_order(
     con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for budget in (10**9, 100_000):  # one sorted query, then several groups
+    for budget, extra in ((10**9, 0), (100_000, 0), (10**9, 24)):
+        # one sorted query, then several sorted groups, then a scan per partition
         monkeypatch.setattr(source, "SORT_GROUP_BYTES", budget)
+        monkeypatch.setattr(source, "STREAMED_EXTRA_SCANS", extra)
         got = pa.Table.from_batches(list(DuckDBSource(con, "t").open(["j"], 1024)))
         for j in range(3):
             ids = [
@@ -82,3 +86,50 @@ def test_rows_of_a_partition_keep_table_order(
                 if k == j
             ]
             assert ids == sorted(ids) and len(ids) > 6000
+
+
+def test_few_partitions_are_scanned_one_by_one_whatever_their_type() -> None:
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'Europe/Paris'")
+    con.execute("CREATE TYPE mood AS ENUM ('sad', 'happy')")
+    # Keys whose text must round-trip exactly: NaN, -0.0, decimals, instants in a
+    # zone, nanoseconds, enums, quotes, NULLs; three keys per column.
+    con.execute(
+        """CREATE TABLE odd AS SELECT range AS id,
+        [1.5, 'nan'::DOUBLE, -0.0][range % 3 + 1] AS f,
+        [12.345, -0.001, NULL][range % 3 + 1]::DECIMAL(18, 3) AS d,
+        [TIMESTAMPTZ '2024-03-31 02:30:00+02', TIMESTAMPTZ '1999-12-31 23:59:59.999999+00',
+         NULL][range % 3 + 1] AS tz,
+        [TIMESTAMP_NS '2024-01-01 00:00:00.123456789', NULL,
+         TIMESTAMP_NS '1970-01-01'][range % 3 + 1] AS ns,
+        ['happy', 'sad', NULL][range % 3 + 1]::mood AS m,
+        ['it''s', '', NULL][range % 3 + 1] AS s
+        FROM range(3000)"""
+    )
+    for col in ("f", "d", "tz", "ns", "m", "s"):
+        src = DuckDBSource(con, "odd")
+        plan = src.read_plan([col])
+        assert plan.kind == "partitions"
+        assert sorted(p.rows for p in plan.partitions) == [1000, 1000, 1000], col
+        keys, rows = _runs(src.open([col], 256), [col])
+        got = pa.Table.from_batches(list(src.open([col], 256)))
+        assert rows == 3000 and len(keys) == 3, col
+        ids = got.column("id").to_pylist()
+        assert sorted(ids) == list(range(3000)), col
+        # Within a partition, rows keep table order.
+        assert all(a < b for a, b in zip(ids[:999], ids[1:1000], strict=True)), col
+
+
+def test_a_partition_whose_rows_change_between_count_and_read_fails(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    src = DuckDBSource(con, "t", where="random() < 0.5")
+    assert src.read_plan(["j"]).kind == "partitions"
+    with pytest.raises(source.SourceError, match=r"option 'where' is not deterministic"):
+        list(src.open(["j"], 1024))
+
+
+def test_an_empty_selection_gives_the_schema_and_no_rows(con: duckdb.DuckDBPyConnection) -> None:
+    reader = DuckDBSource(con, "t", where="id < 0").open(["j"], 1024)
+    assert reader.schema.names == ["id", "k", "j"]
+    assert sum(b.num_rows for b in reader) == 0
