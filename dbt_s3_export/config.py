@@ -207,7 +207,10 @@ def _expand_to(merged: dict[str, Any], options: Mapping[str, Any], where: str) -
         return
     if not isinstance(to, str) or not to.startswith("s3://") or "/" not in to[5:]:
         raise ConfigError(
-            where, "to", f"must look like s3://bucket/key, got {to!r}", "For example s3://my-bucket/orders/"
+            where,
+            "to",
+            f"must look like s3://bucket/key, got {to!r}",
+            "For example s3://my-bucket/orders/",
         )
     bucket, key = to[5:].split("/", 1)
     for name, value in (("bucket", bucket), ("key", key)):
@@ -355,7 +358,7 @@ class _Parser:
         if delimiter is not None:
             # Jinja and YAML single-quoted strings keep a backslash escape as two characters.
             delimiter = _DELIMITER_ALIASES.get(delimiter, delimiter)
-            if len(delimiter) != 1 or delimiter in "\r\n\"":
+            if len(delimiter) != 1 or delimiter in '\r\n"':
                 raise self.fail(
                     "csv_delimiter",
                     f"must be one character other than a quote or line break, got {delimiter!r}",
@@ -527,9 +530,7 @@ class _Parser:
         cols: list[str] = []
         for col in value:
             if not isinstance(col, str) or not col:
-                raise self.fail(
-                    "partition_cols", f"must hold non-empty column names, got {col!r}"
-                )
+                raise self.fail("partition_cols", f"must hold non-empty column names, got {col!r}")
             if col in cols:
                 raise self.fail(
                     "partition_cols",

@@ -305,9 +305,7 @@ class _FileRoller:
         self._sink = self._writer = None
 
 
-def _slices(
-    reader: pa.RecordBatchReader, cfg: ExportConfig
-) -> Iterator[PartitionSlice]:
+def _slices(reader: pa.RecordBatchReader, cfg: ExportConfig) -> Iterator[PartitionSlice]:
     if cfg.partition_cols:
         yield from split_by_partition(iter(reader), cfg.partition_cols, cfg.include_partition_cols)
     else:

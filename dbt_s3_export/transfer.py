@@ -1,9 +1,9 @@
 """Uploads, listings and deletes against S3, and S3 errors turned into ours.
 
-``Uploader`` streams bytes into objects: small objects go up in one PUT, large
-ones as multipart uploads whose parts are sent by a small thread pool while the
-caller keeps encoding. The number of parts in memory at once is bounded, so
-memory does not grow with the table. Retries of transient faults are
+``Uploader`` streams bytes into objects: objects up to SINGLE_PUT_PARTS parts go
+up in one PUT, larger ones as multipart uploads whose parts are sent by a small
+thread pool while the caller keeps encoding. The bytes in flight at once are
+bounded, so memory does not grow with the table. Retries of transient faults are
 botocore's (standard mode); what still fails is mapped to a ``TransferError``
 that says what went wrong and keeps the botocore error as ``__cause__``.
 """
@@ -44,6 +44,11 @@ else:
 
 T = TypeVar("T")
 DELETE_BATCH = 1000
+# An object goes up in one PUT when it ends within this many parts' worth of bytes.
+# One request instead of a multipart upload's three or more: S3 needs parts only
+# to send a big object in parallel, and stores that copy every part again on
+# completion (MinIO on a single disk, moto) take about twice the CPU for them.
+SINGLE_PUT_PARTS = 4
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -156,31 +161,33 @@ class Uploader:
         # Attributes every object gets: encryption, storage class, metadata, tags.
         self.object_args: dict[str, Any] = dict(object_args or {})
         self.part_size = part_size
+        self.single_put_max = SINGLE_PUT_PARTS * part_size
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="s3-export")
         # Completes multipart uploads once their parts are in, so that the caller
         # goes on encoding the next file instead of waiting at each file's end.
         # A thread of its own: it waits on parts that run on the pool.
         self._completer = ThreadPoolExecutor(1, thread_name_prefix="s3-export-complete")
-        # Bounds the buffers alive at once: one per running upload plus one queued.
-        self._slots = threading.BoundedSemaphore(max_concurrency + 1)
+        # Bounds the bytes handed to uploads and not yet sent: a part per running
+        # upload plus one queued, or one single-PUT object, whichever is more.
+        self.budget = ByteBudget(max(max_concurrency + 1, SINGLE_PUT_PARTS) * part_size)
         self._pending: list[Future[None]] = []
         self._lock = threading.Lock()
         self.completed: list[str] = []
         self._failure: BaseException | None = None
 
-    def submit(self, fn: Callable[[], None]) -> Future[None]:
-        """Queue work that holds one buffer; blocks while the pool is full."""
+    def submit(self, fn: Callable[[], None], nbytes: int) -> Future[None]:
+        """Queue work that holds ``nbytes`` of buffer; blocks while the budget is spent."""
         self.raise_if_failed()
-        self._slots.acquire()
-        return self._track(self._pool.submit(self._recorded(fn, release_slot=True)))
+        taken = self.budget.take(nbytes)
+        return self._track(self._pool.submit(self._recorded(fn, taken)))
 
     def complete_later(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` (which waits for parts already queued) after the caller moves on."""
         self.raise_if_failed()
-        self._track(self._completer.submit(self._recorded(fn, release_slot=False)))
+        self._track(self._completer.submit(self._recorded(fn, 0)))
 
-    def _recorded(self, fn: Callable[[], None], *, release_slot: bool) -> Callable[[], None]:
-        """``fn`` that keeps its first failure for the export to raise; frees its slot."""
+    def _recorded(self, fn: Callable[[], None], taken: int) -> Callable[[], None]:
+        """``fn`` that keeps its first failure for the export to raise; gives back its bytes."""
 
         def run() -> None:
             try:
@@ -190,8 +197,7 @@ class Uploader:
                     self._failure = self._failure or e
                 raise
             finally:
-                if release_slot:
-                    self._slots.release()
+                self.budget.give(taken)
 
         return run
 
@@ -219,12 +225,16 @@ class Uploader:
     def open(self, key: str, content_type: str) -> ObjectSink:
         return ObjectSink(self, key, content_type)
 
-    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+    def put_bytes(self, key: str, data: bytes | bytearray, content_type: str) -> None:
         call(
             self.bucket,
             f"write {key}",
             lambda: self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, **self.object_args
+                Bucket=self.bucket,
+                Key=key,
+                Body=cast(bytes, data),  # botocore sends any bytes-like body
+                ContentType=content_type,
+                **self.object_args,
             ),
         )
 
@@ -260,7 +270,9 @@ class ObjectSink(io.RawIOBase):
         n = view.nbytes
         self._buffer += view
         self.size += n
-        if len(self._buffer) >= self._up.part_size:
+        if self._upload_id is None and len(self._buffer) <= self._up.single_put_max:
+            return n  # may still end small enough for one PUT
+        while len(self._buffer) >= self._up.part_size:
             self._send_part()
         return n
 
@@ -276,11 +288,15 @@ class ObjectSink(io.RawIOBase):
         return response["UploadId"]
 
     def _send_part(self) -> None:
+        """Send the first part_size bytes of the buffer (all of it, at the end) as a part."""
         if self._upload_id is None:
             self._upload_id = self._start_multipart()
         number = len(self._parts) + 1
-        body = bytes(self._buffer)
-        self._buffer = bytearray()
+        if len(self._buffer) <= self._up.part_size:
+            body, self._buffer = self._buffer, bytearray()
+        else:
+            body = self._buffer[: self._up.part_size]
+            del self._buffer[: self._up.part_size]
         entry: dict[str, Any] = {"PartNumber": number}
         self._parts.append(entry)
         bucket, key, upload_id = self._up.bucket, self.key, self._upload_id
@@ -290,12 +306,16 @@ class ObjectSink(io.RawIOBase):
                 bucket,
                 f"upload part {number} of {key}",
                 lambda: self._up.client.upload_part(
-                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=cast(bytes, body),  # botocore sends any bytes-like body
                 ),
             )
             entry["ETag"] = response["ETag"]
 
-        self._part_futures.append(self._up.submit(send))
+        self._part_futures.append(self._up.submit(send, len(body)))
 
     def close(self) -> None:
         # Closing the file (as Arrow streams do when they finish) does not publish it.
@@ -304,21 +324,23 @@ class ObjectSink(io.RawIOBase):
     def commit(self, *, wait: bool = False) -> None:
         """Publish the object, in the background unless ``wait``: ``Uploader.wait`` tells."""
         if self._upload_id is None:
-            body = bytes(self._buffer)
-            self._buffer = bytearray()
+            body, self._buffer = self._buffer, bytearray()
 
             def put() -> None:
                 self._up.put_bytes(self.key, body, self._content_type)
                 self._up._record(self.key)
 
             if wait:
-                with _slot(self._up):
+                taken = self._up.budget.take(len(body))
+                try:
                     put()
+                finally:
+                    self._up.budget.give(taken)
             else:
-                self._up.submit(put)
+                self._up.submit(put, len(body))
             self.committed = True
             return
-        if self._buffer:
+        while self._buffer:
             self._send_part()
         parts = list(self._part_futures)
         bucket, key, upload_id = self._up.bucket, self.key, self._upload_id
@@ -365,15 +387,26 @@ class ObjectSink(io.RawIOBase):
             )
 
 
-class _slot:
-    def __init__(self, up: Uploader) -> None:
-        self._up = up
+class ByteBudget:
+    """A count of bytes that may be held at once; a request over the total takes it all."""
 
-    def __enter__(self) -> None:
-        self._up._slots.acquire()
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._free = total
+        self._cond = threading.Condition()
 
-    def __exit__(self, *exc: object) -> None:
-        self._up._slots.release()
+    def take(self, nbytes: int) -> int:
+        """Wait until ``nbytes`` (at most the total) are free, hold them, return what is held."""
+        want = min(nbytes, self.total)
+        with self._cond:
+            self._cond.wait_for(lambda: self._free >= want)
+            self._free -= want
+        return want
+
+    def give(self, nbytes: int) -> None:
+        with self._cond:
+            self._free += nbytes
+            self._cond.notify_all()
 
 
 def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:

@@ -105,10 +105,10 @@ ENCODE_AHEAD = ENCODE_THREADS + 1
 
 
 class _Renderer:
-    """Runs one SQL projection over each batch, in a private DuckDB connection per thread."""
+    """Runs SQL projections over batches, in a private DuckDB connection per thread."""
 
-    def __init__(self, select_list: str) -> None:
-        self._sql = f"SELECT {select_list} FROM __batch"
+    def __init__(self, select_list: str | None = None) -> None:
+        self._select_list = select_list
         self._local = threading.local()
         self._lock = threading.Lock()
         self._cons: list[duckdb.DuckDBPyConnection] = []
@@ -124,11 +124,13 @@ class _Renderer:
                 self._cons.append(con)
         return con
 
-    def __call__(self, batch: pa.RecordBatch) -> pa.Table:
+    def __call__(self, batch: pa.RecordBatch, select_list: str | None = None) -> pa.Table:
         con = self._con()
         con.register("__batch", pa.Table.from_batches([batch]))
         try:
-            return con.sql(self._sql).to_arrow_table()
+            return con.sql(
+                f"SELECT {select_list or self._select_list} FROM __batch"
+            ).to_arrow_table()
         finally:
             con.unregister("__batch")
 
@@ -137,6 +139,28 @@ class _Renderer:
             cons, self._cons = self._cons, []
         for con in cons:
             con.close()
+
+
+# Timestamps of whole seconds in years 1000 to 9999 (nearly all of them) get their
+# ISO 8601 text from Arrow's cast with the date/time space turned into a "T": the
+# same text DuckDB gives, at a fraction of the cost of a round trip through DuckDB.
+_FIRST_PLAIN_SECOND = -30_610_224_000  # 1000-01-01 00:00:00
+_LAST_PLAIN_SECOND = 253_402_300_799  # 9999-12-31 23:59:59
+
+
+def _iso_whole_seconds(array: pa.Array) -> pa.Array | None:
+    """ISO 8601 text of timestamps in the common case (zoned ones in UTC); None otherwise."""
+    zoned = array.type.tz is not None
+    try:
+        # Safe casts: one value with a fraction of a second makes this raise.
+        seconds = pc.cast(pc.cast(array, pa.timestamp("s", array.type.tz)), pa.timestamp("s"))
+    except pa.ArrowInvalid:
+        return None
+    low, high = pc.min_max(seconds.view(pa.int64())).values()
+    if low.is_valid and (low.as_py() < _FIRST_PLAIN_SECOND or high.as_py() > _LAST_PLAIN_SECOND):
+        return None
+    text = pc.binary_replace_slice(pc.cast(seconds, pa.string()), 10, 11, "T")
+    return pc.binary_join_element_wise(text, "+00", "") if zoned else text
 
 
 Encoded = Sequence[pa.Buffer]
@@ -166,18 +190,6 @@ class _OrderedEncoder:
             for future in self._queue:
                 future.cancel()
             self._pool.shutdown(wait=True)
-
-
-def _projection(
-    schema: pa.Schema, rule: Callable[[str, pa.DataType], str | None]
-) -> _Renderer | None:
-    exprs = []
-    changed = False
-    for f in schema:
-        expr = _text_expr(f.name, f.type, rule)
-        changed = changed or expr is not None
-        exprs.append(f"{expr} AS {_quote(f.name)}" if expr else _quote(f.name))
-    return _Renderer(", ".join(exprs)) if changed else None
 
 
 def _distinct_ratio(column: pa.ChunkedArray | pa.Array) -> float:
@@ -274,29 +286,82 @@ class _TextStream:
         self.stream.close()
 
 
+def _has_empty_string(column: pa.Array | pa.ChunkedArray) -> bool:
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return False
+    return bool(pc.any(pc.equal(pc.binary_length(column), 0)).as_py())
+
+
 class CsvFormatWriter:
+    """CSV with a header line; values quoted only in batches that need it.
+
+    Arrow quotes every string when asked to quote "as needed". Where a batch has
+    no value with the delimiter, a quote or a line break, and no empty string
+    (which only quotes tell from NULL), it is written with no quotes at all; the
+    first batch that needs them switches the file to quoting every string.
+    """
+
     def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
-        self._render = _projection(schema, _csv_rule)
-        out_schema = schema
-        if self._render is not None:
-            empty = pa.record_batch([pa.array([], f.type) for f in schema], schema=schema)
-            out_schema = self._render(empty).schema
+        self._schema = schema
+        # Columns DuckDB renders: nested values as JSON, intervals and binaries as text,
+        # and timestamps that are not whole seconds in years 1000 to 9999.
+        self._sql = {i: _text_expr(f.name, f.type, _csv_rule) for i, f in enumerate(schema)}
+        self._timestamps = [i for i, f in enumerate(schema) if pa.types.is_timestamp(f.type)]
+        self._render = _Renderer()
         self._out = _TextStream(sink, opts.codec)
-        self._options = pacsv.WriteOptions(include_header=False, delimiter=opts.csv_delimiter)
+        self._quoted = pacsv.WriteOptions(include_header=False, delimiter=opts.csv_delimiter)
+        self._plain = pacsv.WriteOptions(
+            include_header=False, delimiter=opts.csv_delimiter, quoting_style="none"
+        )
+        # Values rendered as JSON or text by DuckDB are quoted from the start.
+        self._try_plain = not any(
+            expr for i, expr in self._sql.items() if i not in self._timestamps
+        )
         if opts.csv_header:
-            header = pa.BufferOutputStream()
-            pacsv.write_csv(
-                out_schema.empty_table(),
-                header,
-                write_options=pacsv.WriteOptions(include_header=True, delimiter=opts.csv_delimiter),
-            )
-            self._out.stream.write(header.getvalue())
+            self._out.stream.write(self._header(opts.csv_delimiter))
         self._encoder = _OrderedEncoder(self._encode, self._emit)
 
+    def _header(self, delimiter: str) -> bytes:
+        """The column names, each quoted only if it must be."""
+        special = ('"', "\n", "\r", delimiter)
+        names = [
+            '"' + n.replace('"', '""') + '"' if not n or any(c in n for c in special) else n
+            for n in self._schema.names
+        ]
+        return (delimiter.join(names) + "\n").encode()
+
+    def _text_columns(self, batch: pa.RecordBatch) -> pa.RecordBatch | pa.Table:
+        """The batch with every column that CSV cannot hold as it is rendered as text."""
+        rendered: dict[int, pa.Array] = {}
+        for i in self._timestamps:
+            text = _iso_whole_seconds(batch.column(i))
+            if text is not None:
+                rendered[i] = text
+        via_sql = [i for i, expr in self._sql.items() if expr and i not in rendered]
+        if via_sql:
+            names = [self._schema.field(i).name for i in via_sql]
+            exprs = ", ".join(
+                f"{self._sql[i]} AS {_quote(n)}" for i, n in zip(via_sql, names, strict=True)
+            )
+            texts = self._render(batch.select(via_sql), exprs)
+            for i, name in zip(via_sql, names, strict=True):
+                rendered[i] = texts.column(name).combine_chunks()
+        if not rendered:
+            return batch
+        columns = [rendered.get(i, batch.column(i)) for i in range(batch.num_columns)]
+        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
     def _encode(self, batch: pa.RecordBatch) -> Encoded:
-        data: pa.RecordBatch | pa.Table = batch if self._render is None else self._render(batch)
+        data = self._text_columns(batch)
+        if self._try_plain and not any(_has_empty_string(c) for c in data.columns):
+            buf = pa.BufferOutputStream()
+            try:
+                pacsv.write_csv(data, buf, write_options=self._plain)
+                return [buf.getvalue()]
+            except pa.ArrowInvalid:
+                self._try_plain = False  # this file's strings need quotes
         buf = pa.BufferOutputStream()
-        pacsv.write_csv(data, buf, write_options=self._options)
+        pacsv.write_csv(data, buf, write_options=self._quoted)
         return [buf.getvalue()]
 
     def _emit(self, pieces: Encoded) -> None:
@@ -312,8 +377,7 @@ class CsvFormatWriter:
             self._encoder.finish()
             self._out.close()
         finally:
-            if self._render is not None:
-                self._render.close()
+            self._render.close()
 
 
 def _string_bytes(chunk: pa.Array) -> pa.Buffer:

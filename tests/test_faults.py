@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from dbt_s3_export import ExportFailed, S3ExportError
+from dbt_s3_export import ExportFailed, S3ExportError, transfer
 
 from .engine import (
     assert_export_is,
@@ -46,9 +46,19 @@ def previous(s3: Any, bucket: str, s3_server: S3Server) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def big() -> pa.Table:
-    """Enough uncompressed parquet for a multipart upload of two 5 MiB parts."""
+def big_table() -> pa.Table:
     return table(300_000, tag="big")
+
+
+@pytest.fixture
+def big(big_table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> pa.Table:
+    """Enough uncompressed parquet for a multipart upload of two 5 MiB parts.
+
+    Objects of up to one part go up in one PUT here (four by default), so that
+    the multipart path is taken with little data.
+    """
+    monkeypatch.setattr(transfer, "SINGLE_PUT_PARTS", 1)
+    return big_table
 
 
 def one_line(err: BaseException) -> str:

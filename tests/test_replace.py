@@ -151,7 +151,8 @@ def test_dbt_run_killed_mid_export_keeps_the_previous_export(
         proxy.endpoint,
         plugin_config={"bucket": bucket, "file_format": "csv", "part_size_mb": 5},
     )
-    # Partition 'a'..'t' are small files; 'z' is ~8 MB of CSV, a multipart upload.
+    # Partition 'a'..'t' are small files; in the second run 'z' is ~28 MB of CSV,
+    # more than four 5 MiB parts: a multipart upload.
     project.model(
         "events",
         """
@@ -171,7 +172,7 @@ def test_dbt_run_killed_mid_export_keeps_the_previous_export(
 
     # The second run stalls on its first multipart part; kill it there.
     proxy.add(Rule(HOLD, method="PUT", query=r"partNumber=", times=1))
-    run = _start_dbt(project, "run", "--vars", "{tag: two, rows: 300000}")
+    run = _start_dbt(project, "run", "--vars", "{tag: two, rows: 700000}")
     try:
         assert proxy.held.wait(120), "the export never reached its multipart upload"
         # Some small files of the new generation are written by now.

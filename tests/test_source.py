@@ -117,7 +117,7 @@ def test_few_partitions_are_scanned_one_by_one_whatever_their_type() -> None:
         ids = got.column("id").to_pylist()
         assert sorted(ids) == list(range(3000)), col
         # Within a partition, rows keep table order.
-        assert all(a < b for a, b in zip(ids[:999], ids[1:1000], strict=True)), col
+        assert ids[:1000] == sorted(ids[:1000]), col
 
 
 def test_a_partition_whose_rows_change_between_count_and_read_fails(

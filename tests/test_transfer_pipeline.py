@@ -1,8 +1,9 @@
-"""Multipart files finish in the background while the next file is encoded."""
+"""One PUT or a multipart upload per file, finished in the background while the next is encoded."""
 
 from __future__ import annotations
 
 import io
+import threading
 from typing import Any
 
 import pyarrow as pa
@@ -11,6 +12,7 @@ import pytest
 
 from dbt_s3_export import ArrowSource, ExportConfig, ExportFailed, run_export
 from dbt_s3_export.credentials import ClientCache, ConnectionSettings
+from dbt_s3_export.transfer import ByteBudget
 from tests.support import S3Server
 
 
@@ -33,7 +35,7 @@ def _config(bucket: str, server: S3Server, **extra: Any) -> ExportConfig:
 def test_multipart_files_of_several_partitions_land_whole(
     s3_server: S3Server, s3: Any, bucket: str
 ) -> None:
-    n = 900_000  # about 12 MB of CSV per partition: three parts each
+    n = 1_800_000  # about 24 MB of CSV per partition: over 4 parts of 5 MiB, so multipart
     table = pa.table(
         {
             "p": pa.array([i % 3 for i in range(n)], pa.int64()),
@@ -60,10 +62,47 @@ def test_multipart_files_of_several_partitions_land_whole(
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def test_files_up_to_four_parts_go_up_in_one_put(s3_server: S3Server, s3: Any, bucket: str) -> None:
+    n = 900_000  # about 12 MB of CSV per partition: over one 5 MiB part, under four
+    table = pa.table(
+        {
+            "p": pa.array([i % 3 for i in range(n)], pa.int64()),
+            "text": pa.array([f"row-{i:012d}-padding-padding" for i in range(n)]),
+        }
+    )
+    cfg = _config(bucket, s3_server)
+    client = ClientCache().get(ConnectionSettings.of(cfg))
+    result = run_export(cfg, ArrowSource(table), client, model="mid")
+    assert len(result.files) == 3
+    for f in result.files:
+        head = s3.head_object(Bucket=bucket, Key=f.key)
+        assert head["ContentLength"] == f.bytes and f.bytes > 10 * 1024 * 1024
+        assert "-" not in head["ETag"]  # a single PUT
+
+
+def test_the_byte_budget_bounds_what_is_held_and_lets_a_big_request_through() -> None:
+    budget = ByteBudget(100)
+    assert budget.take(60) == 60
+    done = threading.Event()
+
+    def second() -> None:
+        budget.give(budget.take(50))  # waits for the first to give back
+        done.set()
+
+    t = threading.Thread(target=second)
+    t.start()
+    assert not done.wait(0.2)
+    budget.give(60)
+    assert done.wait(5)
+    t.join()
+    assert budget.take(1_000) == 100  # more than the total: takes it all
+    budget.give(100)
+
+
 def test_a_failed_completion_fails_the_export_and_leaves_no_upload(
     s3_server: S3Server, s3: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    n = 200_000
+    n = 600_000  # about 24 MB: a multipart upload
     table = pa.table(
         {
             "p": pa.array([0] * n, pa.int64()),

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import io
 
+import duckdb
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from dbt_s3_export.writers import FormatOptions, ParquetFormatWriter, dictionary_columns
+from dbt_s3_export.writers import (
+    CsvFormatWriter,
+    FormatOptions,
+    ParquetFormatWriter,
+    dictionary_columns,
+)
 
 
 def _table(n: int) -> pa.Table:
@@ -45,3 +52,74 @@ def test_empty_parquet_file_keeps_the_schema() -> None:
     out = io.BytesIO()
     ParquetFormatWriter(FormatOptions("parquet", "snappy"), table.schema, out).close()
     assert pq.read_table(io.BytesIO(out.getvalue())).schema == table.schema
+
+
+class _Kept(io.BytesIO):
+    def close(self) -> None:  # the writer closes its sink; keep the bytes readable
+        pass
+
+
+def _csv(table: pa.Table, batch_rows: int = 1_000, **opts: object) -> str:
+    sink = _Kept()
+    writer = CsvFormatWriter(FormatOptions("csv", **opts), table.schema, sink)  # type: ignore[arg-type]
+    for batch in table.to_batches(batch_rows):
+        writer.write(batch)
+    writer.close()
+    return sink.getvalue().decode()
+
+
+def test_csv_quotes_nothing_while_no_value_needs_it() -> None:
+    text = _csv(pa.table({"id": [1, 2], "name": ["a b", None]}))
+    assert text == "id,name\n1,a b\n2,\n"
+
+
+def test_csv_quotes_strings_from_the_first_batch_that_needs_it() -> None:
+    names = ["plain"] * 3 + ['say "hi", then go'] + ["plain"] * 3
+    text = _csv(pa.table({"id": range(7), "name": names}), batch_rows=2)
+    # Batches before the one with the quote stay bare; from there on strings are quoted.
+    assert text.splitlines() == [
+        "id,name",
+        "0,plain",
+        "1,plain",
+        '2,"plain"',
+        '3,"say ""hi"", then go"',
+        '4,"plain"',
+        '5,"plain"',
+        '6,"plain"',
+    ]
+    assert pacsv.read_csv(io.BytesIO(text.encode())).column("name").to_pylist() == names
+
+
+def test_csv_tells_the_empty_string_from_null_and_quotes_the_delimiter() -> None:
+    text = _csv(pa.table({"a": ["", None, "x"]}))
+    assert text.splitlines() == ["a", '""', "", '"x"']
+    tsv = _csv(pa.table({"a b": ["x\ty", "z"]}), csv_delimiter="\t")
+    assert tsv.splitlines() == ["a b", '"x\ty"', '"z"']
+    header = _csv(pa.table({"a,b": [1]}))
+    assert header.splitlines() == ['"a,b"', "1"]
+
+
+def test_csv_timestamps_are_iso_8601_as_duckdb_renders_them() -> None:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    # Whole seconds (Arrow's fast path), fractions, years outside 1000..9999, zones, NULLs.
+    table = con.sql(
+        """SELECT * FROM (VALUES
+        (TIMESTAMP '2024-01-03 10:15:00', TIMESTAMPTZ '2024-01-03 10:15:00+02'),
+        (TIMESTAMP '1000-01-01 00:00:00', TIMESTAMPTZ '9999-12-31 23:59:59+00'),
+        (NULL, NULL)) t(ts, tz)"""
+    ).to_arrow_table()
+    odd = con.sql(
+        """SELECT * FROM (VALUES
+        (TIMESTAMP '2024-01-03 10:15:00.5', TIMESTAMPTZ '2024-01-03 10:15:00.25+00'),
+        (TIMESTAMP '0999-12-31 23:59:59', TIMESTAMPTZ '0999-12-31 23:59:59+00')) t(ts, tz)"""
+    ).to_arrow_table()
+    for data in (table, odd):
+        expected = con.sql(
+            "SELECT replace(CAST(ts AS VARCHAR), ' ', 'T') AS ts, "
+            "replace(CAST(tz AS VARCHAR), ' ', 'T') AS tz FROM data"
+        ).fetchall()
+        lines = _csv(data).splitlines()[1:]
+        got = [tuple(v or None for v in line.replace('"', "").split(",")) for line in lines]
+        assert got == expected
+    assert _csv(table).splitlines()[1] == "2024-01-03T10:15:00,2024-01-03T08:15:00+00"
