@@ -128,7 +128,7 @@ def _comparable(arr: pa.Array) -> pa.Array:
     return arr.dictionary_decode() if pa.types.is_dictionary(arr.type) else arr
 
 
-def _boundaries(batch: pa.RecordBatch, columns: Sequence[str]) -> list[int]:
+def key_boundaries(batch: pa.RecordBatch, columns: Sequence[str]) -> list[int]:
     """Row offsets where any partition column changes value (sorted input assumed)."""
     n = batch.num_rows
     if n <= 1:
@@ -159,7 +159,7 @@ def split_by_partition(
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        starts = [0, *_boundaries(batch, columns)]
+        starts = [0, *key_boundaries(batch, columns)]
         ends = [*starts[1:], batch.num_rows]
         data = batch if keep_columns else batch.drop_columns(list(columns))
         for start, end in zip(starts, ends, strict=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,31 +12,26 @@ import duckdb
 import pyarrow as pa
 
 from .errors import SourceError
+from .grouping import GroupedBatches
 
 # A partitioned export reads rows grouped by the partition columns, one partition
-# after the other, so that only one output file is open at a time. When the model
-# has few partitions, each is read by its own filtered scan: rows stream straight
-# from the table in table order, with no sort, in memory that does not grow with
-# the table. Every such scan reads the partition columns of the whole table once
-# more, so beyond a few dozen partitions sorting is cheaper: base tables are then
-# read in groups of partitions (by a hash of the partition columns), each group
-# sorted on its own and small enough to sort in about SORT_GROUP_BYTES of memory.
-# Every group is one more scan of the table, hence the cap.
+# after the other, so that only one output file is open at a time. A base table
+# with up to MAX_GROUPED_PARTITIONS partitions is read once, in table order, and
+# regrouped on the fly (grouping.GroupedBatches: bounded memory, spilling to local
+# temporary files past its budget). Sorting would cost several times the read,
+# and a filtered scan per partition a full read per partition.
+MAX_GROUPED_PARTITIONS = 256
+# With more partitions than that (one temporary file each, at most), base tables
+# are read in groups of partitions (by a hash of the partition columns), each
+# group sorted on its own and small enough to sort in about SORT_GROUP_BYTES of
+# memory. Every group is one more scan of the table, hence the cap.
 SORT_GROUP_BYTES = 64 * 1024 * 1024
 MAX_SORT_GROUPS = 64
-# Partitions are scanned one by one when there are at most this many more of them
-# than the sorted read would use groups.
-STREAMED_EXTRA_SCANS = 24
 _IDENTIFIER = re.compile(r'"((?:[^"]|"")*)"|([^."]+)')
 
 
 def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def sql_string(text: str) -> str:
-    """A SQL string literal holding ``text``."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _name_parts(relation: str) -> list[str] | None:
@@ -132,39 +127,33 @@ class DuckDBSource:
         return int(rows[0][0]) if len(rows) == 1 and rows[0][0] is not None else None
 
     def read_plan(self, order_by: Sequence[str]) -> ReadPlan:
-        """How a read ordered by ``order_by`` goes: one query, a scan per partition, or groups."""
+        """How a read ordered by ``order_by`` goes: one query, one regrouped scan, or groups."""
         if not order_by:
             return ReadPlan("query")
         rows = self._table_rows()
         if rows is None:
             return ReadPlan("query")  # a view: every scan would run its query again
+        if self._has_at_most(order_by, MAX_GROUPED_PARTITIONS):
+            return ReadPlan("grouped")
         try:
             schema = self._con.sql(self._select() + " LIMIT 0").to_arrow_table().schema
         except duckdb.Error as e:
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
-        groups = max(
-            1, min(math.ceil(rows * _row_bytes(schema) / SORT_GROUP_BYTES), MAX_SORT_GROUPS)
-        )
-        partitions = self._partitions(order_by, groups + STREAMED_EXTRA_SCANS)
-        if partitions is not None:
-            return ReadPlan("partitions", partitions=partitions)
-        return ReadPlan("groups", groups=groups)
+        groups = math.ceil(rows * _row_bytes(schema) / SORT_GROUP_BYTES)
+        return ReadPlan("sorted", groups=max(1, min(groups, MAX_SORT_GROUPS)))
 
-    def _partitions(self, order_by: Sequence[str], limit: int) -> list[Partition] | None:
-        """Each partition's key (as DuckDB text, None for NULL) and row count; None if too many."""
+    def _has_at_most(self, order_by: Sequence[str], limit: int) -> bool:
+        """Whether the relation has at most ``limit`` partitions (one cheap aggregate)."""
         cols = ", ".join(quote_identifier(c) for c in order_by)
-        texts = ", ".join(f"CAST({quote_identifier(c)} AS VARCHAR)" for c in order_by)
         sql = (
-            f"SELECT {texts}, count(*) FROM {self.relation}{self._where_clause()} "
-            f"GROUP BY {cols} ORDER BY {cols} LIMIT {limit + 1}"
+            f"SELECT count(*) FROM (SELECT 1 FROM {self.relation}{self._where_clause()} "
+            f"GROUP BY {cols} LIMIT {limit + 1})"
         )
         try:
             rows = self._con.execute(sql).fetchall()
         except duckdb.Error as e:
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
-        if len(rows) > limit:
-            return None
-        return [Partition(tuple(row[:-1]), int(row[-1])) for row in rows]
+        return int(rows[0][0]) <= limit
 
     def _where_clause(self, extra: Sequence[str] = ()) -> str:
         filters = [f"({self.where})"] if self.where else []
@@ -175,106 +164,62 @@ class DuckDBSource:
         """Start streaming rows; rows of equal ``order_by`` values arrive together."""
         plan = self.read_plan(order_by)
         if plan.kind == "query":
-            return self._reader(_Query(self._select(order_by)), batch_size)
-        if plan.kind == "partitions":
-            queries = [self._partition_query(order_by, part) for part in plan.partitions]
-        else:
-            queries = self._group_queries(order_by, plan.groups)
-        # The schema comes from the first query (or from none at all: nothing to read).
-        first = self._reader(
-            queries[0] if queries else _Query(self._select() + " LIMIT 0"), batch_size
-        )
+            return self._reader(self._select(order_by), batch_size)
+        if plan.kind == "grouped":
+            reader = self._reader(self._select(), batch_size)
+            grouped = GroupedBatches(reader, order_by, batch_size)
+            return pa.RecordBatchReader.from_batches(reader.schema, self._guard(grouped))
+        queries = self._sorted_queries(order_by, plan.groups)
+        first = self._reader(queries[0], batch_size)
         return pa.RecordBatchReader.from_batches(
-            first.schema, self._chain(first, queries, batch_size)
+            first.schema, self._chain(first, queries[1:], batch_size)
         )
 
-    def _partition_query(self, order_by: Sequence[str], part: Partition) -> _Query:
-        # The key comes back as DuckDB's own text of each value, which DuckDB casts back
-        # to the column's type exactly (decimals, NaN, time zones, enums); the filter on
-        # a plain column is pushed into the scan. Rows keep table order, as nothing sorts.
-        # (A literal, not a bound parameter: DuckDB 1.x streams parameterised queries
-        # to Arrow many times slower.)
-        filters = []
-        for col, text in zip(order_by, part.key, strict=True):
-            if text is None:
-                filters.append(f"{quote_identifier(col)} IS NULL")
-            else:
-                filters.append(f"{quote_identifier(col)} = {sql_string(text)}")
-        return _Query(f"SELECT * FROM {self.relation}{self._where_clause(filters)}", part)
-
-    def _group_queries(self, order_by: Sequence[str], groups: int) -> list[_Query]:
+    def _sorted_queries(self, order_by: Sequence[str], groups: int) -> list[str]:
         # rowid keeps a partition's rows in table order: DuckDB's sort is not stable,
         # and shuffled ids or timestamps compress worse and differ from run to run.
         order = ", ".join([*(quote_identifier(c) for c in order_by), "rowid"])
         if groups == 1:
-            return [_Query(f"SELECT * FROM {self.relation}{self._where_clause()} ORDER BY {order}")]
+            return [f"SELECT * FROM {self.relation}{self._where_clause()} ORDER BY {order}"]
         key = "hash(" + ", ".join(quote_identifier(c) for c in order_by) + f") % {groups}"
         return [
-            _Query(
-                f"SELECT * FROM {self.relation}{self._where_clause([f'{key} = {g}'])} "
-                f"ORDER BY {order}"
-            )
+            f"SELECT * FROM {self.relation}{self._where_clause([f'{key} = {g}'])} ORDER BY {order}"
             for g in range(groups)
         ]
 
-    def _reader(self, query: _Query, batch_size: int) -> pa.RecordBatchReader:
+    def _reader(self, sql: str, batch_size: int) -> pa.RecordBatchReader:
         try:
-            return self._con.sql(query.sql).to_arrow_reader(batch_size)
+            return self._con.sql(sql).to_arrow_reader(batch_size)
+        except duckdb.Error as e:
+            raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+
+    def _guard(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from batches
         except duckdb.Error as e:
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
 
     def _chain(
-        self, first: pa.RecordBatchReader, queries: Sequence[_Query], batch_size: int
+        self, first: pa.RecordBatchReader, rest: Sequence[str], batch_size: int
     ) -> Iterator[pa.RecordBatch]:
-        """The queries one after the other; each starts when the one before ends."""
+        """The groups one after the other; a group's query starts when the last one ends."""
         reader = first
         try:
-            for i, query in enumerate(queries):
-                if i:
-                    reader.close()
-                    reader = self._reader(query, batch_size)
-                rows = 0
-                for batch in reader:
-                    rows += batch.num_rows
-                    yield batch
-                if query.partition is not None and rows != query.partition.rows:
-                    raise SourceError(self._changed(query.partition, rows))
+            yield from reader
+            for sql in rest:
+                reader.close()
+                reader = self._reader(sql, batch_size)
+                yield from reader
         except duckdb.Error as e:
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
         finally:
             reader.close()
 
-    def _changed(self, part: Partition, rows: int) -> str:
-        key = ", ".join("NULL" if t is None else repr(t) for t in part.key)
-        return (
-            f"cannot read relation {self.relation}: the partition ({key}) had {part.rows} rows "
-            f"when counted and {rows} when read, so the relation changed during the export"
-            + (
-                ", or option 'where' is not deterministic. Use a filter that gives the same "
-                "rows every time it runs (no random(), no clock outside the model's transaction)"
-                if self.where
-                else ". Run the export again when nothing else writes to it"
-            )
-        )
-
-
-@dataclass(frozen=True)
-class Partition:
-    key: tuple[str | None, ...]
-    rows: int
-
 
 @dataclass(frozen=True)
 class ReadPlan:
-    kind: Literal["query", "partitions", "groups"]
+    kind: Literal["query", "grouped", "sorted"]
     groups: int = 1
-    partitions: Sequence[Partition] = ()
-
-
-@dataclass(frozen=True)
-class _Query:
-    sql: str
-    partition: Partition | None = None
 
 
 class ArrowSource:

@@ -168,8 +168,8 @@ class Uploader:
         # A thread of its own: it waits on parts that run on the pool.
         self._completer = ThreadPoolExecutor(1, thread_name_prefix="s3-export-complete")
         # Bounds the bytes handed to uploads and not yet sent: a part per running
-        # upload plus one queued, or one single-PUT object, whichever is more.
-        self.budget = ByteBudget(max(max_concurrency + 1, SINGLE_PUT_PARTS) * part_size)
+        # upload, or one single-PUT object, whichever is more.
+        self.budget = ByteBudget(max(max_concurrency, SINGLE_PUT_PARTS) * part_size)
         self._pending: list[Future[None]] = []
         self._lock = threading.Lock()
         self.completed: list[str] = []
