@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -60,6 +60,7 @@ class GroupedBatches:
         self._groups: dict[Key, _Group] = {}
         self._held = 0
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.spill_dir: str | None = None  # where spill files went, if any (removed at the end)
         self.spilled_bytes = 0
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
@@ -124,6 +125,7 @@ class GroupedBatches:
         if group.spill is None:
             if self._tmp is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="dbt-s3-export-")
+                self.spill_dir = self._tmp.name
             fd, group.path = tempfile.mkstemp(suffix=".arrows", dir=self._tmp.name)
             os.close(fd)
             group.spill = pa.ipc.new_stream(group.path, group.pieces[0].schema)
@@ -137,12 +139,25 @@ class GroupedBatches:
         table = pa.Table.from_batches(pieces).combine_chunks()
         return list(table.to_batches(max_chunksize=self._batch_size))
 
+    def _rebatch(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """Small spilled batches joined up to about batch_size rows."""
+        held: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in batches:
+            held.append(batch)
+            rows += batch.num_rows
+            if rows >= self._batch_size:
+                yield from self._coalesce(held)
+                held, rows = [], 0
+        if held:
+            yield from self._coalesce(held)
+
     def _release(self, group: _Group) -> Iterator[pa.RecordBatch]:
         if group.spill is not None and group.path is not None:
             group.spill.close()
             group.spill = None
             with pa.OSFile(group.path) as file, pa.ipc.open_stream(file) as spilled:
-                yield from spilled
+                yield from self._rebatch(spilled)
             os.unlink(group.path)
         pieces, group.pieces = group.pieces, []
         self._held -= group.nbytes

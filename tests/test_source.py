@@ -39,9 +39,10 @@ def test_big_table_is_read_in_sorted_groups_each_partition_once(
     con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(source, "SORT_GROUP_BYTES", 100_000)
+    monkeypatch.setattr(source, "MAX_GROUPED_PARTITIONS", 40)
     src = DuckDBSource(con, '"memory"."main"."t"')
     plan = src.read_plan(["k", "j"])
-    assert plan.kind == "groups" and plan.groups > 1  # 42 partitions: too many to scan each
+    assert plan.kind == "sorted" and plan.groups > 1  # 42 partitions: over the limit
     keys, rows = _runs(src.open(["k", "j"], 1024), ["k", "j"])
     assert rows == 20000
     # Every partition arrives as one run (NULL keys included), and all are there.
@@ -74,10 +75,10 @@ def test_relation_names_are_split_into_parts() -> None:
 def test_rows_of_a_partition_keep_table_order(
     con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for budget, extra in ((10**9, 0), (100_000, 0), (10**9, 24)):
-        # one sorted query, then several sorted groups, then a scan per partition
+    for budget, limit in ((10**9, 0), (100_000, 0), (10**9, 256)):
+        # one sorted query, then several sorted groups, then one regrouped scan
         monkeypatch.setattr(source, "SORT_GROUP_BYTES", budget)
-        monkeypatch.setattr(source, "STREAMED_EXTRA_SCANS", extra)
+        monkeypatch.setattr(source, "MAX_GROUPED_PARTITIONS", limit)
         got = pa.Table.from_batches(list(DuckDBSource(con, "t").open(["j"], 1024)))
         for j in range(3):
             ids = [
@@ -88,7 +89,7 @@ def test_rows_of_a_partition_keep_table_order(
             assert ids == sorted(ids) and len(ids) > 6000
 
 
-def test_few_partitions_are_scanned_one_by_one_whatever_their_type() -> None:
+def test_a_table_with_few_partitions_is_read_once_and_regrouped_whatever_their_type() -> None:
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'Europe/Paris'")
     con.execute("CREATE TYPE mood AS ENUM ('sad', 'happy')")
@@ -108,9 +109,7 @@ def test_few_partitions_are_scanned_one_by_one_whatever_their_type() -> None:
     )
     for col in ("f", "d", "tz", "ns", "m", "s"):
         src = DuckDBSource(con, "odd")
-        plan = src.read_plan([col])
-        assert plan.kind == "partitions"
-        assert sorted(p.rows for p in plan.partitions) == [1000, 1000, 1000], col
+        assert src.read_plan([col]).kind == "grouped"
         keys, rows = _runs(src.open([col], 256), [col])
         got = pa.Table.from_batches(list(src.open([col], 256)))
         assert rows == 3000 and len(keys) == 3, col
@@ -118,15 +117,6 @@ def test_few_partitions_are_scanned_one_by_one_whatever_their_type() -> None:
         assert sorted(ids) == list(range(3000)), col
         # Within a partition, rows keep table order.
         assert ids[:1000] == sorted(ids[:1000]), col
-
-
-def test_a_partition_whose_rows_change_between_count_and_read_fails(
-    con: duckdb.DuckDBPyConnection,
-) -> None:
-    src = DuckDBSource(con, "t", where="random() < 0.5")
-    assert src.read_plan(["j"]).kind == "partitions"
-    with pytest.raises(source.SourceError, match=r"option 'where' is not deterministic"):
-        list(src.open(["j"], 1024))
 
 
 def test_an_empty_selection_gives_the_schema_and_no_rows(con: duckdb.DuckDBPyConnection) -> None:
