@@ -140,15 +140,20 @@ class GroupedBatches:
         return list(table.to_batches(max_chunksize=self._batch_size))
 
     def _rebatch(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """Small spilled batches joined up to about batch_size rows."""
+        """Small spilled batches joined into batches of batch_size rows (the last one shorter)."""
         held: list[pa.RecordBatch] = []
         rows = 0
         for batch in batches:
             held.append(batch)
             rows += batch.num_rows
             if rows >= self._batch_size:
-                yield from self._coalesce(held)
-                held, rows = [], 0
+                *full, rest = self._coalesce(held)
+                yield from full
+                if rest.num_rows == self._batch_size:
+                    yield rest
+                    held, rows = [], 0
+                else:
+                    held, rows = [rest], rest.num_rows
         if held:
             yield from self._coalesce(held)
 
