@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 from .errors import ConfigError
 
 FileFormat = Literal["csv", "parquet", "json", "jsonl"]
+Checksums = Literal["when_supported", "when_required"]
 Mode = Literal["replace", "append", "overwrite_partitions", "error_if_exists", "skip_if_exists"]
 Compression = Literal["none", "gzip", "zstd", "snappy", "lz4", "brotli"]
 
@@ -93,6 +94,7 @@ class ExportConfig:
     region: str | None = None
     endpoint_url: str | None = None
     path_style: bool | None = None
+    checksums: Checksums | None = None
     profile_name: str | None = None
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
@@ -350,6 +352,7 @@ class _Parser:
         for name in ("access_key_id", "secret_access_key", "session_token", "external_id"):
             kw[name] = self.string(name)
         kw["endpoint_url"] = self.endpoint_url()
+        kw["checksums"] = self.choice("checksums", ("when_supported", "when_required"))
         for name in ("path_style", "csv_header", "include_partition_cols"):
             value = self.boolean(name)
             if value is not None:

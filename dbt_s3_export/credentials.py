@@ -32,7 +32,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from .config import SECRET_OPTIONS, ExportConfig
+from .config import SECRET_OPTIONS, Checksums, ExportConfig
 from .errors import (
     AccessDenied,
     EndpointUnreachable,
@@ -78,6 +78,7 @@ class ConnectionSettings:
     region: str | None = None
     endpoint_url: str | None = None
     path_style: bool | None = None
+    checksums: Checksums | None = None
     profile_name: str | None = None
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
@@ -111,6 +112,18 @@ class ConnectionSettings:
             return "path" if self.endpoint_url else "auto"
         return "path" if self.path_style else "virtual"
 
+    @property
+    def checksum_calculation(self) -> Checksums:
+        """CRC32 checksums on uploads: botocore's default on AWS, only where required elsewhere.
+
+        Many S3-compatible stores reject the checksums botocore sends by default, and
+        the bytes are covered anyway: by TLS over https, by the SHA-256 payload
+        signature over plain http.
+        """
+        if self.checksums is None:
+            return "when_required" if self.endpoint_url else "when_supported"
+        return self.checksums
+
     def botocore_config(self) -> Config:
         # Transient faults (503 SlowDown, 500, resets, timeouts) are retried with
         # jittered backoff; a persistent one fails the export after at most
@@ -122,6 +135,7 @@ class ConnectionSettings:
             read_timeout=READ_TIMEOUT,
             max_pool_connections=self.max_pool_connections,
             s3=cast(Any, {"addressing_style": self.addressing_style}),
+            request_checksum_calculation=self.checksum_calculation,
             user_agent_extra="dbt-s3-export",
         )
 

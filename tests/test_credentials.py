@@ -34,7 +34,7 @@ from .iam_support import (
     with_statements,
     write_credentials_file,
 )
-from .support import DbtProject, list_keys
+from .support import DbtProject, S3Server, list_keys
 
 __all__ = ["iam_world"]  # the fixture, imported so pytest finds it here
 
@@ -129,6 +129,45 @@ def test_path_style_is_on_for_custom_endpoints_unless_overridden(
     settings = ConnectionSettings(endpoint_url=endpoint, path_style=path_style)
     assert settings.addressing_style == expected
     assert settings.botocore_config().s3 == {"addressing_style": expected}
+
+
+@pytest.mark.parametrize(
+    ("endpoint_set", "checksums", "sends_crc32"),
+    [(True, None, False), (True, "when_supported", True), (False, "when_required", False)],
+)
+def test_upload_checksums_are_botocores_default_on_aws_and_off_for_custom_endpoints(
+    s3_server: S3Server,
+    bucket: str,
+    endpoint_set: bool,
+    checksums: str | None,
+    sends_crc32: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    meta: dict[str, Any] = {"bucket": bucket, "key": "c.csv", "file_format": "csv"}
+    if checksums:
+        meta["checksums"] = checksums
+    cfg = ExportConfig.parse({**meta, "endpoint_url": s3_server.endpoint, "region": "us-east-1"})
+    settings = ConnectionSettings.of(cfg)
+    if not endpoint_set:  # as on AWS: the same settings without an endpoint
+        assert ConnectionSettings(checksums=cfg.checksums).checksum_calculation == (
+            checksums or "when_supported"
+        )
+        assert ConnectionSettings().checksum_calculation == "when_supported"
+        return
+    client = ClientCache().get(settings)
+    sent: list[dict[str, str]] = []
+    client.meta.events.register(
+        "before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers))
+    )
+    run_export(cfg, ArrowSource(pa.table({"a": [1, 2]})), client, model="m")
+    headers = {k.lower() for k in sent[0]}
+    assert ("x-amz-checksum-crc32" in headers) == sends_crc32
+
+
+def test_checksums_option_takes_botocores_two_values() -> None:
+    meta = {"bucket": "b-env", "key": "x.csv", "file_format": "csv", "checksums": "always"}
+    with pytest.raises(ConfigError, match="option 'checksums'"):
+        ExportConfig.parse(meta)
 
 
 def test_meta_credentials_replace_the_profile_credential_source_as_a_whole() -> None:

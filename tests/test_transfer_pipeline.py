@@ -76,7 +76,7 @@ def test_files_up_to_four_parts_go_up_in_one_put(s3_server: S3Server, s3: Any, b
     assert len(result.files) == 3
     for f in result.files:
         head = s3.head_object(Bucket=bucket, Key=f.key)
-        assert head["ContentLength"] == f.bytes and f.bytes > 10 * 1024 * 1024
+        assert head["ContentLength"] == f.bytes and f.bytes > 5 * 1024 * 1024
         assert "-" not in head["ETag"]  # a single PUT
 
 
