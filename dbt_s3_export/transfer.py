@@ -167,19 +167,20 @@ class Uploader:
         # goes on encoding the next file instead of waiting at each file's end.
         # A thread of its own: it waits on parts that run on the pool.
         self._completer = ThreadPoolExecutor(1, thread_name_prefix="s3-export-complete")
-        # Bounds the bytes handed to uploads and not yet sent: a part per running
-        # upload, or one single-PUT object, whichever is more.
-        self.budget = ByteBudget(max(max_concurrency, SINGLE_PUT_PARTS) * part_size)
+        # Bounds the bytes held for upload, from the moment a file's bytes are
+        # written until they are sent: a part per running upload (or one single-PUT
+        # object) plus two parts' worth for the file being written. Writing blocks
+        # while the budget is spent, so memory does not depend on the file sizes.
+        self.budget = ByteBudget((max(max_concurrency, SINGLE_PUT_PARTS) + 2) * part_size)
         self._pending: list[Future[None]] = []
         self._lock = threading.Lock()
         self.completed: list[str] = []
         self._failure: BaseException | None = None
 
-    def submit(self, fn: Callable[[], None], nbytes: int) -> Future[None]:
-        """Queue work that holds ``nbytes`` of buffer; blocks while the budget is spent."""
+    def submit(self, fn: Callable[[], None], held: int) -> Future[None]:
+        """Queue work that sends ``held`` bytes of the budget, given back when it ends."""
         self.raise_if_failed()
-        taken = self.budget.take(nbytes)
-        return self._track(self._pool.submit(self._recorded(fn, taken)))
+        return self._track(self._pool.submit(self._recorded(fn, held)))
 
     def complete_later(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` (which waits for parts already queued) after the caller moves on."""
@@ -256,6 +257,7 @@ class ObjectSink(io.RawIOBase):
         self.key = key
         self._content_type = content_type
         self._buffer = bytearray()
+        self._held = 0  # bytes of the uploader's budget the buffer holds
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._part_futures: list[Future[None]] = []
@@ -268,11 +270,13 @@ class ObjectSink(io.RawIOBase):
     def write(self, data: Any) -> int:
         view = memoryview(data)
         n = view.nbytes
+        self._held += self._up.budget.take(n)
         self._buffer += view
         self.size += n
-        if self._upload_id is None and len(self._buffer) <= self._up.single_put_max:
-            return n  # may still end small enough for one PUT
-        while len(self._buffer) >= self._up.part_size:
+        if self._upload_id is None:
+            if len(self._buffer) > self._up.single_put_max:  # too big for one PUT
+                self._send_part()
+        elif len(self._buffer) >= self._up.part_size:
             self._send_part()
         return n
 
@@ -288,15 +292,16 @@ class ObjectSink(io.RawIOBase):
         return response["UploadId"]
 
     def _send_part(self) -> None:
-        """Send the first part_size bytes of the buffer (all of it, at the end) as a part."""
+        """Send the whole buffer as the next part: no copy, and its memory goes with it.
+
+        The first part is what outgrew a single PUT (up to SINGLE_PUT_PARTS parts'
+        worth), the next ones part_size each; S3 takes parts of any size from 5 MiB.
+        """
         if self._upload_id is None:
             self._upload_id = self._start_multipart()
         number = len(self._parts) + 1
-        if len(self._buffer) <= self._up.part_size:
-            body, self._buffer = self._buffer, bytearray()
-        else:
-            body = self._buffer[: self._up.part_size]
-            del self._buffer[: self._up.part_size]
+        body, self._buffer = self._buffer, bytearray()
+        held, self._held = self._held, 0
         entry: dict[str, Any] = {"PartNumber": number}
         self._parts.append(entry)
         bucket, key, upload_id = self._up.bucket, self.key, self._upload_id
@@ -315,7 +320,7 @@ class ObjectSink(io.RawIOBase):
             )
             entry["ETag"] = response["ETag"]
 
-        self._part_futures.append(self._up.submit(send, len(body)))
+        self._part_futures.append(self._up.submit(send, held))
 
     def close(self) -> None:
         # Closing the file (as Arrow streams do when they finish) does not publish it.
@@ -325,22 +330,22 @@ class ObjectSink(io.RawIOBase):
         """Publish the object, in the background unless ``wait``: ``Uploader.wait`` tells."""
         if self._upload_id is None:
             body, self._buffer = self._buffer, bytearray()
+            held, self._held = self._held, 0
 
             def put() -> None:
                 self._up.put_bytes(self.key, body, self._content_type)
                 self._up._record(self.key)
 
             if wait:
-                taken = self._up.budget.take(len(body))
                 try:
                     put()
                 finally:
-                    self._up.budget.give(taken)
+                    self._up.budget.give(held)
             else:
-                self._up.submit(put, len(body))
+                self._up.submit(put, held)
             self.committed = True
             return
-        while self._buffer:
+        if self._buffer:
             self._send_part()
         parts = list(self._part_futures)
         bucket, key, upload_id = self._up.bucket, self.key, self._upload_id
@@ -377,6 +382,8 @@ class ObjectSink(io.RawIOBase):
     def abort(self) -> None:
         """Drop a multipart upload in progress; best effort, never raises."""
         self._buffer = bytearray()
+        self._up.budget.give(self._held)
+        self._held = 0
         if self._upload_id is None or self.committed:
             return
         for future in self._part_futures:
