@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from .partitioning import key_boundaries, value_text
 
 # Arrow bytes of pieces held in memory before the biggest key's go to disk.
-MEMORY_BUDGET = 64 * 1024 * 1024
+MEMORY_BUDGET = 40 * 1024 * 1024
 # Batches are cut by key on this many threads (Arrow releases the GIL) while
 # DuckDB scans; nothing else runs yet, so both cores go to reading.
 CUT_THREADS = 2
