@@ -107,7 +107,7 @@ class ExportConfig:
     csv_header: bool = True
     compression: Compression | None = None
     compression_level: int | None = None
-    row_group_size: int = 1_000_000
+    row_group_size: int = 500_000
     # Object attributes applied to every file the export writes.
     sse: str | None = None
     sse_kms_key_id: str | None = None

@@ -138,6 +138,9 @@ def key_boundaries(batch: pa.RecordBatch, columns: Sequence[str]) -> list[int]:
         arr = _comparable(batch.column(col))
         head, tail = arr.slice(0, n - 1), arr.slice(1)
         diff = pc.fill_null(pc.not_equal(head, tail), False)
+        if pa.types.is_floating(arr.type):  # NaN is one partition, not one per row
+            both_nan = pc.fill_null(pc.and_(pc.is_nan(head), pc.is_nan(tail)), False)
+            diff = pc.and_(diff, pc.invert(both_nan))
         null_diff = pc.not_equal(pc.is_null(head), pc.is_null(tail))
         col_changed = pc.or_(diff, null_diff)
         changed = col_changed if changed is None else pc.or_(changed, col_changed)
@@ -151,10 +154,8 @@ def split_by_partition(
 ) -> Iterator[PartitionSlice]:
     """Cut a stream sorted by ``columns`` into per-partition slices.
 
-    Rows of one partition must arrive together (the source orders by the
-    partition columns), so only one partition is open at any time. Values that
-    compare unequal but render alike (NaNs) give slices with the same path,
-    which the writer keeps in one file.
+    Rows of one partition must arrive together (the source groups them), so
+    only one partition is open at any time.
     """
     for batch in batches:
         if batch.num_rows == 0:

@@ -48,7 +48,7 @@ DELETE_BATCH = 1000
 # One request instead of a multipart upload's three or more: S3 needs parts only
 # to send a big object in parallel, and stores that copy every part again on
 # completion (MinIO on a single disk, moto) take about twice the CPU for them.
-SINGLE_PUT_PARTS = 4
+SINGLE_PUT_PARTS = 3
 
 _CREDENTIAL_CODES = {
     "InvalidAccessKeyId",
@@ -168,10 +168,10 @@ class Uploader:
         # A thread of its own: it waits on parts that run on the pool.
         self._completer = ThreadPoolExecutor(1, thread_name_prefix="s3-export-complete")
         # Bounds the bytes held for upload, from the moment a file's bytes are
-        # written until they are sent: a part per running upload (or one single-PUT
-        # object) plus two parts' worth for the file being written. Writing blocks
-        # while the budget is spent, so memory does not depend on the file sizes.
-        self.budget = ByteBudget((max(max_concurrency, SINGLE_PUT_PARTS) + 2) * part_size)
+        # written until they are sent: a part per running upload, and at least one
+        # part more than a single PUT holds. Writing waits while the budget is
+        # spent, so memory does not depend on the file sizes.
+        self.budget = ByteBudget(max(max_concurrency, SINGLE_PUT_PARTS + 1) * part_size)
         self._pending: list[Future[None]] = []
         self._lock = threading.Lock()
         self.completed: list[str] = []
@@ -270,7 +270,7 @@ class ObjectSink(io.RawIOBase):
     def write(self, data: Any) -> int:
         view = memoryview(data)
         n = view.nbytes
-        self._held += self._up.budget.take(n)
+        self._held += self._up.budget.take(n, held=self._held)
         self._buffer += view
         self.size += n
         if self._upload_id is None:
@@ -402,9 +402,13 @@ class ByteBudget:
         self._free = total
         self._cond = threading.Condition()
 
-    def take(self, nbytes: int) -> int:
-        """Wait until ``nbytes`` (at most the total) are free, hold them, return what is held."""
-        want = min(nbytes, self.total)
+    def take(self, nbytes: int, *, held: int = 0) -> int:
+        """Wait until ``nbytes`` are free, hold them, return what is held.
+
+        A caller that already ``held`` bytes waits for no more than the rest of the
+        total: it never waits on itself (its buffer is sent once it is full).
+        """
+        want = min(nbytes, max(self.total - held, 0))
         with self._cond:
             self._cond.wait_for(lambda: self._free >= want)
             self._free -= want

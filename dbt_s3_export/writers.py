@@ -50,7 +50,7 @@ class FormatOptions:
     compression_level: int | None = None
     csv_delimiter: str = ","
     csv_header: bool = True
-    row_group_size: int = 1_000_000
+    row_group_size: int = 500_000
 
 
 class FormatWriter(Protocol):

@@ -54,7 +54,7 @@ def big_table() -> pa.Table:
 def big(big_table: pa.Table, monkeypatch: pytest.MonkeyPatch) -> pa.Table:
     """Enough uncompressed parquet for a multipart upload of two 5 MiB parts.
 
-    Objects of up to one part go up in one PUT here (four by default), so that
+    Objects of up to one part go up in one PUT here (three by default), so that
     the multipart path is taken with little data.
     """
     monkeypatch.setattr(transfer, "SINGLE_PUT_PARTS", 1)

@@ -8,6 +8,7 @@ import os
 import pyarrow as pa
 
 from dbt_s3_export.grouping import GroupedBatches
+from dbt_s3_export.partitioning import key_boundaries
 
 
 def _reader(table: pa.Table, rows_per_batch: int) -> pa.RecordBatchReader:
@@ -62,9 +63,10 @@ def test_rows_of_a_key_come_together_in_read_order_with_and_without_spilling() -
             assert grouped.spilled_bytes == 0 and grouped.spill_dir is None
 
 
-def test_nan_keys_make_one_group() -> None:
+def test_nan_keys_make_one_group_cut_in_one_piece_per_batch() -> None:
     out = list(GroupedBatches(_reader(_table(1_000), 64), ["f"], 1_000))
     assert len(_runs(out, ["f"])) == 2
+    assert key_boundaries(pa.record_batch({"f": [math.nan, math.nan, 1.0, 1.0]}), ["f"]) == [2]
 
 
 def test_stopping_early_removes_the_spill_files() -> None:

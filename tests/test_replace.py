@@ -152,7 +152,7 @@ def test_dbt_run_killed_mid_export_keeps_the_previous_export(
         plugin_config={"bucket": bucket, "file_format": "csv", "part_size_mb": 5},
     )
     # Partition 'a'..'t' are small files; in the second run 'z' is ~28 MB of CSV,
-    # more than four 5 MiB parts: a multipart upload.
+    # more than three 5 MiB parts: a multipart upload.
     project.model(
         "events",
         """
