@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import duckdb
 import pyarrow as pa
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 from dbt_s3_export.writers import (
     CsvFormatWriter,
     FormatOptions,
+    JsonFormatWriter,
     ParquetFormatWriter,
     dictionary_columns,
 )
@@ -123,3 +125,43 @@ def test_csv_timestamps_are_iso_8601_as_duckdb_renders_them() -> None:
         got = [tuple(v or None for v in line.replace('"', "").split(",")) for line in lines]
         assert got == expected
     assert _csv(table).splitlines()[1] == "2024-01-03T10:15:00,2024-01-03T08:15:00+00"
+
+
+def _jsonl(table: pa.Table, batch_rows: int = 1_000) -> list[dict[str, object]]:
+    sink = _Kept()
+    writer = JsonFormatWriter(FormatOptions("jsonl"), table.schema, sink)  # type: ignore[arg-type]
+    for batch in table.to_batches(batch_rows):
+        writer.write(batch)
+    writer.close()
+    return [json.loads(line) for line in sink.getvalue().decode().splitlines()]
+
+
+def test_json_values_read_back_as_duckdb_renders_them() -> None:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    data = con.sql(
+        r"""SELECT * FROM (VALUES
+        (1, 1.5::DOUBLE, 2.0::DOUBLE, 'plain', 'say "hi"\', TIMESTAMP '2024-01-03 10:15:00',
+         TIMESTAMP '2024-01-03 10:15:00.5', true, 12.50::DECIMAL(10, 2), DATE '2024-01-03',
+         'é ü 日本'),
+        (-9007199254740993, 'nan'::DOUBLE, -0.0::DOUBLE, '', E'tab\there\nline', NULL,
+         NULL, NULL, NULL, NULL, NULL),
+        (NULL, 'inf'::DOUBLE, 1e20::DOUBLE, NULL, NULL, TIMESTAMP '1999-12-31 23:59:59',
+         TIMESTAMP '1999-12-31 23:59:59', false, -0.01::DECIMAL(10, 2), DATE '0999-01-01', 'x')
+        ) t(i, f, g, s, esc, ts, frac, b, d, day, u)"""
+    ).to_arrow_table()
+    got = _jsonl(data)
+    expected = [
+        json.loads(line)
+        for (line,) in con.sql(
+            "SELECT CAST(to_json(struct_pack(i := i, "
+            "f := CASE WHEN isfinite(f) THEN f END, g := g, s := s, esc := esc, "
+            "ts := replace(CAST(ts AS VARCHAR), ' ', 'T'), "
+            "frac := replace(CAST(frac AS VARCHAR), ' ', 'T'), b := b, d := d, day := day, "
+            "u := u)) AS VARCHAR) FROM data"
+        ).fetchall()
+    ]
+    assert got == expected
+    assert got[0]["g"] == 2.0 and isinstance(got[0]["g"], float)  # stays a float
+    assert got[1]["f"] is None and got[2]["f"] is None  # NaN and infinity are null
+    assert got[0]["esc"] == 'say "hi"\\' and got[1]["esc"] == "tab\there\nline"
