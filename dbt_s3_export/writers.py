@@ -392,25 +392,53 @@ def _string_bytes(chunk: pa.Array) -> pa.Buffer:
 
 
 class JsonFormatWriter:
-    """``json``: one array of objects per file; ``jsonl``: one object per line."""
+    """``json``: one array of objects per file; ``jsonl``: one object per line.
+
+    DuckDB's ``to_json`` renders each row. Per batch, whole-second timestamps get
+    their ISO 8601 text from Arrow beforehand, and floats are checked for NaN and
+    infinities only where a batch has some; the lines are then joined by Arrow.
+    Both measured cheaper than doing the same per row in SQL.
+    """
 
     def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
         self._lines = opts.file_format == "jsonl"
-        fields = ", ".join(
-            f"{_quote(f.name)} := {_text_expr(f.name, f.type, _json_rule) or _quote(f.name)}"
-            for f in schema
-        )
-        row = f"to_json(struct_pack({fields}))" if len(schema) else "'{}'"
-        # Each row carries its separator so the output is the column's raw bytes.
-        line = f"{row} || chr(10)" if self._lines else f"',' || chr(10) || {row}"
-        self._render = _Renderer(f"{line} AS line")
+        self._schema = schema
+        # Rows are joined by the separator; a batch starts with one too (for json the
+        # very first is dropped) and, for jsonl, ends with a newline.
+        self._sep = "\n" if self._lines else ",\n"
+        self._head = b"" if self._lines else b",\n"
+        self._tail = b"\n" if self._lines else b""
+        self._render = _Renderer()
         self._out = _TextStream(sink, opts.codec)
         self._first = True
         self._encoder = _OrderedEncoder(self._encode, self._emit)
 
+    def _row_sql(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, str]:
+        """The batch (whole-second timestamps as ISO text) and the SQL of its JSON rows."""
+        columns = list(batch.columns)
+        fields = []
+        for i, f in enumerate(self._schema):
+            col = _quote(f.name)
+            expr: str | None
+            if pa.types.is_timestamp(f.type):
+                text = _iso_whole_seconds(columns[i])
+                if text is not None:
+                    columns[i] = text
+                expr = None if text is not None else _iso_text(col, f.type)
+            elif pa.types.is_floating(f.type) and pc.all(pc.is_finite(columns[i])).as_py():
+                expr = None  # nothing for the NaN/infinity rule to do in this batch
+            else:
+                expr = _json_rule(col, f.type)
+            fields.append(f"{col} := {expr or col}")
+        row = f"to_json(struct_pack({', '.join(fields)}))" if fields else "'{}'"
+        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), f"{row} AS line"
+
     def _encode(self, batch: pa.RecordBatch) -> Encoded:
-        column = self._render(batch).column(0)
-        return [_string_bytes(chunk) for chunk in column.chunks if len(chunk)]
+        data, select = self._row_sql(batch)
+        rows = self._render(data, select).column(0).combine_chunks().cast(pa.large_string())
+        one = pa.LargeListArray.from_arrays(pa.array([0, len(rows)], pa.int64()), rows)
+        joined = pc.binary_join(one, pa.scalar(self._sep, pa.large_string()))
+        return [pa.py_buffer(self._head), _string_bytes(joined), pa.py_buffer(self._tail)]
 
     def _emit(self, pieces: Encoded) -> None:
         for data in pieces:
