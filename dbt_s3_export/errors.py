@@ -66,3 +66,15 @@ class ExportFailed(S3ExportError):
     Before the commit point this run's files are removed and the previous export
     is unchanged; after it, the new export is in place and only the clean-up failed.
     """
+
+
+class ObjectNotFound(TransferError):
+    """The object (or the bucket) asked for is not there."""
+
+
+class PreconditionFailed(TransferError):
+    """A conditional write or delete lost: the object changed since it was read.
+
+    Raised for S3's ``PreconditionFailed`` (412) and ``ConditionalRequestConflict``
+    (409) answers to ``If-Match`` / ``If-None-Match`` requests.
+    """

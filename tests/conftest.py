@@ -7,14 +7,34 @@ from typing import Any
 
 import pytest
 
-from .support import DUMMY_CREDENTIALS, DbtProject, S3Server, s3_client
+from .support import DUMMY_CREDENTIALS, SERVERS, DbtProject, S3Server, s3_client
 
 _bucket_numbers = itertools.count()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--s3-servers",
+        default=",".join(SERVERS),
+        help="comma-separated S3 servers the end-to-end tests run against "
+        f"(default: {','.join(SERVERS)})",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses an S3 server runs once per server chosen with --s3-servers."""
+    if "s3_server" in metafunc.fixturenames:
+        names = [n.strip() for n in metafunc.config.getoption("s3_servers").split(",") if n]
+        unknown = set(names) - set(SERVERS)
+        if unknown:
+            known = ", ".join(SERVERS)
+            raise pytest.UsageError(f"--s3-servers: unknown {sorted(unknown)}; known: {known}")
+        metafunc.parametrize("s3_server", names, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    server = S3Server().start()
+def s3_server(request: pytest.FixtureRequest) -> Iterator[S3Server]:
+    server = SERVERS[request.param]().start()
     yield server
     server.stop()
 

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from .support import S3Server
+from .support import MotoServer
 
 ACCOUNT = "123456789012"
 # create_user, put_user_policy, create_access_key: the admin's own setup.
@@ -78,7 +78,7 @@ class IamWorld:
     """Users, roles and buckets on an IAM-enforcing moto server."""
 
     def __init__(self) -> None:
-        self.server = S3Server(env={"INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_ACTIONS)})
+        self.server = MotoServer(env={"INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_ACTIONS)})
         self.admin: Keys | None = None
 
     @property

@@ -1,7 +1,8 @@
-"""Test helpers: a moto S3 server in its own process, and throwaway dbt projects."""
+"""Test helpers: S3 servers (SeaweedFS, moto) in their own processes, and throwaway dbt projects."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -32,7 +33,28 @@ def free_port() -> int:
 
 
 class S3Server:
-    """moto's S3-compatible server on 127.0.0.1, started as a separate process."""
+    """An S3-compatible server on 127.0.0.1, in a process of its own."""
+
+    name = "s3"
+    endpoint: str
+
+    def start(self) -> S3Server:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def create_bucket(self, bucket: str) -> None:
+        """Create ``bucket``; one that exists already (from an earlier test) is fine."""
+        s3 = s3_client(self.endpoint)
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+            s3.create_bucket(Bucket=bucket)
+
+
+class MotoServer(S3Server):
+    """moto's server: an emulation of AWS, IAM and STS included."""
+
+    name = "moto"
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
@@ -40,7 +62,7 @@ class S3Server:
         self._env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> S3Server:
+    def start(self) -> MotoServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL,
@@ -70,6 +92,30 @@ class S3Server:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+class SeaweedServer(S3Server):
+    """SeaweedFS: a real object store that checks signatures against its own identities."""
+
+    name = "seaweedfs"
+
+    def __init__(self) -> None:
+        from dbt_s3_export.local_s3 import SeaweedFS
+
+        access_key = DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"]
+        secret_key = DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+        self._server = SeaweedFS(access_key=access_key, secret_key=secret_key)
+        self.endpoint = self._server.endpoint
+
+    def start(self) -> SeaweedServer:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+SERVERS: dict[str, type[S3Server]] = {"seaweedfs": SeaweedServer, "moto": MotoServer}
 
 
 @dataclass

