@@ -460,7 +460,7 @@ def worker(spec: dict[str, Any]) -> None:
     prefix = f"{name}/"
     run: Any
     if name == "ours":
-        from dbt_s3_export import DuckDBSource, ExportConfig, run_export
+        from dbt_s3_export import DuckDBSource, ExportConfig, RunContext, run_export
         from dbt_s3_export.credentials import ClientCache, ConnectionSettings
 
         cfg = ExportConfig.parse(
@@ -478,7 +478,7 @@ def worker(spec: dict[str, Any]) -> None:
         source = DuckDBSource(con, "t")
 
         def run() -> None:
-            run_export(cfg, source, client, model="bench")
+            run_export(cfg, source, client, RunContext(model="bench"))
     elif name == "duckdb":
         duckdb_s3(con, endpoint)
         target = f"s3://{BUCKET}/{prefix.rstrip('/')}"

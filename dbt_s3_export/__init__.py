@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .commit import (
+    CorruptManifest,
+    LayoutChanged,
+    LeaseLost,
+    LeaseTimeout,
+    OwnershipConflict,
+    RunContext,
+)
 from .config import ExportConfig
 from .errors import (
     AccessDenied,
@@ -17,7 +25,9 @@ from .errors import (
     EndpointUnreachable,
     ExportFailed,
     InvalidCredentials,
+    ObjectNotFound,
     PartitionError,
+    PreconditionFailed,
     S3ExportError,
     SourceError,
     TransferError,
@@ -32,14 +42,22 @@ __all__ = [
     "ArrowSource",
     "BucketNotFound",
     "ConfigError",
+    "CorruptManifest",
     "DuckDBSource",
     "EndpointUnreachable",
     "ExportConfig",
     "ExportFailed",
     "ExportResult",
     "InvalidCredentials",
+    "LayoutChanged",
+    "LeaseLost",
+    "LeaseTimeout",
+    "ObjectNotFound",
+    "OwnershipConflict",
     "PartitionError",
     "Plugin",
+    "PreconditionFailed",
+    "RunContext",
     "S3ExportError",
     "SourceError",
     "TransferError",

@@ -122,6 +122,12 @@ class ExportConfig:
     # Naming and bookkeeping of the files a prefix export writes.
     filename_template: str = DEFAULT_FILENAME_TEMPLATE
     manifest: bool | None = None
+    # Who owns the destination, and how runs of one export take turns (see commit.py).
+    export_id: str | None = None
+    take_over_from: str | None = None
+    lease_ttl_seconds: int = 60
+    lease_wait_seconds: int = 600
+    conditional_writes: Literal["auto", "true", "false"] = "auto"
     # Throughput and memory.
     batch_size: int = 131_072
     part_size_mb: int = 16
@@ -181,7 +187,7 @@ class ExportConfig:
         options: Mapping[str, Any],
         defaults: Mapping[str, Any] | None = None,
         *,
-        where: str = "s3_export",
+        where: str = "",
     ) -> ExportConfig:
         """Validate ``options`` laid over ``defaults``; raise ``ConfigError`` on the first fault."""
         if not isinstance(options, Mapping):
@@ -375,6 +381,8 @@ class _Parser:
             "batch_size": (1_024, 10_000_000),
             "part_size_mb": (5, 5 * 1024),
             "max_concurrency": (1, 64),
+            "lease_ttl_seconds": (2, 3600),
+            "lease_wait_seconds": (0, 24 * 3600),
         }
         for name, (low, high) in ints.items():
             number = self.integer(name, minimum=low, maximum=high)
@@ -392,7 +400,28 @@ class _Parser:
             kw["rows"] = rows
         self.naming(kw)
         self.mode_fits(kw)
+        self.ownership(kw)
         return ExportConfig(**kw)
+
+    def ownership(self, kw: dict[str, Any]) -> None:
+        for name in ("export_id", "take_over_from"):
+            value = self.string(name)
+            if value is not None and (
+                len(value) > 200 or not value.isprintable() or value != value.strip()
+            ):
+                raise self.fail(
+                    name,
+                    f"must be printable text of at most 200 characters without leading or "
+                    f"trailing spaces, got {value!r}",
+                    "For example 'orders_to_lake'",
+                )
+            kw[name] = value
+        conditional = self.raw.get("conditional_writes")
+        if isinstance(conditional, bool):
+            conditional = str(conditional).lower()
+        if conditional is not None:
+            self.raw["conditional_writes"] = conditional
+            kw["conditional_writes"] = self.choice("conditional_writes", ("auto", "true", "false"))
 
     @staticmethod
     def _is_prefix(kw: dict[str, Any]) -> bool:

@@ -20,8 +20,9 @@ class ConfigError(S3ExportError):
         self.option = option
         self.problem = problem
         self.fix = fix
-        subject = f"{where}: option '{option}'" if option else where
-        text = f"{subject}: {problem}"
+        # ``where`` is the place in the configuration ("s3_export[1]", the profile), if any.
+        subject = [part for part in (where, f"option '{option}'" if option else "") if part]
+        text = ": ".join([*subject, problem])
         if fix:
             text += f". {fix}"
         super().__init__(text)

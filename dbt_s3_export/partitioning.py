@@ -55,13 +55,13 @@ def supported_type(typ: pa.DataType) -> bool:
     )
 
 
-def check_partition_types(schema: pa.Schema, columns: Sequence[str], where: str) -> None:
+def check_partition_types(schema: pa.Schema, columns: Sequence[str]) -> None:
     """Refuse partition columns whose values have no faithful path form (lists, blobs...)."""
     for col in columns:
         typ = schema.field(col).type
         if not supported_type(typ):
             raise PartitionError(
-                f"{where}: partition column '{col}' has type {typ}, which cannot be written "
+                f"partition column '{col}' has type {typ}, which cannot be written "
                 "into a Hive path and read back. Partition by a column of a scalar type "
                 "(text, number, boolean, date, time, timestamp), for example "
                 f"CAST(... AS VARCHAR) in the model, or drop '{col}' from 'partition_cols'"

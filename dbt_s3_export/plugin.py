@@ -10,7 +10,8 @@ table it just built.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Mapping
 from typing import Any
 
 import duckdb
@@ -19,11 +20,12 @@ from dbt.adapters.duckdb.utils import TargetConfig
 from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
+from .commit import RunContext
 from .config import SECRET_OPTIONS, ExportConfig, check_option_names
 from .credentials import ClientCache, ConnectionSettings, redact
 from .errors import S3ExportError
 from .export import ExportResult, run_export
-from .source import DuckDBSource
+from .source import export_source
 
 logger = AdapterLogger("S3Export")
 PROFILE_WHERE = "profiles.yml plugin 'dbt_s3_export' config"
@@ -39,6 +41,8 @@ class Plugin(BasePlugin):
         self._defaults = config
         self._clients = ClientCache()
         self._conn: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+        self._done: set[tuple[str, str, str]] = set()
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
         self._conn = conn
@@ -51,20 +55,61 @@ class Plugin(BasePlugin):
                 "call the dbt_s3_export.export_to_s3() macro instead"
             )
         model = str(payload.get("model") or target_config.relation.identifier)
-        secrets = self._secrets(payload["exports"])
+        entries = payload["exports"]
+        secrets = self._secrets(entries)
+        self._warn_about_credentials(model, entries, adhoc=payload.get("unique_id") is None)
         destination = ""
         try:
-            for cfg, result in self._export_all(model, payload, target_config.relation):
+            configs = []
+            for i, entry in enumerate(entries):
+                destination = _destination_of(entry, self._defaults)
+                where = f"s3_export[{i}]" if len(entries) > 1 else ""
+                configs.append(ExportConfig.parse(entry, self._defaults, where=where))
+            for i, cfg in enumerate(configs):
                 destination = cfg.destination
+                result = self._export(cfg, i, model, payload, target_config.relation)
                 if result is not None:
                     logger.info(result.summary())
         except S3ExportError as e:
-            # One clear line in dbt's output; the chain stays out of the message, and
-            # any secret value that slipped into it is scrubbed as a last resort.
+            # One line in dbt's output, naming the model and the destination once; the
+            # chain stays out of it, and any secret value that slipped in is scrubbed.
             subject = f"model '{model}'" + (f" exporting to {destination}" if destination else "")
-            text = str(e).removeprefix(f"model '{model}': ")
-            message = redact(f"s3_export failed for {subject}: {text}", secrets)
+            message = redact(f"s3_export failed for {subject}: {e}", secrets)
             raise DbtRuntimeError(message) from None
+
+    def _export(
+        self, cfg: ExportConfig, entry: int, model: str, payload: Mapping[str, Any], relation: Any
+    ) -> ExportResult | None:
+        """Run one export entry, at most once per dbt invocation."""
+        if not cfg.enabled:
+            logger.info(f"s3_export: {model} -> {cfg.destination}: skipped (enabled: false)")
+            return None
+        ctx = RunContext(
+            model=model,
+            unique_id=payload.get("unique_id"),
+            invocation_id=payload.get("invocation_id"),
+            entry=entry,
+            full_refresh=bool(payload.get("full_refresh")),
+            log=logger.info,
+        )
+        # A model whose hook is listed twice (say in dbt_project.yml and in its own
+        # config) would export twice, and an append export would add its rows twice.
+        done = (ctx.invocation_id or "", ctx.export_id(cfg), cfg.destination)
+        with self._lock:
+            if ctx.invocation_id and done in self._done:
+                logger.info(
+                    f"s3_export: {model} -> {cfg.destination}: skipped (already exported in "
+                    "this dbt invocation; is the export hook set twice?)"
+                )
+                return None
+            self._done.add(done)
+        source = export_source(
+            self._cursor(), str(relation), relation.identifier, cfg.where, cfg.rows
+        )
+        if source.note:
+            logger.info(f"s3_export: {model}: {source.note}")
+        client = self._clients.get(ConnectionSettings.of(cfg))
+        return run_export(cfg, source, client, ctx)
 
     def _secrets(self, entries: Any) -> list[str]:
         """Every credential value in the profile config and the model's entries."""
@@ -76,16 +121,12 @@ class Plugin(BasePlugin):
                 ]
         return found
 
-    def _export_all(
-        self, model: str, payload: Mapping[str, Any], relation: Any
-    ) -> Iterator[tuple[ExportConfig, ExportResult | None]]:
-        """Validate every entry, then export them one by one (yielding before each)."""
-        entries = payload["exports"]
-        # Warn before validating: the meta holds the credentials even if it is invalid.
+    def _warn_about_credentials(self, model: str, entries: Any, *, adhoc: bool) -> None:
+        """Warn before validating: the meta holds the credentials even if it is invalid."""
         in_meta = {
             name for entry in entries if isinstance(entry, Mapping) for name in entry
         } & SECRET_OPTIONS
-        if in_meta and payload.get("unique_id") is None:
+        if in_meta and adhoc:
             logger.warning(
                 f"s3_export: the export of '{model}' was given credentials "
                 f"({', '.join(sorted(in_meta))}) in --args, which shell history and dbt's logs "
@@ -99,28 +140,6 @@ class Plugin(BasePlugin):
                 "in the profile's dbt_s3_export plugin config with "
                 "env_var('DBT_ENV_SECRET_...') instead, or leave them out and let boto3 find them"
             )
-        configs = []
-        for i, entry in enumerate(entries):
-            where = f"model '{model}' s3_export" + (f"[{i}]" if len(entries) > 1 else "")
-            configs.append(ExportConfig.parse(entry, self._defaults, where=where))
-        extra = {
-            "invocation_id": payload.get("invocation_id"),
-            "unique_id": payload.get("unique_id"),
-        }
-        cursor = self._cursor()
-        for cfg in configs:
-            yield cfg, None
-            if not cfg.enabled:
-                logger.info(f"s3_export: {model} -> {cfg.destination}: skipped (enabled: false)")
-                continue
-            source = DuckDBSource(cursor, str(relation), cfg.where)
-            if cfg.rows == "batch":
-                batch = source.batch_relation(relation.identifier)
-                if batch is not None:
-                    source = DuckDBSource(cursor, batch, cfg.where)
-                    logger.info(f"s3_export: {model}: exporting this run's incremental batch only")
-            client = self._clients.get(ConnectionSettings.of(cfg))
-            yield cfg, run_export(cfg, source, client, model=model, extra_manifest=extra)
 
     def _cursor(self) -> Any:
         """The calling thread's dbt connection: it sees the model's uncommitted table."""
@@ -136,3 +155,16 @@ class Plugin(BasePlugin):
         if self._conn is None:
             raise DbtRuntimeError("dbt_s3_export: no DuckDB connection is open to read from")
         return self._conn.cursor()
+
+
+def _destination_of(entry: Any, defaults: Mapping[str, Any]) -> str:
+    """Where an entry points, as far as it can be told before it is validated."""
+    if not isinstance(entry, Mapping):
+        return ""
+    merged = {**defaults, **entry}
+    to, bucket, key = merged.get("to"), merged.get("bucket"), merged.get("key")
+    if isinstance(to, str) and to.startswith("s3://"):
+        return to
+    if isinstance(bucket, str) and isinstance(key, str):
+        return f"s3://{bucket}/{key}"
+    return ""

@@ -77,6 +77,8 @@ class DuckDBSource:
         self._con = con
         self.relation = relation
         self.where = where
+        # What the choice of rows means for this run, to be logged (``rows: batch``).
+        self.note = ""
 
     def _select(self, order_by: Sequence[str] = ()) -> str:
         sql = f"SELECT * FROM {self.relation}{self._where_clause()}"
@@ -214,6 +216,27 @@ class DuckDBSource:
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
         finally:
             reader.close()
+
+
+def export_source(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    identifier: str,
+    where: str | None,
+    rows: Literal["all", "batch"],
+) -> DuckDBSource:
+    """The rows an export reads: the relation, or this run's incremental batch of it.
+
+    ``rows: batch`` reads the temporary table dbt-duckdb staged this run's rows in;
+    on a first or full-refresh run there is none and the whole relation is read.
+    """
+    source = DuckDBSource(con, relation, where)
+    if rows == "batch":
+        batch = source.batch_relation(identifier)
+        if batch is not None:
+            source = DuckDBSource(con, batch, where)
+            source.note = "exporting this run's incremental batch only"
+    return source
 
 
 @dataclass(frozen=True)

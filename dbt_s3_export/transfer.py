@@ -11,10 +11,13 @@ that says what went wrong and keeps the botocore error as ``__cause__``.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from botocore.exceptions import (
@@ -34,6 +37,8 @@ from .errors import (
     BucketNotFound,
     EndpointUnreachable,
     InvalidCredentials,
+    ObjectNotFound,
+    PreconditionFailed,
     TransferError,
 )
 
@@ -44,6 +49,7 @@ else:
 
 T = TypeVar("T")
 DELETE_BATCH = 1000
+BODY_READ_ATTEMPTS = 3
 # An object goes up in one PUT when it ends within this many parts' worth of bytes.
 # One request instead of a multipart upload's three or more: S3 needs parts only
 # to send a big object in parallel, and stores that copy every part again on
@@ -80,6 +86,13 @@ def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
                 f"bucket '{bucket}' does not exist ({what}). Create it or fix 'bucket'",
                 code=code,
             )
+        if code in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+            return PreconditionFailed(
+                f"S3 refused to {what} in {where}: the object changed since it was read ({code})",
+                code=code,
+            )
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return ObjectNotFound(f"no object to {what} in {where} ({code})", code=code)
         if code in _CREDENTIAL_CODES:
             cause = _CREDENTIAL_CAUSES.get(code, "the credentials are not valid")
             return InvalidCredentials(
@@ -223,10 +236,14 @@ class Uploader:
         self._completer.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def open(self, key: str, content_type: str) -> ObjectSink:
-        return ObjectSink(self, key, content_type)
+    def open(self, key: str, content_type: str, *, if_absent: bool = False) -> ObjectSink:
+        """A sink for one object; ``if_absent`` publishes it only if nothing is at the key."""
+        return ObjectSink(self, key, content_type, if_absent=if_absent)
 
-    def put_bytes(self, key: str, data: bytes | bytearray, content_type: str) -> None:
+    def put_bytes(
+        self, key: str, data: bytes | bytearray, content_type: str, *, if_absent: bool = False
+    ) -> None:
+        condition: dict[str, Any] = {"IfNoneMatch": "*"} if if_absent else {}
         call(
             self.bucket,
             f"write {key}",
@@ -236,6 +253,7 @@ class Uploader:
                 Body=cast(bytes, data),  # botocore sends any bytes-like body
                 ContentType=content_type,
                 **self.object_args,
+                **condition,
             ),
         )
 
@@ -251,11 +269,14 @@ class ObjectSink(io.RawIOBase):
     and whatever was at the key before stays as it was.
     """
 
-    def __init__(self, uploader: Uploader, key: str, content_type: str) -> None:
+    def __init__(
+        self, uploader: Uploader, key: str, content_type: str, *, if_absent: bool = False
+    ) -> None:
         super().__init__()
         self._up = uploader
         self.key = key
         self._content_type = content_type
+        self._if_absent = if_absent
         self._buffer = bytearray()
         self._held = 0  # bytes of the uploader's budget the buffer holds
         self._upload_id: str | None = None
@@ -333,7 +354,7 @@ class ObjectSink(io.RawIOBase):
             held, self._held = self._held, 0
 
             def put() -> None:
-                self._up.put_bytes(self.key, body, self._content_type)
+                self._up.put_bytes(self.key, body, self._content_type, if_absent=self._if_absent)
                 self._up._record(self.key)
 
             if wait:
@@ -349,6 +370,7 @@ class ObjectSink(io.RawIOBase):
             self._send_part()
         parts = list(self._part_futures)
         bucket, key, upload_id = self._up.bucket, self.key, self._upload_id
+        condition: dict[str, Any] = {"IfNoneMatch": "*"} if self._if_absent else {}
 
         def complete() -> None:
             for future in parts:
@@ -363,6 +385,7 @@ class ObjectSink(io.RawIOBase):
                         Key=key,
                         UploadId=upload_id,
                         MultipartUpload={"Parts": cast(Any, self._parts)},
+                        **condition,
                     ),
                 )
             except BaseException:
@@ -486,3 +509,124 @@ def delete_keys(client: S3Client, bucket: str, keys: Iterable[str]) -> int:
     if batch:
         flush()
     return deleted
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object read back whole (manifests, leases): its bytes and what S3 said of it."""
+
+    key: str
+    body: bytes
+    etag: str
+    last_modified: dt.datetime
+    # The server's clock when it answered (its Date header): lease expiry is judged
+    # on the server's clock, so that the clocks of the machines running exports
+    # never matter.
+    server_time: dt.datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _server_time(response: Mapping[str, Any]) -> dt.datetime:
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return parsedate_to_datetime(str(date))
+    except (TypeError, ValueError):
+        return dt.datetime.now(dt.timezone.utc)
+
+
+def get_object(client: S3Client, bucket: str, key: str) -> StoredObject | None:
+    """The object at ``key``, read whole, or None when there is none.
+
+    botocore retries requests, not the reading of a streamed body: a connection
+    reset halfway through the body is retried here, a few times.
+    """
+    what = f"read {key}"
+    for attempt in range(1, BODY_READ_ATTEMPTS + 1):
+        try:
+            response = call(bucket, what, lambda: client.get_object(Bucket=bucket, Key=key))
+        except ObjectNotFound:
+            return None
+        try:
+            body = response["Body"].read()
+        except BotoCoreError as e:
+            if attempt == BODY_READ_ATTEMPTS:
+                raise describe_error(e, bucket, what) from e
+            continue
+        return StoredObject(
+            key=key,
+            body=body,
+            etag=response["ETag"],
+            last_modified=response["LastModified"],
+            server_time=_server_time(cast(Mapping[str, Any], response)),
+            metadata=dict(response.get("Metadata", {})),
+        )
+    raise AssertionError("unreachable")
+
+
+def head_object(client: S3Client, bucket: str, key: str) -> StoredObject | None:
+    """What S3 says of the object at ``key`` (no body), or None when there is none."""
+    try:
+        response = call(
+            bucket, f"look at {key}", lambda: client.head_object(Bucket=bucket, Key=key)
+        )
+    except ObjectNotFound:
+        return None
+    return StoredObject(
+        key=key,
+        body=b"",
+        etag=response["ETag"],
+        last_modified=response["LastModified"],
+        server_time=_server_time(cast(Mapping[str, Any], response)),
+        metadata=dict(response.get("Metadata", {})),
+    )
+
+
+def put_object(
+    client: S3Client,
+    bucket: str,
+    key: str,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+    if_match: str | None = None,
+    if_absent: bool = False,
+) -> str:
+    """Write a small object whole; return its ETag.
+
+    ``if_match`` writes only over the object with that ETag, ``if_absent`` only
+    where there is none; otherwise ``PreconditionFailed`` is raised and nothing
+    changes. (Servers answer an ``If-Match`` on a missing object with 412 or 404;
+    both mean the same here.)
+    """
+    condition: dict[str, Any] = {}
+    if if_match is not None:
+        condition["IfMatch"] = if_match
+    if if_absent:
+        condition["IfNoneMatch"] = "*"
+    try:
+        response = call(
+            bucket,
+            f"write {key}",
+            lambda: client.put_object(
+                Bucket=bucket, Key=key, Body=body, ContentType=content_type, **condition
+            ),
+        )
+    except ObjectNotFound as e:
+        if if_match is None:
+            raise
+        raise PreconditionFailed(str(e), code=e.code) from e
+    return str(response["ETag"])
+
+
+def delete_object(client: S3Client, bucket: str, key: str, *, if_match: str | None = None) -> None:
+    """Delete one object; with ``if_match``, only if it is still that version."""
+    condition: dict[str, Any] = {"IfMatch": if_match} if if_match is not None else {}
+    try:
+        call(
+            bucket,
+            f"delete {key}",
+            lambda: client.delete_object(Bucket=bucket, Key=key, **condition),
+        )
+    except ObjectNotFound:
+        if if_match is not None:
+            raise PreconditionFailed(f"{key} is gone", code="NoSuchKey") from None

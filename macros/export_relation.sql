@@ -70,5 +70,7 @@
           "export_relation: nothing to export for '" ~ name ~ "': pass s3_export (a dict of "
           ~ "options such as {bucket: ..., key: ..., file_format: ...})") -}}
   {%- endif -%}
-  {%- do dbt_s3_export._run_exports(plugin_name, target_relation, name, none, exports) -%}
+  {#- A model's own meta is that model's export: the same identity as its hook's. -#}
+  {%- set unique_id = found.node.unique_id if (found.node is not none and s3_export is none) else none -%}
+  {%- do dbt_s3_export._run_exports(plugin_name, target_relation, name, unique_id, exports) -%}
 {% endmacro %}

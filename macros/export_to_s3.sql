@@ -31,5 +31,9 @@
     {%- do log('s3_export: ' ~ model.name ~ ': skipped, var dbt_s3_export_enabled is false', info=True) -%}
     {{- return('') -}}
   {%- endif -%}
-  {{- return(dbt_s3_export._run_exports(plugin_name, this, model.name, model.unique_id, exports)) -}}
+  {#- An incremental model rebuilt from scratch: its append exports start over too. -#}
+  {%- set refresh = model.config.get('full_refresh') -%}
+  {%- if refresh is none -%}{%- set refresh = flags.FULL_REFRESH -%}{%- endif -%}
+  {%- set full_refresh = model.config.materialized == 'incremental' and refresh in (true, 'true', 'True') -%}
+  {{- return(dbt_s3_export._run_exports(plugin_name, this, model.name, model.unique_id, exports, full_refresh)) -}}
 {% endmacro %}

@@ -10,9 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.config import Config
 
-from dbt_s3_export import ArrowSource, ExportConfig, ExportResult, run_export
+from dbt_s3_export import ArrowSource, ExportConfig, ExportResult, RunContext, run_export
 from dbt_s3_export.credentials import ConnectionSettings
-from dbt_s3_export.export import owned_generation
 
 from .support import list_keys, read_object
 
@@ -39,7 +38,7 @@ def table(rows: int, *, tag: str, partitions: int = 1) -> pa.Table:
 
 def export(client: Any, bucket: str, key: str, data: pa.Table, **options: Any) -> ExportResult:
     cfg = ExportConfig.parse({"bucket": bucket, "key": key, "file_format": "parquet", **options})
-    return run_export(cfg, ArrowSource(data), client, model="m")
+    return run_export(cfg, ArrowSource(data), client, RunContext(model="m"))
 
 
 def manifest(s3: Any, bucket: str, prefix: str) -> dict[str, Any]:
@@ -76,15 +75,13 @@ def assert_export_is(
     others = others or {}
     keys = set(list_keys(s3, bucket, prefix))
     near = {k for k in others if k.startswith(prefix)}
-    assert keys == {prefix + "_manifest.json", *listed, *near}
+    assert keys == {prefix + "_manifest.json", prefix + "_lease.json", *listed, *near}
     for key, body in others.items():
         assert read_object(s3, bucket, key) == body, key
     uploads = s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
     assert uploads == [], uploads
-    gens = {owned_generation(_prefix_cfg(bucket, prefix), k) for k in listed}
-    assert gens == ({current["generation"]} if listed else set())
+    if current["mode"] == "replace":
+        assert all(current["generation"] in k.rsplit("/", 1)[-1] for k in listed)
+    lease = json.loads(read_object(s3, bucket, prefix + "_lease.json"))
+    assert (lease["state"], lease["garbage"]) == ("free", {"generations": [], "keys": []})
     return current
-
-
-def _prefix_cfg(bucket: str, prefix: str) -> ExportConfig:
-    return ExportConfig.parse({"bucket": bucket, "key": prefix, "file_format": "parquet"})

@@ -14,7 +14,14 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from dbt_s3_export import ArrowSource, DuckDBSource, ExportConfig, S3ExportError, run_export
+from dbt_s3_export import (
+    ArrowSource,
+    DuckDBSource,
+    ExportConfig,
+    RunContext,
+    S3ExportError,
+    run_export,
+)
 
 from .engine import engine_client
 from .faultproxy import STATUS, FaultProxy, Rule
@@ -98,7 +105,7 @@ def _export(ctx: Any, data: pa.Table | Any, endpoint: str | None = None, **optio
     client = engine_client(endpoint or ctx.endpoint)
     source = ArrowSource(data) if isinstance(data, pa.Table) else data
     with pytest.raises(S3ExportError) as failure:
-        run_export(cfg, source, client, model="orders")
+        run_export(cfg, source, client, RunContext(model="orders"))
     return str(failure.value)
 
 

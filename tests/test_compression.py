@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dbt_s3_export import ArrowSource, ExportConfig, run_export
+from dbt_s3_export import ArrowSource, ExportConfig, RunContext, run_export
 
 from .engine import engine_client, table
 from .support import S3Server, list_keys, read_object
@@ -19,7 +19,7 @@ from .support import S3Server, list_keys, read_object
 
 def run(client: Any, bucket: str, data: pa.Table, **options: Any) -> list[str]:
     cfg = ExportConfig.parse({"bucket": bucket, **options})
-    result = run_export(cfg, ArrowSource(data), client, model="m")
+    result = run_export(cfg, ArrowSource(data), client, RunContext(model="m"))
     return [f.key for f in result.files]
 
 

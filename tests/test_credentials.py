@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError
 
-from dbt_s3_export import ArrowSource, ExportConfig, run_export
+from dbt_s3_export import ArrowSource, ExportConfig, RunContext, run_export
 from dbt_s3_export.config import ConfigError
 from dbt_s3_export.credentials import ClientCache, ConnectionSettings, redact
 from dbt_s3_export.errors import AccessDenied, InvalidCredentials
@@ -89,7 +89,7 @@ def export(cache: ClientCache, cast: Cast, bucket: str, key: str, **options: Any
         {"endpoint_url": cast.world.endpoint, "region": "us-east-1"},
     )
     client = cache.get(ConnectionSettings.of(cfg))
-    return Exported(cfg, run_export(cfg, ArrowSource(TABLE), client, model="m").rows)
+    return Exported(cfg, run_export(cfg, ArrowSource(TABLE), client, RunContext(model="m")).rows)
 
 
 # -- settings and parsing, no I/O ---------------------------------------------------------
@@ -159,7 +159,7 @@ def test_upload_checksums_are_botocores_default_on_aws_and_off_for_custom_endpoi
     client.meta.events.register(
         "before-send.s3.PutObject", lambda request, **_: sent.append(dict(request.headers))
     )
-    run_export(cfg, ArrowSource(pa.table({"a": [1, 2]})), client, model="m")
+    run_export(cfg, ArrowSource(pa.table({"a": [1, 2]})), client, RunContext(model="m"))
     headers = {k.lower() for k in sent[0]}
     assert ("x-amz-checksum-crc32" in headers) == sends_crc32
 

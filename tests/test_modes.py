@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from dbt_s3_export import ExportConfig, ExportFailed, run_export
+from dbt_s3_export import ExportConfig, ExportFailed, RunContext, run_export
 from dbt_s3_export.source import ArrowSource
 
 from .engine import engine_client, expected_rows, export, manifest, read_rows, table
@@ -28,7 +28,11 @@ def tagged(ids: range, tag: str, partition: int) -> pa.Table:
 
 
 def data_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
-    return [k for k in list_keys(s3, bucket, prefix) if not k.endswith("_manifest.json")]
+    return [
+        k
+        for k in list_keys(s3, bucket, prefix)
+        if not k.endswith(("_manifest.json", "_lease.json"))
+    ]
 
 
 def test_append_keeps_every_run(s3: Any, bucket: str, s3_server: S3Server) -> None:
@@ -128,8 +132,7 @@ def test_single_object_manifest_on_request(s3: Any, bucket: str, s3_server: S3Se
         cfg,
         ArrowSource(table(4, tag="x")),
         client,
-        model="orders",
-        extra_manifest={"invocation_id": "abc-123"},
+        RunContext(model="orders", invocation_id="abc-123"),
     )
     doc = json.loads(read_object(s3, bucket, "one/orders.csv.manifest.json"))
     assert doc["files"][0]["key"] == "one/orders.csv"

@@ -24,7 +24,14 @@ import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pytest
 
-from dbt_s3_export import ArrowSource, DuckDBSource, ExportConfig, PartitionError, run_export
+from dbt_s3_export import (
+    ArrowSource,
+    DuckDBSource,
+    ExportConfig,
+    PartitionError,
+    RunContext,
+    run_export,
+)
 from dbt_s3_export.credentials import ClientCache, ConnectionSettings
 from dbt_s3_export.transfer import ObjectSink, Uploader
 
@@ -289,7 +296,7 @@ def export(
         }
     )
     client = ClientCache().get(ConnectionSettings.of(cfg))
-    return cfg, run_export(cfg, ArrowSource(table), client, model="engine_test")
+    return cfg, run_export(cfg, ArrowSource(table), client, RunContext(model="engine_test"))
 
 
 def nasty_table() -> pa.Table:
@@ -498,7 +505,7 @@ def test_nested_partition_column_is_refused(s3_server: S3Server, bucket: str) ->
     )
     client = ClientCache().get(ConnectionSettings.of(cfg))
     with pytest.raises(PartitionError, match="partition column 'tags' has type list"):
-        run_export(cfg, DuckDBSource(con, "t"), client, model="nested")
+        run_export(cfg, DuckDBSource(con, "t"), client, RunContext(model="nested"))
 
 
 # --- through dbt --------------------------------------------------------------

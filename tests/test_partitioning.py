@@ -118,8 +118,8 @@ def test_unsupported_partition_types_are_refused() -> None:
     )
     for col, typ in [("tags", "list"), ("info", "struct"), ("blob", "binary")]:
         with pytest.raises(PartitionError, match=f"partition column '{col}' has type {typ}"):
-            check_partition_types(schema, [col], "model 'm'")
-    check_partition_types(schema, ["kind"], "model 'm'")
+            check_partition_types(schema, [col])
+    check_partition_types(schema, ["kind"])
 
 
 def test_longest_segment_names_the_column() -> None:

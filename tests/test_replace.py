@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dbt_s3_export.export import new_generation
+from dbt_s3_export.commit import new_generation
 
 from .engine import (
     assert_export_is,
@@ -97,7 +99,7 @@ def test_more_than_1000_old_files_are_deleted_in_batches_of_1000(
     many = table(1050, tag="one")
     direct = engine_client(s3_server.endpoint)
     export(direct, bucket, "many/", many, max_rows_per_file=1, file_format="csv")
-    assert len(list_keys(s3, bucket, "many/")) == 1051
+    assert len(list_keys(s3, bucket, "many/")) == 1052  # files, manifest and lease
 
     # The proxy counts the keys of each DeleteObjects request.
     few = table(2, tag="two")
@@ -108,21 +110,48 @@ def test_more_than_1000_old_files_are_deleted_in_batches_of_1000(
     assert sorted(len(re.findall(rb"<Key>", d.body)) for d in deletes) == [50, 1000]
 
 
-def test_leftovers_of_a_killed_run_are_removed_by_the_next(
+def test_files_named_like_ours_but_never_recorded_are_left_alone(
+    s3: Any, bucket: str, s3_server: S3Server
+) -> None:
+    """Only files a manifest or the lease records are ever deleted, not look-alikes."""
+    client = engine_client(s3_server.endpoint)
+    opts = {"partition_cols": ["p"], "include_partition_cols": True}
+    export(client, bucket, "events/", table(4, tag="one", partitions=2), **opts)
+    stray = new_generation()
+    look_alikes = {
+        f"events/p=0/part-{stray}-00001.parquet": b"someone else's file",
+        f"events/p=7/part-{stray}-00002.parquet": b"someone else's file",
+    }
+    for key, body in look_alikes.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    data = table(6, tag="two", partitions=3)
+    export(client, bucket, "events/", data, **opts)
+    others = {**foreign_objects(s3, bucket), **look_alikes}
+    assert_export_is(s3, bucket, "events/", data, others=others)
+
+
+def test_files_of_a_run_that_died_holding_the_lease_go_once_it_expires(
     s3: Any, bucket: str, s3_server: S3Server
 ) -> None:
     client = engine_client(s3_server.endpoint)
     others = foreign_objects(s3, bucket)
-    opts = {"partition_cols": ["p"], "include_partition_cols": True}
+    opts = {"partition_cols": ["p"], "include_partition_cols": True, "lease_ttl_seconds": 2}
     export(client, bucket, "events/", table(4, tag="one", partitions=2), **opts)
-    # What a run killed before its manifest leaves: files and an unfinished upload.
+    # What a run killed before its commit leaves: its lease, files and an unfinished upload.
     dead = new_generation()
+    lease = json.loads(read_object(s3, bucket, "events/_lease.json"))
+    lease["state"] = "held"
+    lease["holder"] = {"generation": dead, "model": "m", "host": "gone", "pid": 1, "since": "-"}
+    s3.put_object(Bucket=bucket, Key="events/_lease.json", Body=json.dumps(lease).encode())
     s3.put_object(Bucket=bucket, Key=f"events/p=0/part-{dead}-00001.parquet", Body=b"x")
     s3.put_object(Bucket=bucket, Key=f"events/p=7/part-{dead}-00002.parquet", Body=b"x")
     s3.create_multipart_upload(Bucket=bucket, Key=f"events/p=9/part-{dead}-00003.parquet")
 
     data = table(6, tag="two", partitions=3)
+    started = time.monotonic()
     export(client, bucket, "events/", data, **opts)
+    assert time.monotonic() - started >= 2, "the lease was taken before it expired"
     assert_export_is(s3, bucket, "events/", data, others=others)
 
 
@@ -149,7 +178,13 @@ def test_dbt_run_killed_mid_export_keeps_the_previous_export(
     project = DbtProject(
         tmp_path / "project",
         proxy.endpoint,
-        plugin_config={"bucket": bucket, "file_format": "csv", "part_size_mb": 5},
+        plugin_config={
+            "bucket": bucket,
+            "file_format": "csv",
+            "part_size_mb": 5,
+            # The killed run's lease expires 3 s after its last renewal.
+            "lease_ttl_seconds": 3,
+        },
     )
     # Partition 'a'..'t' are small files; in the second run 'z' is ~28 MB of CSV,
     # more than three 5 MiB parts: a multipart upload.
@@ -167,7 +202,8 @@ def test_dbt_run_killed_mid_export_keeps_the_previous_export(
     project.dbt("run")
     before = manifest(s3, bucket, "events/")
     before_keys = list_keys(s3, bucket, "events/")
-    before_bodies = {k: read_object(s3, bucket, k) for k in before_keys}
+    # The lease changes hands with every run; the export's own objects must not.
+    before_bodies = {k: read_object(s3, bucket, k) for k in before_keys if "_lease" not in k}
     assert len(before["files"]) == 21
 
     # The second run stalls on its first multipart part; kill it there.
@@ -193,7 +229,8 @@ def test_dbt_run_killed_mid_export_keeps_the_previous_export(
     after = manifest(s3, bucket, "events/")
     listed = {f["key"] for f in after["files"]}
     assert after["rows"] == 400 and len(listed) == 21
-    assert set(list_keys(s3, bucket, "events/")) == listed | {"events/_manifest.json"}
+    control = {"events/_manifest.json", "events/_lease.json"}
+    assert set(list_keys(s3, bucket, "events/")) == listed | control
     assert s3.list_multipart_uploads(Bucket=bucket, Prefix="events/").get("Uploads", []) == []
     assert all(b"three" in read_object(s3, bucket, k) for k in listed)
 

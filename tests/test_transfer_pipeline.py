@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from dbt_s3_export import ArrowSource, ExportConfig, ExportFailed, run_export
+from dbt_s3_export import ArrowSource, ExportConfig, ExportFailed, RunContext, run_export
 from dbt_s3_export.credentials import ClientCache, ConnectionSettings
 from dbt_s3_export.transfer import ByteBudget
 from tests.support import S3Server
@@ -45,7 +45,7 @@ def test_multipart_files_of_several_partitions_land_whole(
     )
     cfg = _config(bucket, s3_server)
     client = ClientCache().get(ConnectionSettings.of(cfg))
-    result = run_export(cfg, ArrowSource(table), client, model="big")
+    result = run_export(cfg, ArrowSource(table), client, RunContext(model="big"))
     assert len(result.files) == 3
     seen = 0
     for f in result.files:
@@ -74,7 +74,7 @@ def test_files_up_to_three_parts_go_up_in_one_put(
     )
     cfg = _config(bucket, s3_server)
     client = ClientCache().get(ConnectionSettings.of(cfg))
-    result = run_export(cfg, ArrowSource(table), client, model="mid")
+    result = run_export(cfg, ArrowSource(table), client, RunContext(model="mid"))
     assert len(result.files) == 3
     # Exports leave Arrow on jemalloc, which hands freed memory back (where pyarrow has it).
     if "jemalloc" in pa.supported_memory_backends():
@@ -125,6 +125,6 @@ def test_a_failed_completion_fails_the_export_and_leaves_no_upload(
 
     monkeypatch.setattr(client, "complete_multipart_upload", refuse)
     with pytest.raises(ExportFailed, match="completion refused"):
-        run_export(cfg, ArrowSource(table), client, model="big")
+        run_export(cfg, ArrowSource(table), client, RunContext(model="big"))
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

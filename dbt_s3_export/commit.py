@@ -1,0 +1,960 @@
+"""The commit protocol: which export may write where, and when a run's files become the export.
+
+A folder export (prefix ``P``) keeps two small objects beside its files:
+
+- ``P_lease.json`` claims ``P`` for one export (its ``export_id``) and says which run,
+  if any, is writing now. It is created once and from then on only replaced by
+  conditional writes, so a claim is never lost.
+- ``P_manifest.json`` lists the files that make up the export. Replacing it is the
+  commit point: a reader that follows it sees one whole export, the old or the new.
+
+Every write of either object is conditional on the version read just before it
+(S3's ``If-None-Match: *`` and ``If-Match: <etag>``), so of two runs racing for the
+same step exactly one wins. A run goes through these steps:
+
+1. **Claim.** If ``P`` has no lease yet, create one, then make sure no other export
+   claims a prefix around ``P`` (the leases and manifests of its parent folders, up to
+   the bucket root) or inside it (a listing of ``P``). Because each export writes its
+   claim before it looks for others, of two exports racing for nested prefixes at
+   least one sees the other. A conflict fails the run before it writes anything and
+   names both exports; ``take_over_from`` hands a prefix from one export to another.
+2. **Lease.** Take the lease when it is free, or when the run holding it stopped
+   renewing it ``lease_ttl_seconds`` ago (judged on the server's clock). A live lease
+   is waited for, up to ``lease_wait_seconds``. While the run goes on, a background
+   thread renews the lease; a run that cannot renew it in time stops before it commits.
+3. **Read the manifest**, and with it the ETag the commit is conditional on. A
+   manifest this version cannot read fails the run, naming the object.
+4. **Write** this run's files, under names that carry its generation (export.py).
+5. **Commit**: write the new manifest, listing this run's files and the earlier ones
+   its mode keeps, conditional on the ETag read in step 3.
+6. **Clean up**, only after the commit: delete what the superseded manifest listed and
+   the new one does not, and the garbage the lease carries (files of runs that died
+   holding it, keys an earlier clean-up could not delete), but never a key the new
+   manifest lists. Release the lease, carrying over what could not be deleted.
+
+A run that fails before step 5 deletes its own files and releases the lease; what it
+cannot delete goes into the lease as garbage for the run after it. A run that is
+killed leaves its lease to expire; the next run takes the lease over and adds the dead
+run's generation to the garbage. Nothing is deleted for matching a naming pattern, and
+garbage is deleted only by a run that has just committed, so a run that lost its lease
+while paused can no longer commit (its conditional write fails) once its files go.
+
+Servers without conditional writes (``conditional_writes: false``, or ``auto`` when a
+probe finds that the server ignores them) get the same steps, each conditional write
+replaced by: read, compare, write, wait ``SETTLE_SECONDS``, read back and check that
+this run's token is there. That is safe as long as no run stalls for longer than the
+pause between its read and its write.
+
+A single-object export (``key`` names one file) has no lease: S3 replaces an object
+atomically, and the object is written only where nothing was (``If-None-Match``) when
+nothing was there at the start. Its owner is recorded in the object's metadata, and
+it may not sit inside a folder another export claims.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote, unquote
+
+from .config import ExportConfig
+from .errors import ExportFailed, PreconditionFailed, S3ExportError, TransferError
+from .transfer import (
+    StoredObject,
+    abort_upload,
+    delete_keys,
+    delete_object,
+    get_object,
+    head_object,
+    list_keys,
+    list_uploads,
+    put_object,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+MANIFEST_NAME = "_manifest.json"
+LEASE_NAME = "_lease.json"
+CONTROL_NAMES = (MANIFEST_NAME, LEASE_NAME)
+MANIFEST_VERSION = 2
+LEASE_VERSION = 1
+# Metadata key naming the export that wrote a single object.
+OWNER_METADATA = "dbt-s3-export-id"
+# Without conditional writes: how long a write is left to settle before it is read back.
+SETTLE_SECONDS = 1.0
+# How often a run waiting for a live lease looks again.
+LEASE_POLL_SECONDS = 2.0
+
+
+class OwnershipConflict(ExportFailed):
+    """Another export owns the prefix, or one around or inside it."""
+
+
+class LeaseTimeout(ExportFailed):
+    """Another run of the same export held the lease for longer than the run would wait."""
+
+
+class LeaseLost(ExportFailed):
+    """The run could not keep its lease, so it must not commit."""
+
+
+class CorruptManifest(ExportFailed):
+    """The manifest (or lease) is not one this version can read."""
+
+
+class LayoutChanged(ExportFailed):
+    """append / overwrite_partitions would mix files of two layouts or formats."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Who is exporting: what the plugin (or any other caller) knows of the run."""
+
+    model: str = "export"
+    unique_id: str | None = None
+    invocation_id: str | None = None
+    # The position of this export in the model's list of s3_export entries.
+    entry: int = 0
+    # The model was rebuilt from scratch (dbt's --full-refresh of an incremental model).
+    full_refresh: bool = False
+    log: Callable[[str], None] = field(default=lambda message: None, repr=False, compare=False)
+
+    def export_id(self, cfg: ExportConfig) -> str:
+        """The export's identity: ``export_id`` if set, else the model's id and the entry."""
+        if cfg.export_id:
+            return cfg.export_id
+        return f"{self.unique_id or 'adhoc.' + self.model}#{self.entry}"
+
+
+def owner_metadata(export_id: str) -> dict[str, str]:
+    """The object metadata that names the export that wrote an object."""
+    return {OWNER_METADATA: quote(export_id, safe="")}
+
+
+def new_generation() -> str:
+    """A run-unique id that sorts by time: 12 hex digits of milliseconds, 12 random."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _ancestors(prefix: str) -> list[str]:
+    """The folders around ``prefix`` (``a/b/`` -> ``a/``, then the bucket root ``''``)."""
+    parts = prefix.rstrip("/").split("/") if prefix else []
+    return ["/".join(parts[:i]) + "/" if i else "" for i in range(len(parts) - 1, -1, -1)]
+
+
+def _describe_owner(record: dict[str, Any]) -> str:
+    """``'<export_id>' (model <name>)`` for a lease or manifest, in words safe to show."""
+    owner = record.get("export_id") or record.get("unique_id") or "an earlier export"
+    model = record.get("model")
+    return f"'{owner}'" + (f" (model {model})" if model else "")
+
+
+# -- the manifest ---------------------------------------------------------------------------
+
+
+@dataclass
+class Manifest:
+    """A folder export's manifest, parsed and checked."""
+
+    body: dict[str, Any]
+    etag: str
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        return list(self.body["files"])
+
+    @property
+    def keys(self) -> set[str]:
+        return {f["key"] for f in self.body["files"]}
+
+    @property
+    def export_id(self) -> str | None:
+        value = self.body.get("export_id")
+        return str(value) if value else None
+
+    @classmethod
+    def parse(cls, stored: StoredObject, cfg: ExportConfig) -> Manifest:
+        """Check the manifest's shape; a foreign or damaged one raises ``CorruptManifest``."""
+        where = f"s3://{cfg.bucket}/{stored.key}"
+
+        def bad(problem: str) -> CorruptManifest:
+            return CorruptManifest(
+                f"{where} is not a manifest this version of dbt-s3-export can read: {problem}. "
+                "Nothing was changed. If it was edited by hand, restore it (from the bucket's "
+                "versions or a backup). To start the folder afresh instead, delete it and "
+                f"{cfg.prefix}{LEASE_NAME}: the next run then writes a new export and leaves "
+                "every file that is there now in place"
+            )
+
+        try:
+            body = json.loads(stored.body)
+        except ValueError as e:
+            raise bad(f"it is not JSON ({e})") from None
+        if not isinstance(body, dict):
+            raise bad(f"it holds a JSON {type(body).__name__}, not an object")
+        version = body.get("format_version")
+        if version not in (1, MANIFEST_VERSION):
+            raise bad(f"format_version is {version!r}, expected 1 or {MANIFEST_VERSION}")
+        files = body.get("files")
+        if not isinstance(files, list):
+            raise bad(f"'files' is a {type(files).__name__}, not a list")
+        for i, entry in enumerate(files):
+            key = entry.get("key") if isinstance(entry, dict) else None
+            if not isinstance(key, str) or not key.startswith(cfg.prefix):
+                raise bad(f"files[{i}] is {entry!r}, not an object with a key under {cfg.prefix}")
+        for name in ("generation", "file_format"):
+            if not isinstance(body.get(name), str):
+                raise bad(f"'{name}' is {body.get(name)!r}, not a string")
+        cols = body.get("partition_cols", [])
+        if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
+            raise bad(f"'partition_cols' is {cols!r}, not a list of column names")
+        return cls(body, stored.etag)
+
+
+def _partition_of(prefix: str, entry: dict[str, Any]) -> str:
+    partition = entry.get("partition")
+    if isinstance(partition, str):
+        return partition
+    rel = str(entry["key"])[len(prefix) :]
+    return rel.rsplit("/", 1)[0] + "/" if "/" in rel else ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a commit does to the earlier files: which it keeps listing, which it drops."""
+
+    kept: list[dict[str, Any]]
+    dropped: list[str]
+
+
+def plan_commit(mode: str, prefix: str, previous: Manifest | None, touched: Iterable[str]) -> Plan:
+    """Each mode's effect on the earlier export, in one place.
+
+    ``append`` keeps every file the previous manifest lists; ``overwrite_partitions``
+    keeps those outside the partitions this run wrote; every other mode (``replace``,
+    and ``error_if_exists``/``skip_if_exists`` once they go ahead) keeps none.
+    """
+    earlier = previous.files if previous is not None else []
+    if mode == "append":
+        return Plan(kept=earlier, dropped=[])
+    if mode == "overwrite_partitions":
+        written = set(touched)
+        kept = [f for f in earlier if _partition_of(prefix, f) not in written]
+        kept_keys = {f["key"] for f in kept}
+        return Plan(kept=kept, dropped=[f["key"] for f in earlier if f["key"] not in kept_keys])
+    return Plan(kept=[], dropped=[f["key"] for f in earlier])
+
+
+# -- conditional writes, real or emulated ---------------------------------------------------
+
+
+class Store:
+    """Small JSON objects written conditionally: with S3's conditions, or emulated.
+
+    ``create`` writes only where there is nothing, ``replace`` only over the version
+    with the given ETag, ``remove`` deletes only that version; each raises
+    ``PreconditionFailed`` when the condition does not hold. ``token`` is a value in
+    the body unique to this write: the emulation reads it back to know it won.
+    """
+
+    def __init__(self, client: S3Client, bucket: str, conditional: bool) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.conditional = conditional
+
+    def read(self, key: str) -> StoredObject | None:
+        return get_object(self.client, self.bucket, key)
+
+    def create(self, key: str, body: dict[str, Any]) -> str:
+        data = _encode(body)
+        if self.conditional:
+            return put_object(self.client, self.bucket, key, data, if_absent=True)
+        if self.read(key) is not None:
+            raise PreconditionFailed(f"{key} exists", code="PreconditionFailed")
+        return self._write_and_check(key, data, body)
+
+    def replace(self, key: str, body: dict[str, Any], etag: str) -> str:
+        data = _encode(body)
+        if self.conditional:
+            return put_object(self.client, self.bucket, key, data, if_match=etag)
+        current = self.read(key)
+        if current is None or current.etag != etag:
+            raise PreconditionFailed(f"{key} changed", code="PreconditionFailed")
+        return self._write_and_check(key, data, body)
+
+    def remove(self, key: str, etag: str) -> None:
+        if self.conditional:
+            delete_object(self.client, self.bucket, key, if_match=etag)
+            return
+        current = self.read(key)
+        if current is None or current.etag != etag:
+            raise PreconditionFailed(f"{key} changed", code="PreconditionFailed")
+        delete_object(self.client, self.bucket, key)
+
+    def _write_and_check(self, key: str, data: bytes, body: dict[str, Any]) -> str:
+        put_object(self.client, self.bucket, key, data)
+        time.sleep(SETTLE_SECONDS)
+        back = self.read(key)
+        if back is None or _decode(back.body).get("token") != body["token"]:
+            raise PreconditionFailed(f"another run wrote {key} at once", code="Overwritten")
+        return back.etag
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, indent=2).encode()
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    with contextlib.suppress(ValueError):
+        value = json.loads(data)
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+_PROBED: dict[tuple[str, str], bool] = {}
+_PROBE_LOCK = threading.Lock()
+
+
+def supports_conditional_writes(client: S3Client, bucket: str, folder: str) -> bool:
+    """Whether the server honours ``If-None-Match`` (once per endpoint and bucket).
+
+    Writes a probe object twice, the second time only-if-absent: a server that
+    honours the condition refuses the second write.
+    """
+    cache_key = (str(client.meta.endpoint_url), bucket)
+    with _PROBE_LOCK:
+        if cache_key in _PROBED:
+            return _PROBED[cache_key]
+    key = f"{folder}_probe-{secrets.token_hex(8)}.json"
+    put_object(client, bucket, key, b"{}")
+    try:
+        put_object(client, bucket, key, b"{}", if_absent=True)
+        honoured = False
+    except PreconditionFailed:
+        honoured = True
+    except TransferError as e:
+        if e.code not in ("NotImplemented", "InvalidArgument", "400", "501"):
+            raise
+        honoured = False  # the server does not know the header
+    finally:
+        with contextlib.suppress(S3ExportError):
+            delete_object(client, bucket, key)
+    with _PROBE_LOCK:
+        _PROBED[cache_key] = honoured
+    return honoured
+
+
+def _store(client: S3Client, cfg: ExportConfig, folder: str) -> Store:
+    if cfg.conditional_writes == "auto":
+        conditional = supports_conditional_writes(client, cfg.bucket, folder)
+    else:
+        conditional = cfg.conditional_writes == "true"
+    return Store(client, cfg.bucket, conditional)
+
+
+# -- ownership ------------------------------------------------------------------------------
+
+
+def _claims_around(store: Store, cfg: ExportConfig, folder: str) -> Iterator[tuple[str, str]]:
+    """(prefix, owner) of every export that claims a folder around ``folder``."""
+    for ancestor in _ancestors(folder):
+        lease = store.read(ancestor + LEASE_NAME)
+        if lease is not None:
+            yield ancestor, _describe_owner(_decode(lease.body))
+            continue
+        manifest = store.read(ancestor + MANIFEST_NAME)
+        if manifest is not None:
+            yield ancestor, _describe_owner(_decode(manifest.body))
+
+
+def _claims_inside(store: Store, cfg: ExportConfig, prefix: str) -> Iterator[tuple[str, str]]:
+    """(prefix, owner) of every export that claims a folder inside ``prefix``."""
+    seen: set[str] = set()
+    for key in list_keys(store.client, cfg.bucket, prefix):
+        folder, _, name = key.rpartition("/")
+        folder += "/"
+        if name in CONTROL_NAMES and folder != prefix and folder.startswith(prefix):
+            if folder in seen:
+                continue
+            seen.add(folder)
+            record = store.read(key)
+            yield folder, _describe_owner(_decode(record.body) if record else {})
+
+
+def _conflict(cfg: ExportConfig, me: str, where: str, owner: str, relation: str) -> Exception:
+    here = f"s3://{cfg.bucket}/{where}"
+    if relation == "same":
+        return OwnershipConflict(
+            f"{here} belongs to export {owner}, and this export is '{me}'. Two exports "
+            "cannot share a folder: give this one another key, or, to hand the folder over "
+            f"to this export, set take_over_from to the id of the export that owns it"
+        )
+    return OwnershipConflict(
+        f"{here} belongs to export {owner}, and it is {relation} this export's folder "
+        f"{cfg.destination} (export '{me}'). An export owns everything under its folder, "
+        "so folders of two exports may not be nested: give one of them a key outside "
+        "the other's folder"
+    )
+
+
+# -- the lease ------------------------------------------------------------------------------
+
+
+class Lease:
+    """The lease on one folder: taken, renewed in the background, released with garbage."""
+
+    def __init__(self, store: Store, cfg: ExportConfig, ctx: RunContext, generation: str):
+        self.store = store
+        self.cfg = cfg
+        self.ctx = ctx
+        self.key = cfg.prefix + LEASE_NAME
+        self.export_id = ctx.export_id(cfg)
+        self.generation = generation
+        self.ttl = cfg.lease_ttl_seconds
+        self.etag: str | None = None
+        self.garbage_generations: list[str] = []
+        self.garbage_keys: list[str] = []
+        self.lost: str | None = None
+        self._renewed = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _record(self, state: Literal["held", "free"]) -> dict[str, Any]:
+        holder = None
+        if state == "held":
+            holder = {
+                "generation": self.generation,
+                "model": self.ctx.model,
+                "invocation_id": self.ctx.invocation_id,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "since": _now(),
+            }
+        return {
+            "format_version": LEASE_VERSION,
+            "export_id": self.export_id,
+            "model": self.ctx.model,
+            "destination": self.cfg.destination,
+            "state": state,
+            "ttl_seconds": self.ttl,
+            "holder": holder,
+            "garbage": {
+                "generations": sorted(set(self.garbage_generations)),
+                "keys": sorted(set(self.garbage_keys)),
+            },
+            "updated_at": _now(),
+            "token": secrets.token_hex(8),
+        }
+
+    def acquire(self, claim_checks: Callable[[], None]) -> None:
+        """Take the lease, creating the claim first if the folder has none."""
+        deadline = time.monotonic() + self.cfg.lease_wait_seconds
+        announced = False
+        while True:
+            current = self.store.read(self.key)
+            if current is None:
+                try:
+                    self.etag = self.store.create(self.key, self._record("held"))
+                except PreconditionFailed:
+                    continue  # another run created it first: look again
+                self._renewed = time.monotonic()
+                try:
+                    claim_checks()
+                except BaseException:
+                    with contextlib.suppress(S3ExportError):
+                        self.store.remove(self.key, self.etag)
+                    raise
+                return
+            record = self._parse(current)
+            owner = str(record.get("export_id") or "")
+            if owner != self.export_id and owner != self.cfg.take_over_from:
+                owned_by = _describe_owner(record)
+                raise _conflict(self.cfg, self.export_id, self.cfg.prefix, owned_by, "same")
+            holder = record.get("holder") if record.get("state") == "held" else None
+            expired = holder is not None and self._expired(current, record)
+            if holder is None or expired:
+                self._inherit(record, expired_holder=holder if expired else None)
+                try:
+                    self.etag = self.store.replace(self.key, self._record("held"), current.etag)
+                except PreconditionFailed:
+                    continue  # another run took it first
+                self._renewed = time.monotonic()
+                if holder is not None:
+                    self.ctx.log(
+                        f"s3_export: took over the lease on {self.cfg.destination} from run "
+                        f"{holder.get('generation')} ({_describe_holder(holder)}), which stopped "
+                        "renewing it; its files are removed after this run commits"
+                    )
+                if owner != self.export_id:
+                    self.ctx.log(
+                        f"s3_export: {self.cfg.destination} passes from export '{owner}' to "
+                        f"'{self.export_id}' (take_over_from)"
+                    )
+                return
+            if time.monotonic() >= deadline:
+                raise LeaseTimeout(
+                    f"another run of this export ({_describe_holder(holder)}) is writing to "
+                    f"{self.cfg.destination}; this run waited {self.cfg.lease_wait_seconds} s "
+                    "for it to finish. Run again later, or raise lease_wait_seconds. If that "
+                    f"run was killed, its lease expires {self.ttl} s after its last renewal"
+                )
+            if not announced:
+                self.ctx.log(
+                    f"s3_export: waiting for another run of this export to finish writing to "
+                    f"{self.cfg.destination} ({_describe_holder(holder)})"
+                )
+                announced = True
+            time.sleep(min(LEASE_POLL_SECONDS * random.uniform(0.5, 1.5), max(self.ttl / 3, 0.2)))
+
+    def _parse(self, stored: StoredObject) -> dict[str, Any]:
+        record = _decode(stored.body)
+        if record.get("format_version") != LEASE_VERSION or not record.get("export_id"):
+            raise CorruptManifest(
+                f"s3://{self.cfg.bucket}/{self.key} is not a lease this version of "
+                "dbt-s3-export can read. Nothing was changed. If no export is running, "
+                "delete it: the next run claims the folder again"
+            )
+        return record
+
+    def _expired(self, stored: StoredObject, record: dict[str, Any]) -> bool:
+        ttl = record.get("ttl_seconds")
+        ttl = ttl if isinstance(ttl, (int, float)) and ttl > 0 else self.ttl
+        # LastModified and Date have whole seconds: one more second of patience.
+        return stored.server_time > stored.last_modified + dt.timedelta(seconds=ttl + 1)
+
+    def _inherit(self, record: dict[str, Any], expired_holder: dict[str, Any] | None) -> None:
+        garbage = record.get("garbage") if isinstance(record.get("garbage"), dict) else {}
+        assert isinstance(garbage, dict)
+        self.garbage_generations = [str(g) for g in garbage.get("generations") or []]
+        self.garbage_keys = [str(k) for k in garbage.get("keys") or []]
+        if expired_holder is not None and expired_holder.get("generation"):
+            self.garbage_generations.append(str(expired_holder["generation"]))
+
+    def start_renewing(self) -> None:
+        self._thread = threading.Thread(
+            target=self._renew_loop, name="s3-export-lease", daemon=True
+        )
+        self._thread.start()
+
+    def _renew_loop(self) -> None:
+        interval = max(self.ttl / 3, 0.2)
+        while not self._stop.wait(interval):
+            try:
+                self._renew()
+            except PreconditionFailed:
+                self.lost = "another run took the lease over"
+                return
+            except S3ExportError:
+                pass  # tried again at the next tick; too many misses make it lost
+            if time.monotonic() - self._renewed > self.ttl:
+                self.lost = f"the lease could not be renewed for {self.ttl} s"
+                return
+
+    def _renew(self) -> None:
+        with self._lock:
+            if self.etag is None or self._stop.is_set():
+                return
+            self.etag = self.store.replace(self.key, self._record("held"), self.etag)
+            self._renewed = time.monotonic()
+
+    def check(self) -> None:
+        """Raise ``LeaseLost`` unless the lease is still this run's (called before committing)."""
+        if self.lost is None and time.monotonic() - self._renewed > self.ttl:
+            self.lost = f"the lease was last renewed more than {self.ttl} s ago"
+        if self.lost is not None:
+            raise LeaseLost(
+                f"this run lost its lease on {self.cfg.destination} ({self.lost}), so another "
+                "run may be writing there now; it did not commit. Run it again"
+            )
+
+    def release(self) -> None:
+        """Stop renewing and free the lease, carrying the garbage. Best effort, never raises."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            if self.etag is None or self.lost is not None:
+                return
+            with contextlib.suppress(S3ExportError):
+                self.store.replace(self.key, self._record("free"), self.etag)
+            self.etag = None
+
+
+def _describe_holder(holder: dict[str, Any]) -> str:
+    parts = [
+        f"model {holder.get('model')}",
+        f"host {holder.get('host')}",
+        f"pid {holder.get('pid')}",
+    ]
+    if holder.get("invocation_id"):
+        parts.append(f"dbt invocation {holder.get('invocation_id')}")
+    parts.append(f"since {holder.get('since')}")
+    return ", ".join(parts)
+
+
+# -- the commits ----------------------------------------------------------------------------
+
+
+@dataclass
+class Published:
+    """What a commit wrote, for the summary and the manifest's ``run`` figures."""
+
+    files: list[dict[str, Any]] = field(default_factory=list)
+    removed: int = 0
+
+
+class FolderCommit:
+    """Steps 1-3, 5 and 6 of the protocol for one run of a folder export."""
+
+    def __init__(self, client: S3Client, cfg: ExportConfig, ctx: RunContext) -> None:
+        self.client = client
+        self.cfg = cfg
+        self.ctx = ctx
+        self.generation = new_generation()
+        self.export_id = ctx.export_id(cfg)
+        self.mode: str = cfg.mode
+        self.store: Store | None = None
+        self.lease: Lease | None = None
+        self.previous: Manifest | None = None
+        self.plan: Plan | None = None
+        self.committed = False
+        self.listed: set[str] = set()
+        self.manifest_key = cfg.prefix + MANIFEST_NAME
+        # Single objects are written unconditionally in a folder the lease protects.
+        self.if_absent = False
+
+    def begin(self) -> str | None:
+        """Claim, lease, read the manifest; a reason to skip the export, or None."""
+        if_exists = self.cfg.mode in ("error_if_exists", "skip_if_exists")
+        # Something there already: skip or fail without so much as taking the lease.
+        existing = self._anything_there() if if_exists else None
+        if existing is not None:
+            return self._exists(existing)
+        store = self.store = _store(self.client, self.cfg, self.cfg.prefix)
+        lease = self.lease = Lease(store, self.cfg, self.ctx, self.generation)
+        lease.acquire(self._claim_checks)
+        lease.start_renewing()
+        stored = store.read(self.manifest_key)
+        self.previous = Manifest.parse(stored, self.cfg) if stored is not None else None
+        if self.previous is not None:
+            self._check_owner(self.previous)
+        # Looked at again under the lease: another run may have written meanwhile.
+        existing = self._anything_there() if if_exists else None
+        if existing is not None:
+            return self._exists(existing)
+        self.mode = self._effective_mode()
+        return None
+
+    def _claim_checks(self) -> None:
+        assert self.store is not None
+        for folder, owner in _claims_around(self.store, self.cfg, self.cfg.prefix):
+            raise _conflict(self.cfg, self.export_id, folder, owner, "around")
+        for folder, owner in _claims_inside(self.store, self.cfg, self.cfg.prefix):
+            raise _conflict(self.cfg, self.export_id, folder, owner, "inside")
+        stored = self.store.read(self.manifest_key)
+        if stored is not None:  # written before folders had leases
+            self._check_owner(Manifest.parse(stored, self.cfg))
+
+    def _check_owner(self, manifest: Manifest) -> None:
+        owner = manifest.export_id
+        if owner is None:
+            # A manifest from before export ids: it names the model's unique id, if any.
+            theirs = manifest.body.get("unique_id")
+            if theirs is None or theirs == self.ctx.unique_id or self.cfg.take_over_from:
+                return
+            owner = str(theirs)
+        if owner not in (self.export_id, self.cfg.take_over_from):
+            raise _conflict(
+                self.cfg, self.export_id, self.cfg.prefix, _describe_owner(manifest.body), "same"
+            )
+
+    def _anything_there(self) -> str | None:
+        """A key under the prefix other than the lease (which a failed run leaves too)."""
+        for key in list_keys(self.client, self.cfg.bucket, self.cfg.prefix):
+            if key != self.cfg.prefix + LEASE_NAME and not _is_probe(key):
+                return key
+        return None
+
+    def _exists(self, key: str) -> str:
+        if self.cfg.mode == "skip_if_exists":
+            return f"s3://{self.cfg.bucket}/{key} already exists"
+        raise ExportFailed(
+            f"mode is error_if_exists and s3://{self.cfg.bucket}/{key} already exists. "
+            f"Delete what is at {self.cfg.destination}, or use mode replace or skip_if_exists"
+        )
+
+    def _effective_mode(self) -> str:
+        """The mode this run applies: a rebuilt model or a changed layout replaces all."""
+        mode, previous = self.cfg.mode, self.previous
+        if mode not in ("append", "overwrite_partitions") or previous is None:
+            return mode
+        if self.ctx.full_refresh:
+            self.ctx.log(
+                f"s3_export: {self.ctx.model} was rebuilt from scratch (full refresh): its "
+                f"{mode} export replaces everything at {self.cfg.destination}"
+            )
+            return "replace"
+        was = (list(previous.body.get("partition_cols") or []), previous.body["file_format"])
+        now = (list(self.cfg.partition_cols), self.cfg.file_format)
+        if was != now:
+            raise LayoutChanged(
+                f"mode {mode} would add files partitioned by {now[0]} as {now[1]} to an export "
+                f"partitioned by {was[0]} as {was[1]}, and readers would see rows twice or fail. "
+                "Rewrite the whole export once: run the model with --full-refresh, or with "
+                "mode: replace for one run"
+            )
+        return mode
+
+    def publish(self, files: Sequence[dict[str, Any]], manifest: dict[str, Any]) -> None:
+        """Step 5: commit this run's ``files`` with the ``manifest`` fields the caller gives."""
+        assert self.store is not None and self.lease is not None
+        touched = {str(f["partition"]) for f in files}
+        plan = self.plan = plan_commit(self.mode, self.cfg.prefix, self.previous, touched)
+        listed = [*plan.kept, *files]
+        body = {
+            "format_version": MANIFEST_VERSION,
+            "export_id": self.export_id,
+            "generation": self.generation,
+            **manifest,
+            "mode": self.mode,
+            "rows": sum(f.get("rows") or 0 for f in listed),
+            "bytes": sum(f.get("bytes") or 0 for f in listed),
+            "files": listed,
+            "token": secrets.token_hex(8),
+        }
+        self.listed = {str(f["key"]) for f in listed}
+        self.lease.check()
+        try:
+            if self.previous is None:
+                self.store.create(self.manifest_key, body)
+            else:
+                self.store.replace(self.manifest_key, body, self.previous.etag)
+        except S3ExportError as e:
+            self._settle_lost_answer(e)
+        self.committed = True
+
+    def _settle_lost_answer(self, error: S3ExportError) -> None:
+        """The manifest write failed, or its answer was lost: read it back to know which."""
+        assert self.store is not None
+        try:
+            current = self.store.read(self.manifest_key)
+        except S3ExportError:
+            raise ManifestInDoubt(
+                f"writing the manifest s3://{self.cfg.bucket}/{self.manifest_key} failed "
+                f"({_text(error)}) and it could not be read back, so it may list this run's "
+                "files or the previous run's. Both sets of files are kept; the next successful "
+                "run removes the stale one"
+            ) from error
+        if current is not None and _decode(current.body).get("generation") == self.generation:
+            return  # the write landed; only its answer was lost
+        if isinstance(error, PreconditionFailed):
+            raise LeaseLost(
+                f"another run committed to {self.cfg.destination} while this one was writing "
+                "(this run's lease must have expired), so this run did not commit. Run it again"
+            ) from error
+        raise error
+
+    def finish(self) -> int:
+        """Step 6, after the commit: delete the dead files, release the lease. Returns the count."""
+        assert self.lease is not None and self.plan is not None
+        live = self.listed
+        dead = set(self.plan.dropped) | set(self.lease.garbage_keys)
+        generations = set(self.lease.garbage_generations)
+        removed = 0
+        try:
+            if generations:
+                dead |= {
+                    key
+                    for key in list_keys(self.client, self.cfg.bucket, self.cfg.prefix)
+                    if _generation_in(key, generations)
+                }
+                for key, upload_id in list(
+                    list_uploads(self.client, self.cfg.bucket, self.cfg.prefix)
+                ):
+                    if _generation_in(key, generations):
+                        abort_upload(self.client, self.cfg.bucket, key, upload_id)
+            removed = delete_keys(self.client, self.cfg.bucket, sorted(dead - live))
+            self.lease.garbage_generations, self.lease.garbage_keys = [], []
+        except S3ExportError:
+            # Carried to the next run; the export itself is committed and whole.
+            self.lease.garbage_keys = sorted(dead - live)
+            self.lease.garbage_generations = sorted(generations)
+            raise
+        finally:
+            self.lease.release()
+        return removed
+
+    def abort(self, written: Iterable[str], *, in_doubt: bool) -> None:
+        """A failure before the commit: delete this run's files, release the lease.
+
+        What cannot be deleted (or, when the manifest is in doubt, everything this
+        run wrote and everything it meant to drop) goes into the lease as garbage:
+        the next run deletes it after its commit, except what its manifest lists.
+        """
+        if self.lease is None or self.lease.etag is None:
+            return
+        if in_doubt:
+            self.lease.garbage_generations.append(self.generation)
+            if self.plan is not None:
+                self.lease.garbage_keys += self.plan.dropped
+        else:
+            try:
+                own = set(written) | {
+                    key
+                    for key in list_keys(self.client, self.cfg.bucket, self.cfg.prefix)
+                    if _generation_in(key, {self.generation})
+                }
+                for key, upload_id in list(
+                    list_uploads(self.client, self.cfg.bucket, self.cfg.prefix)
+                ):
+                    if _generation_in(key, {self.generation}):
+                        abort_upload(self.client, self.cfg.bucket, key, upload_id)
+                delete_keys(self.client, self.cfg.bucket, sorted(own))
+            except S3ExportError:
+                self.lease.garbage_generations.append(self.generation)
+        self.lease.release()
+
+    def close(self) -> None:
+        if self.lease is not None:
+            self.lease.release()
+
+
+def _is_probe(key: str) -> bool:
+    return key.rsplit("/", 1)[-1].startswith("_probe-")
+
+
+def _generation_in(key: str, generations: set[str]) -> bool:
+    """Whether ``key``'s file name carries one of ``generations`` (24 hex digits each)."""
+    name = key.rsplit("/", 1)[-1]
+    return any(g in name for g in generations)
+
+
+class ManifestInDoubt(ExportFailed):
+    """Writing the manifest failed and reading it back failed too: it may or may not be ours."""
+
+
+def _text(e: BaseException) -> str:
+    return " ".join(str(e).split()).rstrip(".")
+
+
+class ObjectCommit:
+    """A single-object export: ownership and the only-if-absent condition."""
+
+    def __init__(self, client: S3Client, cfg: ExportConfig, ctx: RunContext) -> None:
+        self.client = client
+        self.cfg = cfg
+        self.ctx = ctx
+        self.generation = new_generation()
+        self.export_id = ctx.export_id(cfg)
+        self.mode: str = cfg.mode
+        self.if_absent = False
+        self.committed = False
+        self._manifest_body: dict[str, Any] | None = None
+
+    @property
+    def folder(self) -> str:
+        return self.cfg.key.rsplit("/", 1)[0] + "/" if "/" in self.cfg.key else ""
+
+    def begin(self) -> str | None:
+        store = _store(self.client, self.cfg, self.folder)
+        # The object's own folder counts too: a folder export owns everything under it.
+        for folder, owner in _claims_around(store, self.cfg, self.folder + "x"):
+            raise _conflict(self.cfg, self.export_id, folder, owner, "around")
+        existing = head_object(self.client, self.cfg.bucket, self.cfg.key)
+        if existing is not None:
+            owner = unquote(existing.metadata.get(OWNER_METADATA, ""))
+            if owner and owner not in (self.export_id, self.cfg.take_over_from):
+                raise _conflict(self.cfg, self.export_id, self.cfg.key, f"'{owner}'", "same")
+            if self.cfg.mode == "skip_if_exists":
+                return f"s3://{self.cfg.bucket}/{self.cfg.key} already exists"
+            if self.cfg.mode == "error_if_exists":
+                raise ExportFailed(
+                    f"mode is error_if_exists and s3://{self.cfg.bucket}/{self.cfg.key} already "
+                    f"exists. Delete what is at {self.cfg.destination}, or use mode replace or "
+                    "skip_if_exists"
+                )
+        # Where nothing is, write only if nothing appears meanwhile (another export's file).
+        self.if_absent = existing is None and store.conditional
+        return None
+
+    def publish(self, files: Sequence[dict[str, Any]], manifest: dict[str, Any]) -> None:
+        self.committed = True  # the object itself was the commit
+        if self.cfg.manifest:
+            body = {
+                "format_version": MANIFEST_VERSION,
+                "export_id": self.export_id,
+                "generation": self.generation,
+                **manifest,
+                "mode": self.mode,
+                "rows": sum(f.get("rows") or 0 for f in files),
+                "bytes": sum(f.get("bytes") or 0 for f in files),
+                "files": list(files),
+            }
+            self._manifest_body = body
+
+    def finish(self) -> int:
+        """Abort uploads left at the key by killed runs; write the manifest if asked."""
+        for key, upload_id in list(list_uploads(self.client, self.cfg.bucket, self.cfg.key)):
+            if key == self.cfg.key:
+                abort_upload(self.client, self.cfg.bucket, key, upload_id)
+        if self._manifest_body is not None:
+            put_object(
+                self.client,
+                self.cfg.bucket,
+                self.cfg.key + ".manifest.json",
+                _encode(self._manifest_body),
+            )
+        return 0
+
+    def abort(self, written: Iterable[str], *, in_doubt: bool) -> None:
+        """Nothing to undo: an object that did not land was never visible."""
+
+    def close(self) -> None:
+        pass
+
+
+Commit = FolderCommit | ObjectCommit
+
+
+def open_commit(client: S3Client, cfg: ExportConfig, ctx: RunContext) -> Commit:
+    return FolderCommit(client, cfg, ctx) if cfg.is_prefix else ObjectCommit(client, cfg, ctx)
+
+
+__all__ = [
+    "LEASE_NAME",
+    "MANIFEST_NAME",
+    "Commit",
+    "CorruptManifest",
+    "FolderCommit",
+    "LayoutChanged",
+    "LeaseLost",
+    "LeaseTimeout",
+    "Manifest",
+    "ManifestInDoubt",
+    "ObjectCommit",
+    "OwnershipConflict",
+    "RunContext",
+    "new_generation",
+    "open_commit",
+    "owner_metadata",
+    "plan_commit",
+]

@@ -1,0 +1,173 @@
+"""The files of one run: their names, and rolling a stream of partition slices into them.
+
+One file is open at a time. A folder export names its files from
+``filename_template`` under ``<prefix><partition path>``; every name carries the
+run's generation, which is how the commit protocol tells a run's files apart. A
+single-object export writes exactly one file, at ``key``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, cast
+
+import pyarrow as pa
+
+from .config import MAX_KEY_BYTES, ExportConfig
+from .errors import PartitionError
+from .partitioning import PartitionSlice, longest_segment, split_by_partition
+from .transfer import ObjectSink, Uploader
+from .writers import FormatOptions, FormatWriter, content_type, open_writer
+
+
+@dataclass(frozen=True)
+class FileNaming:
+    """Renders the names of a run's files from ``filename_template``."""
+
+    template: str
+    model: str
+    run_id: str
+    invocation_id: str = ""
+
+    def name(self, part: int) -> str:
+        return self.template.format(
+            model=self.model,
+            run_id=self.run_id,
+            part=f"{part:05d}",
+            invocation_id=self.invocation_id,
+            date=dt.datetime.now(dt.timezone.utc).date().isoformat(),
+        )
+
+
+@dataclass
+class WrittenFile:
+    key: str
+    rows: int
+    bytes: int
+    partition: str = ""
+
+
+def file_content_type(cfg: ExportConfig) -> str:
+    """The format's media type; a compressed text file is a gzip or zstd file.
+
+    Content-Encoding is left unset on purpose: with it, HTTP clients would
+    silently decompress a ``.csv.gz`` download and save plain text under a
+    ``.gz`` name.
+    """
+    if cfg.content_type:
+        return cfg.content_type
+    if cfg.file_format != "parquet" and cfg.codec in ("gzip", "zstd"):
+        return f"application/{cfg.codec}"
+    return content_type(cfg.file_format)
+
+
+def slices(reader: pa.RecordBatchReader, cfg: ExportConfig) -> Iterator[PartitionSlice]:
+    """The model's rows as partition slices (one slice per batch when not partitioned)."""
+    if cfg.partition_cols:
+        yield from split_by_partition(iter(reader), cfg.partition_cols, cfg.include_partition_cols)
+    else:
+        for batch in reader:
+            if batch.num_rows:
+                yield PartitionSlice("", batch)
+
+
+class FileRoller:
+    """Writes a stream of partition slices into files, one open file at a time."""
+
+    def __init__(
+        self,
+        cfg: ExportConfig,
+        uploader: Uploader,
+        schema: pa.Schema,
+        naming: FileNaming,
+        *,
+        if_absent: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.uploader = uploader
+        self.schema = schema
+        self.naming = naming
+        self.if_absent = if_absent
+        self.opts = FormatOptions(
+            file_format=cfg.file_format,
+            codec=cfg.codec,
+            compression_level=cfg.compression_level,
+            csv_delimiter=cfg.csv_delimiter,
+            csv_header=cfg.csv_header,
+            row_group_size=cfg.row_group_size,
+        )
+        self.files: list[WrittenFile] = []
+        self._seq = 0
+        self._path: str | None = None
+        self._sink: ObjectSink | None = None
+        self._writer: FormatWriter | None = None
+        self._rows = 0
+
+    def _key(self, path: str) -> str:
+        if not self.cfg.is_prefix:
+            return self.cfg.key
+        self._seq += 1
+        name = self.naming.name(self._seq) + self.cfg.extension
+        key = f"{self.cfg.prefix}{path}{name}"
+        if len(key.encode()) > MAX_KEY_BYTES:
+            col, size = longest_segment(path)
+            shown = path if len(path) <= 80 else path[:60] + "..."
+            raise PartitionError(
+                f"the object key for partition {shown!r} is {len(key.encode())} bytes, over "
+                f"S3's {MAX_KEY_BYTES}-byte limit; partition column '{col}' alone takes "
+                f"{size} bytes of it. Partition by a shorter derived column instead (for "
+                f"example left({col}, 100) or md5({col}) in the model), or shorten 'key'"
+            )
+        return key
+
+    def _open(self, path: str) -> None:
+        key = self._key(path)
+        self._path = path
+        self._sink = self.uploader.open(key, file_content_type(self.cfg), if_absent=self.if_absent)
+        self._writer = open_writer(self.opts, self.schema, cast(BinaryIO, self._sink))
+        self._rows = 0
+
+    def _finish(self) -> None:
+        if self._sink is None or self._writer is None:
+            return
+        sink, writer = self._sink, self._writer
+        # The sink stays ours until it is committed, so that a failure while closing
+        # or completing it still aborts its multipart upload.
+        writer.close()
+        sink.commit()
+        self._sink = self._writer = None
+        self.files.append(WrittenFile(sink.key, self._rows, sink.size, self._path or ""))
+
+    def write(self, piece: PartitionSlice) -> None:
+        batch = piece.batch
+        limit = self.cfg.max_rows_per_file
+        while True:
+            if self._sink is None or piece.path != self._path:
+                self._finish()
+                self._open(piece.path)
+            if limit is not None and self._rows + batch.num_rows > limit:
+                room = limit - self._rows
+                if room > 0:
+                    self._write(batch.slice(0, room))
+                batch = batch.slice(room)
+                self._finish()
+                continue
+            self._write(batch)
+            return
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        assert self._writer is not None
+        self._writer.write(batch)
+        self._rows += batch.num_rows
+
+    def close(self, *, ensure_one_file: bool) -> None:
+        if ensure_one_file and not self.files and self._sink is None:
+            self._open("")
+        self._finish()
+
+    def abort(self) -> None:
+        if self._sink is not None:
+            self._sink.abort()
+        self._sink = self._writer = None
