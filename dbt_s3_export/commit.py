@@ -390,7 +390,7 @@ def _claims_inside(store: Store, cfg: ExportConfig, prefix: str) -> Iterator[tup
     seen: set[str] = set()
     for key in list_keys(store.client, cfg.bucket, prefix):
         folder, _, name = key.rpartition("/")
-        folder += "/"
+        folder = folder + "/" if folder else ""
         if name in CONTROL_NAMES and folder != prefix and folder.startswith(prefix):
             if folder in seen:
                 continue

@@ -36,6 +36,12 @@ CUT_ANSWER = "cut_answer"
 PASS = "pass"
 # Signal ``FaultProxy.held`` and keep the request until the proxy stops; never forward it.
 HOLD = "hold"
+# Signal ``FaultProxy.held``, wait until ``FaultProxy.gate`` is set, then forward.
+GATE = "gate"
+# Forward without If-Match / If-None-Match: a server that ignores conditional writes.
+# (It breaks a SigV4 signature that covers those headers: use it with moto, which
+# does not check signatures.)
+STRIP_CONDITIONS = "strip_conditions"
 
 _HOP_BY_HOP = {
     "connection",
@@ -98,6 +104,7 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.seen: list[Seen] = []
         self.held = threading.Event()
+        self.gate = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -195,6 +202,13 @@ class _Handler(socketserver.StreamRequestHandler):
             return False
         if rule is not None and rule.action == DELAY and proxy._stopping.wait(rule.delay):
             return False
+        if rule is not None and rule.action == GATE:
+            proxy.held.set()
+            while not proxy.gate.wait(0.1):
+                if proxy._stopping.is_set():
+                    return False
+        if rule is not None and rule.action == STRIP_CONDITIONS:
+            headers = [(k, v) for k, v in headers if k.lower() not in ("if-match", "if-none-match")]
         status, reason, out_headers, data = _forward(upstream, method, target, headers, body)
         if rule is not None and rule.action == DROP_ANSWER:
             self._reset()
@@ -290,10 +304,12 @@ __all__: list[Any] = [
     "CUT_ANSWER",
     "DELAY",
     "DROP_ANSWER",
+    "GATE",
     "HOLD",
     "PASS",
     "RESET",
     "STATUS",
+    "STRIP_CONDITIONS",
     "FaultProxy",
     "Rule",
 ]

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.request
@@ -119,6 +120,43 @@ SERVERS: dict[str, type[S3Server]] = {"seaweedfs": SeaweedServer, "moto": MotoSe
 
 
 @dataclass
+class BackgroundDbt:
+    """A dbt command running in the background; ``wait`` gives its result."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    args: tuple[str, ...]
+
+    def wait(self, timeout: float = 300, *, check: bool = True) -> DbtResult:
+        try:
+            self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        result = DbtResult(self.proc.returncode, self.log.read_text(errors="replace"))
+        self.log.unlink(missing_ok=True)
+        if check and not result.ok:
+            raise AssertionError(f"dbt {' '.join(self.args)} failed:\n{result.output}")
+        return result
+
+    def wait_for_output(self, text: str, timeout: float = 120) -> None:
+        """Wait until the command has printed ``text`` (or has ended)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log.read_text(errors="replace"):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"dbt {' '.join(self.args)} never printed {text!r}")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+        self.log.unlink(missing_ok=True)
+
+
+@dataclass
 class DbtResult:
     returncode: int
     output: str
@@ -166,14 +204,16 @@ class DbtProject:
         (self.root / "dbt_project.yml").write_text(yaml.safe_dump(project))
 
     def write_profile(self) -> None:
-        config = {"endpoint_url": self.endpoint, "region": "us-east-1", **self.plugin_config}
+        # A run may be pointed elsewhere (a fault proxy, a database of its own) by env vars.
+        endpoint = "{{ env_var('TEST_S3_ENDPOINT', '" + self.endpoint + "') }}"
+        config = {"endpoint_url": endpoint, "region": "us-east-1", **self.plugin_config}
         profile = {
             "export_test": {
                 "target": "dev",
                 "outputs": {
                     "dev": {
                         "type": "duckdb",
-                        "path": str(self.database),
+                        "path": "{{ env_var('TEST_DUCKDB_PATH', '" + str(self.database) + "') }}",
                         "threads": self.threads,
                         "plugins": [{"module": "dbt_s3_export", "config": config}],
                     }
@@ -199,28 +239,46 @@ class DbtProject:
         else:
             path.unlink()
 
-    def dbt(self, *args: str, check: bool = True, timeout: float = 300) -> DbtResult:
-        env = {
+    def _command(
+        self, args: tuple[str, ...], env: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str]]:
+        full_env = {
             **os.environ,
             **DUMMY_CREDENTIALS,
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DO_NOT_TRACK": "1",
             "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
             **self.env,
+            **env,
         }
         dbt = str(Path(sys.executable).parent / "dbt")
+        command = [dbt, *args, "--project-dir", str(self.root), "--profiles-dir", str(self.root)]
+        return command, full_env
+
+    def dbt(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 300,
+        env: Mapping[str, str] | None = None,
+    ) -> DbtResult:
+        command, full_env = self._command(args, env or {})
         proc = subprocess.run(
-            [dbt, *args, "--project-dir", str(self.root), "--profiles-dir", str(self.root)],
-            cwd=self.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+            command, cwd=self.root, env=full_env, capture_output=True, text=True, timeout=timeout
         )
         result = DbtResult(proc.returncode, proc.stdout + proc.stderr)
         if check and not result.ok:
             raise AssertionError(f"dbt {' '.join(args)} failed:\n{result.output}")
         return result
+
+    def start(self, *args: str, env: Mapping[str, str] | None = None) -> BackgroundDbt:
+        """Start a dbt command without waiting for it (to overlap runs, or to kill one)."""
+        command, full_env = self._command(args, env or {})
+        log = tempfile.NamedTemporaryFile(prefix="dbt-", suffix=".log", delete=False)  # noqa: SIM115
+        proc = subprocess.Popen(
+            command, cwd=self.root, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+        return BackgroundDbt(proc, Path(log.name), args)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         import duckdb

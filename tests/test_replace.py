@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +24,7 @@ from .engine import (
     table,
 )
 from .faultproxy import HOLD, FaultProxy, Rule
-from .support import DUMMY_CREDENTIALS, REPO, DbtProject, S3Server, list_keys, read_object
+from .support import DbtProject, S3Server, list_keys, read_object
 
 
 @pytest.fixture
@@ -208,15 +205,14 @@ def test_dbt_run_killed_mid_export_keeps_the_previous_export(
 
     # The second run stalls on its first multipart part; kill it there.
     proxy.add(Rule(HOLD, method="PUT", query=r"partNumber=", times=1))
-    run = _start_dbt(project, "run", "--vars", "{tag: two, rows: 700000}")
+    run = project.start("run", "--vars", "{tag: two, rows: 700000}")
     try:
         assert proxy.held.wait(120), "the export never reached its multipart upload"
         # Some small files of the new generation are written by now.
         assert proxy.requests("PUT", query=r"^$")
     finally:
-        os.kill(run.pid, signal.SIGKILL)
-        run.wait(30)
-    assert run.returncode == -signal.SIGKILL
+        run.kill()
+    assert run.proc.returncode == -signal.SIGKILL
     assert list_keys(s3, bucket, "events/") != before_keys  # the dead run left files...
     assert s3.list_multipart_uploads(Bucket=bucket, Prefix="events/").get("Uploads")
     # ...but the previous export is complete and unchanged.
@@ -233,21 +229,3 @@ def test_dbt_run_killed_mid_export_keeps_the_previous_export(
     assert set(list_keys(s3, bucket, "events/")) == listed | control
     assert s3.list_multipart_uploads(Bucket=bucket, Prefix="events/").get("Uploads", []) == []
     assert all(b"three" in read_object(s3, bucket, k) for k in listed)
-
-
-def _start_dbt(project: DbtProject, *args: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        **DUMMY_CREDENTIALS,
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DO_NOT_TRACK": "1",
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
-    dbt = str(Path(sys.executable).parent / "dbt")
-    return subprocess.Popen(
-        [dbt, *args, "--project-dir", str(project.root), "--profiles-dir", str(project.root)],
-        cwd=project.root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
