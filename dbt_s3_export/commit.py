@@ -344,9 +344,10 @@ def supports_conditional_writes(client: S3Client, bucket: str, folder: str) -> b
         if cache_key in _PROBED:
             return _PROBED[cache_key]
     key = f"{folder}_probe-{secrets.token_hex(8)}.json"
-    put_object(client, bucket, key, b"{}")
+    what = f"write to {folder or 'the bucket root'}"
+    put_object(client, bucket, key, b"{}", what=what)
     try:
-        put_object(client, bucket, key, b"{}", if_absent=True)
+        put_object(client, bucket, key, b"{}", if_absent=True, what=what)
         honoured = False
     except PreconditionFailed:
         honoured = True

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import pyarrow as pa
 
 from .commit import (
+    CorruptManifest,
     ManifestInDoubt,
     OwnershipConflict,
     RunContext,
@@ -30,6 +31,7 @@ from .commit import (
 )
 from .config import ExportConfig
 from .errors import (
+    BucketNotFound,
     ConfigError,
     ExportFailed,
     PartitionError,
@@ -162,8 +164,10 @@ def run_export(
     result = ExportResult(ctx.model, cfg.destination, cfg.file_format, commit.generation)
     try:
         skipped = commit.begin()
-    except BaseException:
+    except BaseException as e:
         commit.close()
+        if isinstance(e, Exception):
+            raise _unchanged(cfg, e) from e
         raise
     if skipped is not None:
         commit.close()
@@ -257,8 +261,10 @@ def _text(e: BaseException) -> str:
 
 def _unchanged(cfg: ExportConfig, e: Exception) -> Exception:
     """The error for a failure before the commit, saying that nothing changed."""
-    if isinstance(e, ConfigError):
+    if isinstance(e, (ConfigError, BucketNotFound, CorruptManifest)):
         return e
+    if isinstance(e, OwnershipConflict):
+        return OwnershipConflict(f"{_text(e)}. Nothing was written")
     if isinstance(e, PreconditionFailed) and not cfg.is_prefix:
         return OwnershipConflict(
             f"another export wrote {cfg.destination} while this run was exporting (nothing "

@@ -590,6 +590,7 @@ def put_object(
     content_type: str = "application/json",
     if_match: str | None = None,
     if_absent: bool = False,
+    what: str | None = None,
 ) -> str:
     """Write a small object whole; return its ETag.
 
@@ -606,7 +607,7 @@ def put_object(
     try:
         response = call(
             bucket,
-            f"write {key}",
+            what or f"write {key}",
             lambda: client.put_object(
                 Bucket=bucket, Key=key, Body=body, ContentType=content_type, **condition
             ),
@@ -618,7 +619,9 @@ def put_object(
     return str(response["ETag"])
 
 
-def delete_object(client: S3Client, bucket: str, key: str, *, if_match: str | None = None) -> None:
+def delete_object(
+    client: S3Client, bucket: str, key: str, *, if_match: str | None = None
+) -> None:
     """Delete one object; with ``if_match``, only if it is still that version."""
     condition: dict[str, Any] = {"IfMatch": if_match} if if_match is not None else {}
     try:
