@@ -55,7 +55,7 @@ def test_gzip_and_zstd_text_files(s3: Any, bucket: str, s3_server: S3Server) -> 
     run(client, bucket, data, key="gz/data.csv.gz", file_format="csv", compression="gzip")
     keys = run(client, bucket, data, key="zst/", file_format="jsonl", compression="zstd")
     assert keys[0].endswith(".jsonl.zst")
-    assert list_keys(s3, bucket, "zst/") == ["zst/_manifest.json", keys[0]]
+    assert list_keys(s3, bucket, "zst/") == ["zst/_lease.json", "zst/_manifest.json", keys[0]]
 
     text = gzip.decompress(read_object(s3, bucket, "gz/data.csv.gz")).decode()
     assert text.splitlines()[1].replace('"', "") == "0,0,t-0"

@@ -169,7 +169,7 @@ def test_profile_secrets_never_appear_in_artifacts_logs_or_messages(
         assert f"exporting to s3://exports/{name}/" in failure[0]
         assert f"cannot assume role {setup.role}: STS rejected the base credentials" in failure[0]
         assert "SignatureDoesNotMatch" in failure[0]
-    wrong_type = [line for line in lines if "model 'wrong_type' s3_export: option" in line]
+    wrong_type = [line for line in lines if "model 'wrong_type' exporting to" in line]
     assert wrong_type and "'secret_access_key': must be a string, got int ***" in wrong_type[0]
     assert list_keys(admin, "meta-exports") == ["meta.csv"]
     assert "model 'meta_keys' has credentials (access_key_id, secret_access_key)" in bad.output

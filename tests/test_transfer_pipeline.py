@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from dbt_s3_export import ArrowSource, ExportConfig, ExportFailed, RunContext, run_export
 from dbt_s3_export.credentials import ClientCache, ConnectionSettings
 from dbt_s3_export.transfer import ByteBudget
-from tests.support import S3Server
+from tests.support import S3Server, list_keys
 
 
 def _config(bucket: str, server: S3Server, **extra: Any) -> ExportConfig:
@@ -127,4 +128,7 @@ def test_a_failed_completion_fails_the_export_and_leaves_no_upload(
     with pytest.raises(ExportFailed, match="completion refused"):
         run_export(cfg, ArrowSource(table), client, RunContext(model="big"))
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    # Only the folder's lease is left, free again.
+    assert list_keys(s3, bucket) == ["big/_lease.json"]
+    lease = json.loads(s3.get_object(Bucket=bucket, Key="big/_lease.json")["Body"].read())
+    assert lease["state"] == "free" and lease["garbage"] == {"generations": [], "keys": []}
