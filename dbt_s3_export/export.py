@@ -51,7 +51,7 @@ else:
 
 
 class BatchSource(Protocol):
-    def columns(self) -> list[str]: ...
+    def schema(self) -> pa.Schema: ...
 
     def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader: ...
 
@@ -109,8 +109,9 @@ def object_args(cfg: ExportConfig, owner: dict[str, str]) -> dict[str, Any]:
     return args
 
 
-def check_columns(cfg: ExportConfig, columns: Sequence[str]) -> None:
-    """Partition columns must exist and leave at least one column for the files."""
+def check_columns(cfg: ExportConfig, schema: pa.Schema) -> None:
+    """Partition columns must exist, have path-safe types, and leave a column for the files."""
+    columns = schema.names
     missing = [c for c in cfg.partition_cols if c not in columns]
     if missing:
         raise SourceError(
@@ -123,6 +124,7 @@ def check_columns(cfg: ExportConfig, columns: Sequence[str]) -> None:
             "every column of the model is a partition column, so the files would "
             "hold no data. Leave at least one column out of 'partition_cols'"
         )
+    check_partition_types(schema, cfg.partition_cols)
 
 
 # How long jemalloc keeps freed Arrow memory before handing it back to the OS.
@@ -159,7 +161,8 @@ def run_export(
     ctx = ctx or RunContext()
     started = time.monotonic()
     _return_freed_arrow_memory()
-    check_columns(cfg, source.columns())
+    # What is wrong with the model's columns is found before anything is claimed or written.
+    check_columns(cfg, source.schema())
     commit = open_commit(client, cfg, ctx)
     result = ExportResult(ctx.model, cfg.destination, cfg.file_format, commit.generation)
     try:
@@ -181,14 +184,14 @@ def run_export(
         cfg.bucket,
         part_size=cfg.part_size,
         max_concurrency=cfg.max_concurrency,
-        object_args=object_args(cfg, owner_metadata(ctx.export_id(cfg))),
+        # A single object names its export in its metadata: a folder has its lease for that.
+        object_args=object_args(cfg, {} if cfg.is_prefix else owner_metadata(ctx.export_id(cfg))),
     )
     roller: FileRoller | None = None
     try:
         reader = source.open(cfg.partition_cols, cfg.batch_size)
         try:
             schema = reader.schema
-            check_partition_types(schema, cfg.partition_cols)
             if cfg.partition_cols and not cfg.include_partition_cols:
                 schema = pa.schema([f for f in schema if f.name not in cfg.partition_cols])
             roller = FileRoller(cfg, uploader, schema, naming, if_absent=commit.if_absent)

@@ -86,10 +86,10 @@ class DuckDBSource:
             sql += " ORDER BY " + ", ".join(quote_identifier(c) for c in order_by)
         return sql
 
-    def columns(self) -> list[str]:
-        """The relation's column names, without reading any rows."""
+    def schema(self) -> pa.Schema:
+        """The relation's columns and types, without reading any rows."""
         try:
-            return list(self._con.sql(self._select() + " LIMIT 0").columns)
+            return self._con.sql(self._select() + " LIMIT 0").to_arrow_table().schema
         except duckdb.Error as e:
             if self.where:
                 raise SourceError(
@@ -251,8 +251,8 @@ class ArrowSource:
     def __init__(self, table: pa.Table) -> None:
         self._table = table
 
-    def columns(self) -> list[str]:
-        return list(self._table.column_names)
+    def schema(self) -> pa.Schema:
+        return self._table.schema
 
     def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
         table = self._table

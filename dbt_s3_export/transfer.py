@@ -619,9 +619,7 @@ def put_object(
     return str(response["ETag"])
 
 
-def delete_object(
-    client: S3Client, bucket: str, key: str, *, if_match: str | None = None
-) -> None:
+def delete_object(client: S3Client, bucket: str, key: str, *, if_match: str | None = None) -> None:
     """Delete one object; with ``if_match``, only if it is still that version."""
     condition: dict[str, Any] = {"IfMatch": if_match} if if_match is not None else {}
     try:

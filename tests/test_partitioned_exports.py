@@ -437,10 +437,10 @@ def test_thousands_of_partitions_one_file_each(
     open_now, most_open = set(), [0]
     real_open, real_commit = Uploader.open, ObjectSink.commit
 
-    def counting_open(self: Uploader, key: str, content_type: str) -> ObjectSink:
+    def counting_open(self: Uploader, key: str, content_type: str, **kw: Any) -> ObjectSink:
         open_now.add(key)
         most_open[0] = max(most_open[0], len(open_now))
-        return real_open(self, key, content_type)
+        return real_open(self, key, content_type, **kw)
 
     def counting_commit(self: ObjectSink, *, wait: bool = False) -> None:
         open_now.discard(self.key)
