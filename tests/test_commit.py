@@ -1,0 +1,258 @@
+"""The commit protocol driven through the engine: leases, ownership, hand-over, emulation."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from dbt_s3_export import (
+    ArrowSource,
+    CorruptManifest,
+    ExportConfig,
+    LeaseLost,
+    OwnershipConflict,
+    RunContext,
+    run_export,
+)
+from dbt_s3_export.commit import Manifest, plan_commit, supports_conditional_writes
+from dbt_s3_export.transfer import StoredObject
+
+from .concurrency import InvariantWatcher, check_settled, lease
+from .engine import engine_client, expected_rows, read_rows, table
+from .faultproxy import STRIP_CONDITIONS, FaultProxy, Rule
+from .support import MotoServer, S3Server, list_keys, read_object, s3_client
+
+
+def run(
+    client: Any, bucket: str, key: str, data: pa.Table, model: str = "m", **options: Any
+) -> Any:
+    cfg = ExportConfig.parse({"bucket": bucket, "key": key, "file_format": "parquet", **options})
+    return run_export(
+        cfg, ArrowSource(data), client, RunContext(model=model, unique_id=f"model.p.{model}")
+    )
+
+
+class SlowSource:
+    """An Arrow table read a batch at a time, pausing before each batch."""
+
+    def __init__(self, data: pa.Table, pause: float, started: threading.Event | None = None):
+        self.data = data
+        self.pause = pause
+        self.started = started or threading.Event()
+
+    def schema(self) -> pa.Schema:
+        return self.data.schema
+
+    def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
+        def batches() -> Iterator[pa.RecordBatch]:
+            self.started.set()
+            for batch in self.data.to_batches(max_chunksize=max(1, self.data.num_rows // 4)):
+                time.sleep(self.pause)
+                yield batch
+
+        return pa.RecordBatchReader.from_batches(self.data.schema, batches())
+
+
+# -- the manifest and the modes, without a server -------------------------------------------
+
+PREFIX_CFG = ExportConfig.parse({"bucket": "b-1", "key": "out/", "file_format": "csv"})
+
+
+def stored(body: Any) -> StoredObject:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.timezone.utc)
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return StoredObject("out/_manifest.json", data, '"e"', now, now)
+
+
+GOOD = {"format_version": 2, "generation": "g", "file_format": "csv", "files": []}
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"<html>", "it is not JSON"),
+        ([1, 2], "it holds a JSON list, not an object"),
+        ({**GOOD, "format_version": 9}, "format_version is 9, expected 1 or 2"),
+        ({**GOOD, "files": "x"}, "'files' is a str, not a list"),
+        ({**GOOD, "files": ["out/a.csv"]}, "files[0] is 'out/a.csv', not an object with a key"),
+        ({**GOOD, "files": [{"key": "elsewhere/a.csv"}]}, "not an object with a key under out/"),
+        ({**GOOD, "generation": 7}, "'generation' is 7, not a string"),
+        ({**GOOD, "partition_cols": "day"}, "'partition_cols' is 'day', not a list"),
+    ],
+)
+def test_a_manifest_this_version_cannot_read_is_refused_by_name(body: Any, problem: str) -> None:
+    with pytest.raises(CorruptManifest) as failure:
+        Manifest.parse(stored(body), PREFIX_CFG)
+    text = str(failure.value)
+    assert text.startswith("s3://b-1/out/_manifest.json is not a manifest this version"), text
+    assert problem in text and "Nothing was changed" in text, text
+
+
+def test_each_mode_keeps_and_drops_what_it_should() -> None:
+    files = [
+        {"key": "out/d=1/a.csv", "partition": "d=1/"},
+        {"key": "out/d=2/b.csv", "partition": "d=2/"},
+    ]
+    previous = Manifest({**GOOD, "files": files}, '"e"')
+    assert plan_commit("replace", "out/", previous, ["d=1/"]).dropped == [
+        "out/d=1/a.csv",
+        "out/d=2/b.csv",
+    ]
+    assert plan_commit("append", "out/", previous, ["d=1/"]).kept == files
+    overwrite = plan_commit("overwrite_partitions", "out/", previous, ["d=1/"])
+    assert (overwrite.kept, overwrite.dropped) == ([files[1]], ["out/d=1/a.csv"])
+    assert plan_commit("replace", "out/", None, []).dropped == []
+
+
+# -- ownership and hand-over ----------------------------------------------------------------
+
+
+def test_a_folder_is_handed_over_only_when_asked(s3: Any, bucket: str, s3_server: S3Server) -> None:
+    client = engine_client(s3_server.endpoint)
+    run(client, bucket, "out/", table(4, tag="a"), model="old_name")
+    with pytest.raises(
+        OwnershipConflict, match=re.escape("belongs to export 'model.p.old_name#0'")
+    ):
+        run(client, bucket, "out/", table(4, tag="b"), model="new_name")
+
+    data = table(6, tag="b")
+    run(client, bucket, "out/", data, model="new_name", take_over_from="model.p.old_name#0")
+    settled = check_settled(s3, bucket, "out/")
+    assert settled["export_id"] == "model.p.new_name#0"
+    assert lease(s3, bucket, "out/")["export_id"] == "model.p.new_name#0"
+    assert read_rows(s3, bucket, [f["key"] for f in settled["files"]]) == expected_rows(data)
+    # The old owner lost the folder for good.
+    with pytest.raises(OwnershipConflict):
+        run(client, bucket, "out/", table(4, tag="c"), model="old_name")
+    # An explicit export_id names an export whatever model writes it.
+    run(client, bucket, "kept/", table(2, tag="d"), model="x", export_id="orders_feed")
+    run(client, bucket, "kept/", table(2, tag="e"), model="y", export_id="orders_feed")
+
+
+def test_single_objects_have_owners_too(s3: Any, bucket: str, s3_server: S3Server) -> None:
+    client = engine_client(s3_server.endpoint)
+    run(client, bucket, "files/orders.parquet", table(3, tag="a"), model="orders")
+    head = s3.head_object(Bucket=bucket, Key="files/orders.parquet")
+    assert head["Metadata"] == {"dbt-s3-export-id": "model.p.orders%230"}
+    with pytest.raises(OwnershipConflict, match=re.escape("belongs to export 'model.p.orders#0'")):
+        run(client, bucket, "files/orders.parquet", table(3, tag="b"), model="customers")
+    run(client, bucket, "files/orders.parquet", table(5, tag="c"), model="orders")
+    assert read_rows(s3, bucket, ["files/orders.parquet"]) == expected_rows(table(5, tag="c"))
+
+    # A single object may not sit inside a folder another export owns.
+    run(client, bucket, "lake/", table(2, tag="d"), model="lake")
+    with pytest.raises(OwnershipConflict, match=f"s3://{bucket}/lake/ belongs to export"):
+        run(client, bucket, "lake/extra.parquet", table(2, tag="e"), model="extra")
+    assert "lake/extra.parquet" not in list_keys(s3, bucket, "lake/")
+
+
+# -- leases ---------------------------------------------------------------------------------
+
+
+def test_a_run_that_loses_its_lease_does_not_commit(
+    s3: Any, bucket: str, s3_server: S3Server
+) -> None:
+    client = engine_client(s3_server.endpoint)
+    run(client, bucket, "out/", table(4, tag="before"), lease_ttl_seconds=2)
+    before = read_object(s3, bucket, "out/_manifest.json")
+    cfg = ExportConfig.parse(
+        {"bucket": bucket, "key": "out/", "file_format": "parquet", "lease_ttl_seconds": 2}
+    )
+    source = SlowSource(table(40, tag="slow"), pause=1.0)
+    failure: list[BaseException] = []
+
+    def export() -> None:
+        try:
+            run_export(cfg, source, client, RunContext(model="m", unique_id="model.p.m"))
+        except BaseException as e:
+            failure.append(e)
+
+    worker = threading.Thread(target=export)
+    worker.start()
+    assert source.started.wait(30)
+    # Someone (an operator, or a run that judged the lease expired) takes the lease over.
+    record = lease(s3, bucket, "out/")
+    record["holder"]["generation"] = "0" * 24
+    record["token"] = "stolen"
+    s3.put_object(Bucket=bucket, Key="out/_lease.json", Body=json.dumps(record).encode())
+    worker.join(60)
+    assert failure and isinstance(failure[0], LeaseLost), failure
+    assert "lost its lease" in str(failure[0]) and "did not commit" in str(failure[0])
+    assert read_object(s3, bucket, "out/_manifest.json") == before
+
+
+# -- servers without conditional writes -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+def test_a_server_that_ignores_conditions_is_detected_and_emulated(moto: MotoServer) -> None:
+    """moto over a proxy that drops If-Match/If-None-Match: a server without them."""
+    s3 = s3_client(moto.endpoint)
+    s3.create_bucket(Bucket="plain")
+    proxy = FaultProxy(moto.endpoint).start()
+    try:
+        proxy.add(Rule(STRIP_CONDITIONS, times=None))
+        client = engine_client(proxy.endpoint)
+        assert supports_conditional_writes(client, "plain", "out/") is False
+        assert supports_conditional_writes(engine_client(moto.endpoint), "plain", "out/")
+        overlapping_runs(s3, "plain", client, conditional_writes="auto")
+    finally:
+        proxy.stop()
+
+
+def test_emulated_conditional_writes_keep_runs_apart(
+    s3: Any, bucket: str, s3_server: S3Server
+) -> None:
+    overlapping_runs(s3, bucket, engine_client(s3_server.endpoint), conditional_writes="false")
+
+
+def overlapping_runs(s3: Any, bucket: str, client: Any, **options: Any) -> None:
+    """Three runs of one export at once: each waits its turn; the invariant always holds."""
+    run(
+        client, bucket, "out/", table(8, tag="first", partitions=2), partition_cols=["p"], **options
+    )
+    errors: list[BaseException] = []
+
+    def export(tag: str) -> None:
+        try:
+            cfg = ExportConfig.parse(
+                {
+                    "bucket": bucket,
+                    "key": "out/",
+                    "file_format": "parquet",
+                    "partition_cols": ["p"],
+                    **options,
+                }
+            )
+            source = SlowSource(table(8, tag=tag, partitions=2), pause=0.3)
+            run_export(cfg, source, client, RunContext(model="m", unique_id="model.p.m"))
+        except BaseException as e:
+            errors.append(e)
+
+    with InvariantWatcher(s3, bucket, "out/"):
+        workers = [threading.Thread(target=export, args=(f"run{i}",)) for i in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(120)
+    assert not errors, errors
+    settled = check_settled(s3, bucket, "out/")
+    tags = {
+        row[1].split("-")[0] for row in read_rows(s3, bucket, [f["key"] for f in settled["files"]])
+    }
+    assert len(tags) == 1 and tags <= {"run0", "run1", "run2"}
