@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote
 
 from .config import ExportConfig
-from .errors import ExportFailed, PreconditionFailed, S3ExportError, TransferError
+from .errors import ExportFailed, PreconditionFailed, S3ExportError, TransferError, brief
 from .transfer import (
     StoredObject,
     abort_upload,
@@ -615,16 +615,8 @@ def _describe_holder(holder: dict[str, Any]) -> str:
 # -- the commits ----------------------------------------------------------------------------
 
 
-@dataclass
-class Published:
-    """What a commit wrote, for the summary and the manifest's ``run`` figures."""
-
-    files: list[dict[str, Any]] = field(default_factory=list)
-    removed: int = 0
-
-
-class FolderCommit:
-    """Steps 1-3, 5 and 6 of the protocol for one run of a folder export."""
+class _Commit:
+    """What the commits of folders and of single objects share."""
 
     def __init__(self, client: S3Client, cfg: ExportConfig, ctx: RunContext) -> None:
         self.client = client
@@ -633,15 +625,34 @@ class FolderCommit:
         self.generation = new_generation()
         self.export_id = ctx.export_id(cfg)
         self.mode: str = cfg.mode
+        # Whether the run writes its files only where nothing is (single objects).
+        self.if_absent = False
+
+    def _manifest(self, listed: Sequence[dict[str, Any]], fields: dict[str, Any]) -> dict[str, Any]:
+        """A manifest listing ``listed``, with the ``fields`` the caller gives."""
+        return {
+            "format_version": MANIFEST_VERSION,
+            "export_id": self.export_id,
+            "generation": self.generation,
+            **fields,
+            "mode": self.mode,
+            "rows": sum(f.get("rows") or 0 for f in listed),
+            "bytes": sum(f.get("bytes") or 0 for f in listed),
+            "files": list(listed),
+        }
+
+
+class FolderCommit(_Commit):
+    """Steps 1-3, 5 and 6 of the protocol for one run of a folder export."""
+
+    def __init__(self, client: S3Client, cfg: ExportConfig, ctx: RunContext) -> None:
+        super().__init__(client, cfg, ctx)
         self.store: Store | None = None
         self.lease: Lease | None = None
         self.previous: Manifest | None = None
         self.plan: Plan | None = None
-        self.committed = False
         self.listed: set[str] = set()
         self.manifest_key = cfg.prefix + MANIFEST_NAME
-        # Single objects are written unconditionally in a folder the lease protects.
-        self.if_absent = False
 
     def begin(self) -> str | None:
         """Claim, lease, read the manifest; a reason to skip the export, or None."""
@@ -731,17 +742,7 @@ class FolderCommit:
         touched = {str(f["partition"]) for f in files}
         plan = self.plan = plan_commit(self.mode, self.cfg.prefix, self.previous, touched)
         listed = [*plan.kept, *files]
-        body = {
-            "format_version": MANIFEST_VERSION,
-            "export_id": self.export_id,
-            "generation": self.generation,
-            **manifest,
-            "mode": self.mode,
-            "rows": sum(f.get("rows") or 0 for f in listed),
-            "bytes": sum(f.get("bytes") or 0 for f in listed),
-            "files": listed,
-            "token": secrets.token_hex(8),
-        }
+        body = {**self._manifest(listed, manifest), "token": secrets.token_hex(8)}
         self.listed = {str(f["key"]) for f in listed}
         self.lease.check()
         try:
@@ -751,7 +752,6 @@ class FolderCommit:
                 self.store.replace(self.manifest_key, body, self.previous.etag)
         except S3ExportError as e:
             self._settle_lost_answer(e)
-        self.committed = True
 
     def _settle_lost_answer(self, error: S3ExportError) -> None:
         """The manifest write failed, or its answer was lost: read it back to know which."""
@@ -761,7 +761,7 @@ class FolderCommit:
         except S3ExportError:
             raise ManifestInDoubt(
                 f"writing the manifest s3://{self.cfg.bucket}/{self.manifest_key} failed "
-                f"({_text(error)}) and it could not be read back, so it may list this run's "
+                f"({brief(error)}) and it could not be read back, so it may list this run's "
                 "files or the previous run's. Both sets of files are kept; the next successful "
                 "run removes the stale one"
             ) from error
@@ -853,22 +853,11 @@ class ManifestInDoubt(ExportFailed):
     """Writing the manifest failed and reading it back failed too: it may or may not be ours."""
 
 
-def _text(e: BaseException) -> str:
-    return " ".join(str(e).split()).rstrip(".")
-
-
-class ObjectCommit:
+class ObjectCommit(_Commit):
     """A single-object export: ownership and the only-if-absent condition."""
 
     def __init__(self, client: S3Client, cfg: ExportConfig, ctx: RunContext) -> None:
-        self.client = client
-        self.cfg = cfg
-        self.ctx = ctx
-        self.generation = new_generation()
-        self.export_id = ctx.export_id(cfg)
-        self.mode: str = cfg.mode
-        self.if_absent = False
-        self.committed = False
+        super().__init__(client, cfg, ctx)
         self._manifest_body: dict[str, Any] | None = None
 
     @property
@@ -898,19 +887,9 @@ class ObjectCommit:
         return None
 
     def publish(self, files: Sequence[dict[str, Any]], manifest: dict[str, Any]) -> None:
-        self.committed = True  # the object itself was the commit
+        """The object itself was the commit; its manifest, if asked for, follows it."""
         if self.cfg.manifest:
-            body = {
-                "format_version": MANIFEST_VERSION,
-                "export_id": self.export_id,
-                "generation": self.generation,
-                **manifest,
-                "mode": self.mode,
-                "rows": sum(f.get("rows") or 0 for f in files),
-                "bytes": sum(f.get("bytes") or 0 for f in files),
-                "files": list(files),
-            }
-            self._manifest_body = body
+            self._manifest_body = self._manifest(files, manifest)
 
     def finish(self) -> int:
         """Abort uploads left at the key by killed runs; write the manifest if asked."""

@@ -12,6 +12,12 @@ class S3ExportError(Exception):
     """Base class of everything this package raises on purpose."""
 
 
+def brief(e: BaseException) -> str:
+    """An error as one sentence-like fragment, without a trailing period."""
+    text = str(e) if isinstance(e, S3ExportError) else f"{type(e).__name__}: {e}"
+    return " ".join(text.split()).rstrip(".")
+
+
 class ConfigError(S3ExportError):
     """The export configuration is invalid; raised before any data is read or sent."""
 

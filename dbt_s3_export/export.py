@@ -39,6 +39,7 @@ from .errors import (
     S3ExportError,
     SourceError,
     TransferError,
+    brief,
 )
 from .files import FileNaming, FileRoller, WrittenFile, slices
 from .partitioning import check_partition_types
@@ -221,7 +222,7 @@ def run_export(
         raise ExportFailed(
             "the new export is in place"
             + (" and its manifest lists it" if cfg.is_prefix else "")
-            + f", but cleaning up after it failed: {_text(e)}. The next successful run "
+            + f", but cleaning up after it failed: {brief(e)}. The next successful run "
             "finishes the clean-up"
         ) from e
     finally:
@@ -256,18 +257,12 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _text(e: BaseException) -> str:
-    """An exception as one sentence-like fragment, without a trailing period."""
-    text = str(e) if isinstance(e, S3ExportError) else f"{type(e).__name__}: {e}"
-    return " ".join(text.split()).rstrip(".")
-
-
 def _unchanged(cfg: ExportConfig, e: Exception) -> Exception:
     """The error for a failure before the commit, saying that nothing changed."""
     if isinstance(e, (ConfigError, BucketNotFound, CorruptManifest)):
         return e
     if isinstance(e, OwnershipConflict):
-        return OwnershipConflict(f"{_text(e)}. Nothing was written")
+        return OwnershipConflict(f"{brief(e)}. Nothing was written")
     if isinstance(e, PreconditionFailed) and not cfg.is_prefix:
         return OwnershipConflict(
             f"another export wrote {cfg.destination} while this run was exporting (nothing "
@@ -275,7 +270,7 @@ def _unchanged(cfg: ExportConfig, e: Exception) -> Exception:
             "point at this key, give one of them another key"
         )
     unchanged = "The previous export is unchanged" if cfg.is_prefix else "The object is unchanged"
-    message = f"{_text(e)}. {unchanged}"
+    message = f"{brief(e)}. {unchanged}"
     if isinstance(e, TransferError):
         return type(e)(message, code=e.code, retryable=e.retryable)
     if isinstance(e, (SourceError, PartitionError, ExportFailed)):

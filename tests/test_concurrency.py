@@ -60,6 +60,31 @@ def own_database(tmp_path: Path, name: str, **env: str) -> dict[str, str]:
 PARTITIONED = "{'key': 'events/', 'file_format': 'parquet', 'partition_cols': ['p']"
 
 
+def overlap(
+    project: DbtProject, proxy: FaultProxy, s3: Any, bucket: str, first: str, second: str
+) -> str:
+    """Run A (``first`` vars) and B (``second``) of one model, overlapping for sure.
+
+    A goes through the proxy and is held at its first data file, holding the lease,
+    until B reports that it waits for it. Returns the generation A ran as.
+    """
+    proxy.add(Rule(GATE, method="PUT", path=r"/part-", query=r"^$", times=1))
+    with InvariantWatcher(s3, bucket, "events/"):
+        a = project.start(
+            "run",
+            "--vars",
+            first,
+            env=own_database(project.root, "a", TEST_S3_ENDPOINT=proxy.endpoint),
+        )
+        holder = wait_for_lease_holder(s3, bucket, "events/")
+        b = project.start("run", "--vars", second, env=own_database(project.root, "b"))
+        b.wait_for_output("waiting for another run of this export to finish writing")
+        proxy.gate.set()
+        a.wait()
+        b.wait()
+    return holder
+
+
 def test_overlapping_runs_of_one_model_take_turns(
     tmp_path: Path, s3: Any, bucket: str, proxy: FaultProxy, s3_server: S3Server
 ) -> None:
@@ -67,23 +92,9 @@ def test_overlapping_runs_of_one_model_take_turns(
     project.model("events", events_model(PARTITIONED + "}"))
     project.dbt("run", "--vars", "{tag: one}")
 
-    # Run A stalls on its first data file, holding the lease, until B is waiting for it.
-    proxy.add(Rule(GATE, method="PUT", path=r"/part-", query=r"^$", times=1))
-    with InvariantWatcher(s3, bucket, "events/"):
-        a = project.start(
-            "run",
-            "--vars",
-            "{tag: two}",
-            env=own_database(tmp_path, "a", TEST_S3_ENDPOINT=proxy.endpoint),
-        )
-        holder = wait_for_lease_holder(s3, bucket, "events/")
-        b = project.start("run", "--vars", "{tag: three}", env=own_database(tmp_path, "b"))
-        b.wait_for_output("waiting for another run of this export to finish writing")
-        proxy.gate.set()
-        a.wait()
-        b.wait()
+    first = overlap(project, proxy, s3, bucket, "{tag: two}", "{tag: three}")
     final = check_settled(s3, bucket, "events/")
-    assert final["generation"] != holder  # B committed after A, replacing A's export
+    assert final["generation"] != first  # B committed after A, replacing A's export
     assert tags_by_partition(s3, bucket, final) == {f"p={i}/": {"three"} for i in range(4)}
 
 
@@ -94,22 +105,7 @@ def test_overlapping_overwrite_partitions_runs_keep_each_others_partitions(
     project.model("events", events_model(PARTITIONED + ", 'mode': 'overwrite_partitions'}"))
     project.dbt("run", "--vars", "{tag: one}")
 
-    proxy.add(Rule(GATE, method="PUT", path=r"/part-", query=r"^$", times=1))
-    with InvariantWatcher(s3, bucket, "events/"):
-        a = project.start(
-            "run",
-            "--vars",
-            "{tag: two, parts: '1'}",
-            env=own_database(tmp_path, "a", TEST_S3_ENDPOINT=proxy.endpoint),
-        )
-        wait_for_lease_holder(s3, bucket, "events/")
-        b = project.start(
-            "run", "--vars", "{tag: three, parts: '2'}", env=own_database(tmp_path, "b")
-        )
-        b.wait_for_output("waiting for another run of this export to finish writing")
-        proxy.gate.set()
-        a.wait()
-        b.wait()
+    overlap(project, proxy, s3, bucket, "{tag: two, parts: '1'}", "{tag: three, parts: '2'}")
     final = check_settled(s3, bucket, "events/")
     assert tags_by_partition(s3, bucket, final) == {
         "p=0/": {"one"},
