@@ -35,7 +35,7 @@ def test_plugin_options_are_the_spec_options_duckdb_honours() -> None:
     plugin = {f.name for f in fields(ExportConfig)} | {"to"}
     assert plugin == spec.supported_by(spec.DUCKDB)
     assert ExportConfig.option_names() == spec.NAMES
-    assert SECRET_OPTIONS == {"access_key_id", "secret_access_key", "session_token", "external_id"}
+    assert {"access_key_id", "secret_access_key", "session_token", "external_id"} == SECRET_OPTIONS
 
 
 @pytest.mark.parametrize("option", sorted(spec.supported_by(spec.DUCKDB) - {"to"}))
@@ -53,7 +53,7 @@ def test_other_engines_access_options_are_ignored_by_the_plugin() -> None:
 
 
 def test_output_options_the_plugin_cannot_honour_fail() -> None:
-    with pytest.raises(ConfigError, match="max_file_size_mb.*not by the dbt-duckdb plugin"):
+    with pytest.raises(ConfigError, match=r"max_file_size_mb.*not by the dbt-duckdb plugin"):
         ExportConfig.parse({**BASE, "max_file_size_mb": 64})
 
 
