@@ -107,7 +107,7 @@ OPTIONS: tuple[Option, ...] = (
         "csv_header",
         "boolean",
         "Write a header row in CSV files.",
-        (DUCKDB, SNOWFLAKE, REDSHIFT, BIGQUERY, *SPARKS),
+        ALL,
         default=True,
     ),
     Option(
@@ -207,6 +207,13 @@ OPTIONS: tuple[Option, ...] = (
         "access",
     ),
     Option(
+        "location",
+        "string",
+        "Spark/Databricks: write here instead of s3://<bucket>/<key> (an s3a:// URI, a volume).",
+        SPARKS,
+        "access",
+    ),
+    Option(
         "keys_in_sql",
         "boolean",
         "true lets access_key_id/secret_access_key go into the warehouse's SQL (redacted in logs).",
@@ -263,7 +270,3 @@ def render_macro() -> str:
         "  {{- return({\n" + ",\n".join(lines) + "\n  }) -}}\n"
         "{% endmacro %}\n"
     )
-
-
-if __name__ == "__main__":
-    print(render_macro(), end="")
