@@ -216,7 +216,7 @@ def test_spark_unloads_partitioned_parquet_csv_and_jsonl(spark_project: tuple[Pa
     lines = [
         json.loads(line)
         for path in _files(jsonl, ".json.gz")
-        for line in gzip.open(path, "rt").read().splitlines()
+        for line in gzip.decompress(path.read_bytes()).decode().splitlines()
     ]
     assert len(lines) == len(FIRST)
     assert {"id": 4, "name": None, "amount": None, "day": "2024-01-02", "flag": True} in lines
