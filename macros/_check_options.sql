@@ -14,9 +14,11 @@
       {%- set close = [] -%}
       {%- for known in spec.keys() | sort -%}
         {%- if known[:4] == (name | string)[:4] or (name | string) in known or known in (name | string) -%}
-          {%- do close.append(known) -%}
+          {%- set contained = (name | string) in known or known in (name | string) -%}
+          {%- do close.append({'name': known, 'distance': (0 if contained else 100) + (known | length - name | string | length) | abs}) -%}
         {%- endif -%}
       {%- endfor -%}
+      {%- set close = close | sort(attribute='distance') | map(attribute='name') | list -%}
       {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'unknown option',
             ("Did you mean '" ~ close[0] ~ "'? " if close else '')
             ~ 'Known options: ' ~ (spec.keys() | sort | join(', '))) -}}
