@@ -517,7 +517,7 @@ def test_statements_parse_in_the_warehouse_dialect(rendered: tuple[str, dict[str
 def test_keys_go_into_sql_only_when_asked_and_are_never_shown(
     rendered: tuple[str, dict[str, Any]],
 ) -> None:
-    adapter, out = rendered
+    _adapter, out = rendered
     for name, steps in out["plans"].items():
         for step in steps:
             for value in (KEYS["access_key_id"], KEYS["secret_access_key"]):
