@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, cast
 
+from . import options as spec
 from .errors import ConfigError
 
 FileFormat = Literal["csv", "parquet", "json", "jsonl"]
@@ -60,7 +61,7 @@ PARQUET_COMPRESSIONS = ("none", "snappy", "zstd", "gzip", "lz4", "brotli")
 COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
 
 # Option names whose values are credentials: never logged, rendered or echoed.
-SECRET_OPTIONS = frozenset({"access_key_id", "secret_access_key", "session_token", "external_id"})
+SECRET_OPTIONS = spec.SECRETS
 # Options that only make sense together. When a model's meta sets any option of a
 # group, the profile's values for that whole group are dropped, so meta keys
 # replace a profile's profile_name (and vice versa) instead of clashing with it.
@@ -179,7 +180,8 @@ class ExportConfig:
 
     @classmethod
     def option_names(cls) -> frozenset[str]:
-        return frozenset(f.name for f in fields(cls)) | {"to"}
+        """Every option of the shared spec: those of other engines are known names too."""
+        return spec.NAMES
 
     @classmethod
     def parse(
@@ -248,6 +250,19 @@ def check_option_names(options: Mapping[str, Any], *, where: str) -> None:
                 "unknown option",
                 (hint + " " if hint else "") + "Known options: " + ", ".join(sorted(known)),
             )
+    # Options of other engines that only say how they reach S3 are ignored here, so
+    # one meta can serve a DuckDB and a warehouse target; those that change the
+    # output cannot be honoured and must not be dropped silently.
+    for name in spec.unsupported_output_options(spec.DUCKDB, set(options)):
+        engines = ", ".join(spec.BY_NAME[name].adapters)
+        raise ConfigError(
+            where,
+            name,
+            f"is honoured on {engines}, not by the dbt-duckdb plugin",
+            "Drop it, or use the plugin's equivalent (max_rows_per_file for max_file_size_mb)"
+            if name == "max_file_size_mb"
+            else "Drop it for this target",
+        )
 
 
 # Partition column names go into paths unescaped: DuckDB does not percent-decode

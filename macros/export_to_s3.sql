@@ -7,6 +7,10 @@
 
   plugin_name: the name the plugin has in profiles.yml (its `alias`, or
   `dbt_s3_export` when none is given).
+
+  On DuckDB the Python plugin exports; on Snowflake, Redshift, BigQuery,
+  Databricks, Spark and Athena the warehouse unloads the model itself with its
+  own statement (macros/warehouses/), from the same meta.
 -#}
 {% macro export_to_s3(plugin_name='dbt_s3_export') %}
   {{- return(adapter.dispatch('export_to_s3', 'dbt_s3_export')(plugin_name)) -}}
@@ -14,9 +18,16 @@
 
 {% macro default__export_to_s3(plugin_name) %}
   {{- exceptions.raise_compiler_error(
-        "export_to_s3: needs the dbt-duckdb adapter with the dbt_s3_export plugin, got adapter type '"
-        ~ adapter.type() ~ "'") -}}
+        "export_to_s3: no export for adapter type '" ~ adapter.type() ~ "': use dbt-duckdb with the "
+        ~ "dbt_s3_export plugin, or snowflake, redshift, bigquery, databricks, spark or athena") -}}
 {% endmacro %}
+
+{% macro snowflake__export_to_s3(plugin_name) %}{{ return(dbt_s3_export._warehouse_export(model, this)) }}{% endmacro %}
+{% macro redshift__export_to_s3(plugin_name) %}{{ return(dbt_s3_export._warehouse_export(model, this)) }}{% endmacro %}
+{% macro bigquery__export_to_s3(plugin_name) %}{{ return(dbt_s3_export._warehouse_export(model, this)) }}{% endmacro %}
+{% macro spark__export_to_s3(plugin_name) %}{{ return(dbt_s3_export._warehouse_export(model, this)) }}{% endmacro %}
+{% macro databricks__export_to_s3(plugin_name) %}{{ return(dbt_s3_export._warehouse_export(model, this)) }}{% endmacro %}
+{% macro athena__export_to_s3(plugin_name) %}{{ return(dbt_s3_export._warehouse_export(model, this)) }}{% endmacro %}
 
 {% macro duckdb__export_to_s3(plugin_name) %}
   {#- Hooks are rendered at parse time too; only export when dbt executes. -#}

@@ -1,0 +1,307 @@
+"""The one list of export options, shared by the Python plugin and the warehouse macros.
+
+Every option a model's ``s3_export`` meta may hold is described here once: its
+name, its type, its choices, whether its value is a credential, which adapters
+honour it, and a line of documentation. ``config.py`` takes its option names and
+its list of secrets from this table, and ``macros/_option_spec.sql`` is generated
+from it (``scripts/gen-option-spec``), so the Python validator and the Jinja
+validators cannot drift apart; a test fails when the checked-in macro is stale.
+
+``scope`` says what an engine does with an option it does not honour:
+
+* ``output`` options change what lands in S3 (format, layout, rows, object
+  attributes). An engine that cannot honour one fails before exporting anything:
+  silently writing something else would be worse.
+* ``access`` options tell one engine how to reach S3 or how to pace itself (a
+  boto3 profile, a Snowflake storage integration, upload part sizes). Another
+  engine ignores them, so one model's meta can serve a DuckDB target in
+  development and a warehouse target in production.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+OptionType = Literal["string", "boolean", "flag", "integer", "string_list", "mapping"]
+Scope = Literal["output", "access"]
+
+DUCKDB = "duckdb"
+SNOWFLAKE = "snowflake"
+REDSHIFT = "redshift"
+BIGQUERY = "bigquery"
+SPARK = "spark"
+DATABRICKS = "databricks"
+ATHENA = "athena"
+WAREHOUSES = (SNOWFLAKE, REDSHIFT, BIGQUERY, SPARK, DATABRICKS, ATHENA)
+ADAPTERS = (DUCKDB, *WAREHOUSES)
+ALL = ADAPTERS
+SPARKS = (SPARK, DATABRICKS)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    type: OptionType
+    doc: str
+    adapters: tuple[str, ...] = (DUCKDB,)
+    scope: Scope = "output"
+    choices: tuple[str, ...] = ()
+    default: str | int | bool | None = None
+    secret: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    # Where and what.
+    Option("bucket", "string", "Destination bucket (bare name, no s3://).", ALL),
+    Option("key", "string", "Object key, or a prefix ending in / for a folder of files.", ALL),
+    Option("to", "string", "Shorthand for bucket + key: s3://bucket/key.", ALL),
+    Option(
+        "file_format",
+        "string",
+        "File format of the export.",
+        ALL,
+        choices=("csv", "parquet", "json", "jsonl"),
+    ),
+    Option(
+        "mode",
+        "string",
+        "What a run does with what an earlier run left at the destination.",
+        ALL,
+        choices=("replace", "append", "overwrite_partitions", "error_if_exists", "skip_if_exists"),
+        default="replace",
+    ),
+    Option("partition_cols", "string_list", "Hive-partition the files by these columns.", ALL),
+    Option(
+        "include_partition_cols",
+        "boolean",
+        "Also write the partition columns inside the files.",
+        (DUCKDB, SNOWFLAKE, REDSHIFT),
+        default=False,
+    ),
+    Option(
+        "max_rows_per_file",
+        "integer",
+        "Split the output into files of at most this many rows.",
+        (DUCKDB, *SPARKS),
+    ),
+    Option(
+        "max_file_size_mb",
+        "integer",
+        "Upper bound of each file's size, for warehouses that split by size.",
+        (SNOWFLAKE, REDSHIFT),
+    ),
+    Option("where", "string", "SQL filter: export only the rows that match.", ALL),
+    Option("enabled", "flag", "false skips this export.", ALL, default=True),
+    Option(
+        "rows",
+        "string",
+        "batch: export only this incremental run's rows.",
+        choices=("all", "batch"),
+        default="all",
+    ),
+    # Format options.
+    Option("csv_delimiter", "string", "Field delimiter of CSV files.", ALL, default=","),
+    Option(
+        "csv_header",
+        "boolean",
+        "Write a header row in CSV files.",
+        ALL,
+        default=True,
+    ),
+    Option(
+        "compression",
+        "string",
+        "Compression codec (inside Parquet; of the whole file for text formats).",
+        ALL,
+        choices=("none", "gzip", "zstd", "snappy", "lz4", "brotli"),
+    ),
+    Option("compression_level", "integer", "Parquet zstd/gzip/brotli level."),
+    Option("row_group_size", "integer", "Parquet rows per row group.", default=500_000),
+    # Object attributes.
+    Option(
+        "sse",
+        "string",
+        "Server-side encryption of the written objects.",
+        (DUCKDB, SNOWFLAKE),
+        choices=("AES256", "aws:kms", "aws:kms:dsse"),
+    ),
+    Option("sse_kms_key_id", "string", "KMS key for sse aws:kms.", (DUCKDB, SNOWFLAKE)),
+    Option("storage_class", "string", "S3 storage class of the written objects."),
+    Option("metadata", "mapping", "User metadata (x-amz-meta-*) on every object."),
+    Option("tags", "mapping", "Object tags on every object."),
+    Option("content_type", "string", "Content-Type of the data files."),
+    # Naming and bookkeeping.
+    Option("filename_template", "string", "Names of the files of a folder export."),
+    Option("manifest", "boolean", "true writes a manifest beside a single-object export."),
+    # How the DuckDB plugin reaches S3, and how it paces itself.
+    Option("region", "string", "AWS region of the bucket.", (DUCKDB, REDSHIFT), "access"),
+    Option("endpoint_url", "string", "Endpoint of an S3-compatible server.", scope="access"),
+    Option("path_style", "boolean", "Path-style addressing.", scope="access"),
+    Option(
+        "checksums",
+        "string",
+        "When uploads carry checksums.",
+        scope="access",
+        choices=("when_supported", "when_required"),
+    ),
+    Option("profile_name", "string", "Profile from the shared AWS files.", scope="access"),
+    Option(
+        "access_key_id",
+        "string",
+        "Explicit AWS access key id.",
+        (DUCKDB, SNOWFLAKE, REDSHIFT),
+        "access",
+        secret=True,
+    ),
+    Option(
+        "secret_access_key",
+        "string",
+        "Explicit AWS secret access key.",
+        (DUCKDB, SNOWFLAKE, REDSHIFT),
+        "access",
+        secret=True,
+    ),
+    Option(
+        "session_token",
+        "string",
+        "Session token of temporary keys.",
+        (DUCKDB, SNOWFLAKE, REDSHIFT),
+        "access",
+        secret=True,
+    ),
+    Option("role_arn", "string", "Role to assume.", scope="access"),
+    Option("external_id", "string", "External ID of the role.", scope="access", secret=True),
+    Option("role_session_name", "string", "Name of the role session.", scope="access"),
+    Option("batch_size", "integer", "Rows per Arrow batch.", scope="access", default=131_072),
+    Option("part_size_mb", "integer", "Multipart upload part size.", scope="access", default=16),
+    Option("max_concurrency", "integer", "Uploads at once.", scope="access", default=4),
+    # Who owns a folder and how runs of one export take turns (commit.py).
+    Option(
+        "export_id",
+        "string",
+        "The export's identity, which owns its folder (default: model unique id#entry).",
+        scope="access",
+    ),
+    Option(
+        "take_over_from",
+        "string",
+        "The export_id that owns the folder now, to hand it to this export.",
+        scope="access",
+    ),
+    Option(
+        "lease_wait_seconds",
+        "integer",
+        "How long a run waits for another run of the same export to finish.",
+        scope="access",
+        default=600,
+    ),
+    Option(
+        "lease_ttl_seconds",
+        "integer",
+        "How long after its last renewal a run's lease counts as dead.",
+        scope="access",
+        default=60,
+    ),
+    Option(
+        "conditional_writes",
+        "string",
+        "Whether the server honours S3 conditional writes (auto probes it once).",
+        scope="access",
+        choices=("auto", "true", "false"),
+        default="auto",
+    ),
+    # How each warehouse reaches S3, the warehouse's own way.
+    Option(
+        "storage_integration",
+        "string",
+        "Snowflake storage integration that grants access to the bucket.",
+        (SNOWFLAKE,),
+        "access",
+    ),
+    Option(
+        "stage",
+        "string",
+        "Snowflake external stage whose URL is s3://<bucket>/ (lets a run remove old files).",
+        (SNOWFLAKE,),
+        "access",
+    ),
+    Option(
+        "iam_role",
+        "string",
+        "Redshift IAM role ARN for UNLOAD, or 'default' for the cluster's default role.",
+        (REDSHIFT,),
+        "access",
+    ),
+    Option(
+        "connection",
+        "string",
+        "BigQuery Omni connection (project.region.connection) that reaches the bucket.",
+        (BIGQUERY,),
+        "access",
+    ),
+    Option(
+        "location",
+        "string",
+        "Spark/Databricks: write here instead of s3://<bucket>/<key> (an s3a:// URI, a volume).",
+        SPARKS,
+        "access",
+    ),
+    Option(
+        "keys_in_sql",
+        "boolean",
+        "true lets access_key_id/secret_access_key go into the warehouse's SQL (redacted in logs).",
+        (SNOWFLAKE, REDSHIFT),
+        "access",
+        default=False,
+    ),
+)
+
+BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
+NAMES: frozenset[str] = frozenset(BY_NAME)
+SECRETS: frozenset[str] = frozenset(option.name for option in OPTIONS if option.secret)
+
+
+def supported_by(adapter: str) -> frozenset[str]:
+    """Names of the options ``adapter`` honours."""
+    return frozenset(option.name for option in OPTIONS if adapter in option.adapters)
+
+
+def unsupported_output_options(adapter: str, given: frozenset[str] | set[str]) -> list[str]:
+    """The given options that change the output and that ``adapter`` cannot honour."""
+    return sorted(
+        name
+        for name in given
+        if name in BY_NAME
+        and BY_NAME[name].scope == "output"
+        and adapter not in BY_NAME[name].adapters
+    )
+
+
+def render_macro() -> str:
+    """The Jinja macro that hands this table to the warehouse validators."""
+    spec = {
+        option.name: {
+            "type": option.type,
+            "choices": list(option.choices),
+            "default": option.default,
+            "secret": option.secret,
+            "adapters": list(option.adapters),
+            "scope": option.scope,
+            "doc": option.doc,
+        }
+        for option in OPTIONS
+    }
+    # One option per line; JSON is a Jinja literal too, except that Jinja spells null none.
+    lines = [
+        f"    {json.dumps(name)}: {json.dumps(entry, sort_keys=True)}".replace(": null", ": none")
+        for name, entry in sorted(spec.items())
+    ]
+    return (
+        "{#- Generated from dbt_s3_export/options.py by scripts/gen-option-spec: do not edit.\n"
+        "    The options every engine knows, for the warehouse validators. -#}\n"
+        "{% macro _option_spec() %}\n"
+        "  {{- return({\n" + ",\n".join(lines) + "\n  }) -}}\n"
+        "{% endmacro %}\n"
+    )
