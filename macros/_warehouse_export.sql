@@ -8,15 +8,8 @@
   statement as it is sent, both with credentials shown as ***.
 -#}
 {% macro _warehouse_export(node, relation) %}
-  {%- if not execute -%}
-    {{- return('') -}}
-  {%- endif -%}
-  {%- set entries = dbt_s3_export._export_entries(node) -%}
+  {%- set entries = dbt_s3_export._entries_to_export(node) -%}
   {%- if entries | length == 0 -%}
-    {{- return('') -}}
-  {%- endif -%}
-  {%- if not dbt_s3_export._exports_enabled() -%}
-    {%- do log('s3_export: ' ~ node.name ~ ': skipped, var dbt_s3_export_enabled is false', info=True) -%}
     {{- return('') -}}
   {%- endif -%}
   {%- set adapter_name = adapter.type() -%}

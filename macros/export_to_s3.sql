@@ -30,16 +30,8 @@
 {% macro athena__export_to_s3(plugin_name) %}{{ return(dbt_s3_export._warehouse_export(model, this)) }}{% endmacro %}
 
 {% macro duckdb__export_to_s3(plugin_name) %}
-  {#- Hooks are rendered at parse time too; only export when dbt executes. -#}
-  {%- if not execute -%}
-    {{- return('') -}}
-  {%- endif -%}
-  {%- set exports = dbt_s3_export._export_entries(model) -%}
+  {%- set exports = dbt_s3_export._entries_to_export(model) -%}
   {%- if exports | length == 0 -%}
-    {{- return('') -}}
-  {%- endif -%}
-  {%- if not dbt_s3_export._exports_enabled() -%}
-    {%- do log('s3_export: ' ~ model.name ~ ': skipped, var dbt_s3_export_enabled is false', info=True) -%}
     {{- return('') -}}
   {%- endif -%}
   {#- An incremental model rebuilt from scratch: its append exports start over too. -#}
