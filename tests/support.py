@@ -51,6 +51,15 @@ class S3Server:
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=bucket)
 
+    def fresh_bucket(self, bucket: str) -> None:
+        """``bucket``, empty: for tests that use fixed names (the README's examples)."""
+        self.create_bucket(bucket)
+        s3 = s3_client(self.endpoint)
+        keys = list_keys(s3, bucket)
+        for start in range(0, len(keys), 1000):
+            objects: list[Any] = [{"Key": k} for k in keys[start : start + 1000]]
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": objects})
+
 
 class MotoServer(S3Server):
     """moto's server: an emulation of AWS, IAM and STS included."""

@@ -223,8 +223,10 @@ from range(1000)
 """
 
 
-def test_reference_basic_export_example(project: DbtProject, s3: Any) -> None:
-    s3.create_bucket(Bucket="my-output-bucket")
+def test_reference_basic_export_example(
+    project: DbtProject, s3: Any, s3_server: S3Server
+) -> None:
+    s3_server.fresh_bucket("my-output-bucket")
     project.model("processed_orders", BASIC_EXAMPLE)
     project.dbt("run")
     table = pq.read_table(

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.dbt
 
 def test_dbt_build_of_integration_tests(tmp_path: Path, s3_server: S3Server, s3: Any) -> None:
     for bucket in ("my-output-bucket", "my-data-lake"):
-        s3_server.create_bucket(bucket)
+        s3_server.fresh_bucket(bucket)
     project = tmp_path / "integration_tests"
     shutil.copytree(
         REPO / "integration_tests",
