@@ -44,6 +44,7 @@ from .errors import (
 )
 from .partitioning import (
     PartitionSlice,
+    cap_partitions,
     check_partition_types,
     longest_segment,
     split_by_partition,
@@ -245,6 +246,13 @@ class _FileRoller:
         key = f"{self.cfg.prefix}{path}{name}"
         if len(key.encode()) > MAX_KEY_BYTES:
             col, size = longest_segment(path)
+            if size <= len(name.encode()):
+                named = name if len(name) <= 40 else name[:40] + "..."
+                raise PartitionError(
+                    f"the file name {named!r} from filename_template makes the key "
+                    f"{len(key.encode())} bytes, over S3's {MAX_KEY_BYTES}-byte limit (the name "
+                    f"alone is {len(name.encode())} bytes). Shorten filename_template or 'key'"
+                )
             shown = path if len(path) <= 80 else path[:60] + "..."
             raise PartitionError(
                 f"the object key for partition {shown!r} is {len(key.encode())} bytes, over "
@@ -307,7 +315,8 @@ class _FileRoller:
 
 def _slices(reader: pa.RecordBatchReader, cfg: ExportConfig) -> Iterator[PartitionSlice]:
     if cfg.partition_cols:
-        yield from split_by_partition(iter(reader), cfg.partition_cols, cfg.include_partition_cols)
+        pieces = split_by_partition(iter(reader), cfg.partition_cols, cfg.include_partition_cols)
+        yield from cap_partitions(pieces, cfg.max_partitions, cfg.partition_cols)
     else:
         for batch in reader:
             if batch.num_rows:

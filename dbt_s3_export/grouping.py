@@ -14,6 +14,7 @@ not fit (at most the table's size in Arrow form, and nothing when it fits).
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections import deque
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .errors import LocalSpaceError
 from .partitioning import key_boundaries, value_text
 
 # Arrow bytes of pieces held in memory before the biggest key's go to disk.
@@ -52,6 +54,8 @@ class GroupedBatches:
         keys: Sequence[str],
         batch_size: int,
         memory_budget: int | None = None,
+        *,
+        expected_rows: int | None = None,
     ) -> None:
         self._reader = reader
         self._keys = list(keys)
@@ -59,6 +63,10 @@ class GroupedBatches:
         self._budget = MEMORY_BUDGET if memory_budget is None else memory_budget
         self._groups: dict[Key, _Group] = {}
         self._held = 0
+        # What was read so far, to estimate the spill space a full read needs.
+        self._expected_rows = expected_rows
+        self._rows_read = 0
+        self._bytes_read = 0
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.spill_dir: str | None = None  # where spill files went, if any (removed at the end)
         self.spilled_bytes = 0
@@ -68,6 +76,8 @@ class GroupedBatches:
             with ThreadPoolExecutor(CUT_THREADS, thread_name_prefix="s3-export-group") as pool:
                 cuts: deque[Future[list[tuple[Key, pa.RecordBatch]]]] = deque()
                 for batch in self._reader:
+                    self._rows_read += batch.num_rows
+                    self._bytes_read += batch.nbytes
                     cuts.append(pool.submit(self._cut, batch))
                     while len(cuts) > CUT_THREADS:
                         self._hold_all(cuts.popleft().result())
@@ -121,6 +131,28 @@ class GroupedBatches:
             self._spill(max(self._groups.values(), key=lambda g: g.nbytes))
 
     def _spill(self, group: _Group) -> None:
+        try:
+            self._spill_to_file(group)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise self._out_of_space(group.nbytes) from e
+
+    def _out_of_space(self, pending: int) -> LocalSpaceError:
+        """Say where the space ran out, and how much a full read needs there."""
+        folder = self.spill_dir or tempfile.gettempdir()
+        needed = self.spilled_bytes + pending
+        if self._expected_rows and self._rows_read:
+            per_row = self._bytes_read / self._rows_read
+            needed = max(needed, int(per_row * self._expected_rows) - self._budget)
+        return LocalSpaceError(
+            f"the temporary directory {folder} ran out of space while setting aside the rows "
+            f"of a partitioned read: {self.spilled_bytes:,} bytes were written there, and the "
+            f"read needs about {needed:,} bytes ({needed / 2**20:,.0f} MiB) in all. Free that "
+            "much space there, or set TMPDIR to a directory on a disk that has it"
+        )
+
+    def _spill_to_file(self, group: _Group) -> None:
         """Append a group's pieces to its temporary file, as batches of about batch_size."""
         if group.spill is None:
             if self._tmp is None:

@@ -20,10 +20,10 @@ from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
 from .config import SECRET_OPTIONS, ExportConfig, check_option_names
-from .credentials import ClientCache, ConnectionSettings, redact
+from .credentials import ClientCache, ConnectionSettings, redact, url_secrets
 from .errors import S3ExportError
 from .export import ExportResult, run_export
-from .source import DuckDBSource
+from .source import DuckDBSource, relation_sql
 
 logger = AdapterLogger("S3Export")
 PROFILE_WHERE = "profiles.yml plugin 'dbt_s3_export' config"
@@ -58,11 +58,15 @@ class Plugin(BasePlugin):
                 destination = cfg.destination
                 if result is not None:
                     logger.info(result.summary())
-        except S3ExportError as e:
+        except DbtRuntimeError:
+            raise
+        except Exception as e:
             # One clear line in dbt's output; the chain stays out of the message, and
             # any secret value that slipped into it is scrubbed as a last resort.
             subject = f"model '{model}'" + (f" exporting to {destination}" if destination else "")
-            text = str(e).removeprefix(f"model '{model}': ")
+            text = str(e) if isinstance(e, S3ExportError) else f"{type(e).__name__}: {e}"
+            text = " ".join(text.removeprefix(f"model '{model}': ").split())
+            secrets += self._clients.secrets()
             message = redact(f"s3_export failed for {subject}: {text}", secrets)
             raise DbtRuntimeError(message) from None
 
@@ -74,6 +78,7 @@ class Plugin(BasePlugin):
                 found += [
                     str(v) for k, v in options.items() if k in SECRET_OPTIONS and v is not None
                 ]
+                found += url_secrets(options.get("endpoint_url"))
         return found
 
     def _export_all(
@@ -108,16 +113,18 @@ class Plugin(BasePlugin):
             "unique_id": payload.get("unique_id"),
         }
         cursor = self._cursor()
+        name = _relation_name(relation)
         for cfg in configs:
             yield cfg, None
             if not cfg.enabled:
                 logger.info(f"s3_export: {model} -> {cfg.destination}: skipped (enabled: false)")
                 continue
-            source = DuckDBSource(cursor, str(relation), cfg.where)
+            cap = cfg.max_partitions
+            source = DuckDBSource(cursor, name, cfg.where, max_partitions=cap)
             if cfg.rows == "batch":
                 batch = source.batch_relation(relation.identifier)
                 if batch is not None:
-                    source = DuckDBSource(cursor, batch, cfg.where)
+                    source = DuckDBSource(cursor, batch, cfg.where, max_partitions=cap)
                     logger.info(f"s3_export: {model}: exporting this run's incremental batch only")
             client = self._clients.get(ConnectionSettings.of(cfg))
             yield cfg, run_export(cfg, source, client, model=model, extra_manifest=extra)
@@ -136,3 +143,19 @@ class Plugin(BasePlugin):
         if self._conn is None:
             raise DbtRuntimeError("dbt_s3_export: no DuckDB connection is open to read from")
         return self._conn.cursor()
+
+
+def _relation_name(relation: Any) -> str:
+    """The relation as SQL, each part quoted so that no name can end its identifier early.
+
+    A source read from files (``external_location``) is the project's own SQL text.
+    """
+    external = getattr(relation, "external", None)
+    if external:
+        return str(external)
+    policy = relation.include_policy
+    return relation_sql(
+        relation.database if policy.database else None,
+        relation.schema if policy.schema else None,
+        relation.identifier,
+    )

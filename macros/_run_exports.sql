@@ -16,5 +16,6 @@
         'exports': exports,
       } -%}
   {%- do adapter.store_relation(plugin_name, relation, [], '', 's3', payload) -%}
-  {{- return('/* ' ~ rendered | replace('*/', '* /') ~ ' */') -}}
+  {#- DuckDB nests block comments: neither an end nor a new start may come from a value. -#}
+  {{- return('/* ' ~ rendered | replace('*/', '* /') | replace('/*', '/ *') ~ ' */') -}}
 {% endmacro %}
