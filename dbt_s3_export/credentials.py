@@ -349,8 +349,15 @@ class ClientCache:
                 code=type(e).__name__,
             ) from None
         deadlines.install(client)
-        self._remember(settings.secrets() + url_secrets(settings.endpoint_url))
-        self._remember(_resolved_keys(session))
+        found = _resolved_keys(session)
+        self._remember(settings.secrets() + url_secrets(settings.endpoint_url) + found)
+        if any(value != value.strip() for value in found):
+            raise InvalidCredentials(
+                f"the credentials from {settings.describe_source()} begin or end with "
+                "whitespace, such as the newline of a file they were read from (values not "
+                "shown). Remove it where they are set",
+                code="InvalidCredentials",
+            )
         return client
 
     def _remember(self, values: Iterable[str]) -> None:

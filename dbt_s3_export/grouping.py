@@ -14,6 +14,7 @@ not fit (at most the table's size in Arrow form, and nothing when it fits).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -73,26 +74,35 @@ class GroupedBatches:
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:
-            with ThreadPoolExecutor(CUT_THREADS, thread_name_prefix="s3-export-group") as pool:
-                cuts: deque[Future[list[tuple[Key, pa.RecordBatch]]]] = deque()
-                for batch in self._reader:
-                    self._rows_read += batch.num_rows
-                    self._bytes_read += batch.nbytes
-                    cuts.append(pool.submit(self._cut, batch))
-                    while len(cuts) > CUT_THREADS:
-                        self._hold_all(cuts.popleft().result())
-                while cuts:
-                    self._hold_all(cuts.popleft().result())
-            for key in sorted(self._groups, key=_sort_key):
-                yield from self._release(self._groups.pop(key))
+            yield from self._regrouped()
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise self._out_of_space() from e
         finally:
             self.close()
+
+    def _regrouped(self) -> Iterator[pa.RecordBatch]:
+        """Read everything, holding or spilling the pieces; then each key's rows in turn."""
+        with ThreadPoolExecutor(CUT_THREADS, thread_name_prefix="s3-export-group") as pool:
+            cuts: deque[Future[list[tuple[Key, pa.RecordBatch]]]] = deque()
+            for batch in self._reader:
+                self._rows_read += batch.num_rows
+                self._bytes_read += batch.nbytes
+                cuts.append(pool.submit(self._cut, batch))
+                while len(cuts) > CUT_THREADS:
+                    self._hold_all(cuts.popleft().result())
+            while cuts:
+                self._hold_all(cuts.popleft().result())
+        for key in sorted(self._groups, key=_sort_key):
+            yield from self._release(self._groups.pop(key))
 
     def close(self) -> None:
         self._reader.close()
         for group in self._groups.values():
             if group.spill is not None:
-                group.spill.close()
+                with contextlib.suppress(OSError):  # the file is dropped anyway
+                    group.spill.close()
         self._groups.clear()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -130,29 +140,21 @@ class GroupedBatches:
         while self._held > self._budget:
             self._spill(max(self._groups.values(), key=lambda g: g.nbytes))
 
-    def _spill(self, group: _Group) -> None:
-        try:
-            self._spill_to_file(group)
-        except OSError as e:
-            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            raise self._out_of_space(group.nbytes) from e
-
-    def _out_of_space(self, pending: int) -> LocalSpaceError:
+    def _out_of_space(self) -> LocalSpaceError:
         """Say where the space ran out, and how much a full read needs there."""
-        folder = self.spill_dir or tempfile.gettempdir()
-        needed = self.spilled_bytes + pending
+        folder = tempfile.gettempdir()  # where TMPDIR points
+        needed = self.spilled_bytes + self._held
         if self._expected_rows and self._rows_read:
             per_row = self._bytes_read / self._rows_read
             needed = max(needed, int(per_row * self._expected_rows) - self._budget)
         return LocalSpaceError(
-            f"the temporary directory {folder} ran out of space while setting aside the rows "
+            f"the temporary directory {folder} (TMPDIR) ran out of space setting aside the rows "
             f"of a partitioned read: {self.spilled_bytes:,} bytes were written there, and the "
             f"read needs about {needed:,} bytes ({needed / 2**20:,.0f} MiB) in all. Free that "
             "much space there, or set TMPDIR to a directory on a disk that has it"
         )
 
-    def _spill_to_file(self, group: _Group) -> None:
+    def _spill(self, group: _Group) -> None:
         """Append a group's pieces to its temporary file, as batches of about batch_size."""
         if group.spill is None:
             if self._tmp is None:

@@ -349,7 +349,7 @@ def _unanswered(err: BaseException, request: Request) -> S3ExportError:
             + f": it could not be parsed ({_one_line(str(err), 120)}). Check that endpoint_url "
             f"points at {server}"
         )
-    if isinstance(err, ValueError) and "header" in str(err).lower():
+    if "Invalid header" in str(err):
         # http.client's refusal quotes the header, and a header may hold a credential.
         return TransferError(
             _frame(request, f"{service} request not sent")

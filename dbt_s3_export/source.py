@@ -91,16 +91,19 @@ def filter_sql(where: str) -> str:
     )
     if not plain:
         raise FilterError("does not stay inside the WHERE clause of the export's query")
-    if _holds_subquery(node["where_clause"]):
+    if _holds(node["where_clause"], "SUBQUERY"):
         raise FilterError("holds a subquery (SELECT ...), which would read other data")
+    if _holds(node["where_clause"], "PARAMETER"):
+        raise FilterError("holds a parameter ($1 or ?), which nothing would fill")
     return clause
 
 
-def _holds_subquery(tree: object) -> bool:
+def _holds(tree: object, kind: str) -> bool:
+    """Whether a parse tree holds an expression of class ``kind``."""
     if isinstance(tree, dict):
-        return tree.get("class") == "SUBQUERY" or any(_holds_subquery(v) for v in tree.values())
+        return tree.get("class") == kind or any(_holds(v, kind) for v in tree.values())
     if isinstance(tree, list):
-        return any(_holds_subquery(v) for v in tree)
+        return any(_holds(v, kind) for v in tree)
     return False
 
 
