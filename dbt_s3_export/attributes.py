@@ -47,8 +47,8 @@ def metadata_problem(pairs: Sequence[tuple[str, str]]) -> Problem | None:
             bad = sorted({ch for ch in key if not _HEADER_NAME.fullmatch(ch)})
             return (
                 f"key {key!r} holds {', '.join(repr(ch) for ch in bad)}; metadata keys are sent "
-                "as HTTP header names, which take ASCII letters, digits and !#$%&'*+-.^_`|~ only "
-                "(some servers drop other keys silently, others refuse the upload)",
+                "as HTTP header names, which take ASCII letters, digits and a few marks such as "
+                "- _ . only (some servers drop other keys silently, others refuse the upload)",
                 "Use letters, digits and '-' in metadata keys, e.g. 'source-system'",
             )
         if key.lower() in seen:
@@ -96,8 +96,7 @@ def tags_problem(pairs: Sequence[tuple[str, str]]) -> Problem | None:
     for key, value in pairs:
         if len(key) > MAX_TAG_KEY_CHARS:
             return (
-                f"tag key {key[:20]!r}... is {len(key)} characters; S3 allows "
-                f"{MAX_TAG_KEY_CHARS}",
+                f"tag key {key[:20]!r}... is {len(key)} characters; S3 allows {MAX_TAG_KEY_CHARS}",
                 "Shorten it",
             )
         if len(value) > MAX_TAG_VALUE_CHARS:

@@ -680,10 +680,8 @@ class _Parser:
         url = self.string("endpoint_url")
         if url is None:
             return None
-        scheme, _, rest = url.partition("://")
-        netloc = rest.split("/", 1)[0]
-        if "@" in netloc:
-            shown = f"{scheme}://***@{netloc.rsplit('@', 1)[1]}"
+        if "@" in url:  # userinfo, even with an unescaped '/' in the password
+            shown = f"{url.split('://', 1)[0]}://***@{url.rsplit('@', 1)[1]}"
             raise self.fail(
                 "endpoint_url",
                 f"must not hold credentials (user:password@), got {shown!r} (credentials hidden)",

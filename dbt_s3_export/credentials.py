@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote, quote_plus, unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote
 
 import boto3
 import botocore.session
@@ -284,14 +284,12 @@ def secret_forms(secret: str) -> set[str]:
 
 
 def url_secrets(url: Any) -> list[str]:
-    """The user name and password an endpoint URL carries, as written and decoded."""
-    if not isinstance(url, str):
+    """The user and password an endpoint URL holds before its last ``@``, also decoded."""
+    if not isinstance(url, str) or "@" not in url:
         return []
-    with contextlib.suppress(ValueError):
-        parts = urlsplit(url.strip())
-        found = [v for v in (parts.username, parts.password) if v]
-        return found + [unquote(v) for v in found]
-    return []
+    userinfo = url.split("://", 1)[-1].rsplit("@", 1)[0]
+    parts = [userinfo, *userinfo.split(":", 1)]
+    return parts + [unquote(part) for part in parts]
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

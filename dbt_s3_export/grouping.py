@@ -147,11 +147,12 @@ class GroupedBatches:
         if self._expected_rows and self._rows_read:
             per_row = self._bytes_read / self._rows_read
             needed = max(needed, int(per_row * self._expected_rows) - self._budget)
+        written = f" after {self.spilled_bytes:,} bytes" if self.spilled_bytes else ""
         return LocalSpaceError(
-            f"the temporary directory {folder} (TMPDIR) ran out of space setting aside the rows "
-            f"of a partitioned read: {self.spilled_bytes:,} bytes were written there, and the "
-            f"read needs about {needed:,} bytes ({needed / 2**20:,.0f} MiB) in all. Free that "
-            "much space there, or set TMPDIR to a directory on a disk that has it"
+            f"the temporary directory {folder} (TMPDIR) ran out of space{written} while setting "
+            "aside the rows of a partitioned read, which needs about "
+            f"{needed:,} bytes ({needed / 2**20:,.0f} MiB) there in all. Free that much space "
+            "there, or set TMPDIR to a directory on a disk that has it"
         )
 
     def _spill(self, group: _Group) -> None:

@@ -191,12 +191,9 @@ class DuckDBSource:
         return sql
 
     def columns(self) -> list[str]:
-        """The relation's column names, without reading any rows; checks the filter's type."""
+        """The relation's column names, without reading any rows."""
         try:
-            columns = list(self._con.sql(self._select() + " LIMIT 0").columns)
-            if self._filter:
-                query = f"SELECT {self._filter} FROM {self.relation} LIMIT 0"
-                kind = str(self._con.sql(query).types[0])
+            return list(self._con.sql(self._select() + " LIMIT 0").columns)
         except duckdb.Error as e:
             if self.where:
                 raise SourceError(
@@ -205,12 +202,21 @@ class DuckDBSource:
                     "condition over the model's columns"
                 ) from e
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
-        if self._filter and kind != "BOOLEAN":
+
+    def _check_filter(self) -> None:
+        """The filter must be true or false for each row, not a value DuckDB would cast."""
+        if not self._filter:
+            return
+        try:
+            query = f"SELECT {self._filter} FROM {self.relation} LIMIT 0"
+            kind = str(self._con.sql(query).types[0])
+        except duckdb.Error as e:
+            raise SourceError(f"option 'where' ({self.where!r}): {_first_line(e)}") from e
+        if kind != "BOOLEAN":
             raise SourceError(
                 f"option 'where' ({self.where!r}) is a {kind} value, not a condition. Compare "
-                "it with something, e.g. \"amount > 0\""
+                'it with something, e.g. "amount > 0"'
             )
-        return columns
 
     def batch_relation(self, identifier: str) -> str | None:
         """The temporary table dbt-duckdb staged this run's incremental rows in, if any.
@@ -286,6 +292,7 @@ class DuckDBSource:
 
     def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
         """Start streaming rows; rows of equal ``order_by`` values arrive together."""
+        self._check_filter()
         plan = self.read_plan(order_by)
         if plan.kind == "query":
             return self._reader(self._select(order_by), batch_size)

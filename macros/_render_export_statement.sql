@@ -24,5 +24,5 @@
   {%- set key = entry.get('key', '?') -%}
   {%- set rendered = 'EXPORT\n  SELECT * FROM ' ~ relation ~ '\nTO "s3://' ~ bucket ~ '/' ~ key ~ '"\nTYPE S3\nOPTIONS ' ~ tojson(shown, sort_keys=True) ~ ';' -%}
   {#- A URL's user:password@ (endpoint_url) is hidden too; the plugin refuses such URLs. -#}
-  {{- return(modules.re.sub('://[^/"]*@', '://***@', rendered)) -}}
+  {{- return(modules.re.sub('(https?://)[^"]*@', '\\1***@', rendered)) -}}
 {% endmacro %}

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import duckdb
 import pyarrow as pa
@@ -24,12 +23,13 @@ import pytest
 
 from dbt_s3_export import ArrowSource, DuckDBSource, ExportConfig, S3ExportError, run_export
 from dbt_s3_export.attributes import content_type_problem, metadata_problem, tags_problem
-from dbt_s3_export.credentials import ClientCache, ConnectionSettings, redact
+from dbt_s3_export.credentials import ClientCache, ConnectionSettings, redact, url_secrets
 from dbt_s3_export.errors import ConfigError, RequestTimeout, TooManyPartitions
 from dbt_s3_export.source import FilterError, filter_sql
 
 from .bad_servers import EmptyAnswerServer, SilentServer
 from .engine import engine_client
+from .leaks import spellings
 from .support import REPO, DbtProject, S3Server, exported_model, list_keys, read_object
 
 # -- where: one condition, as DuckDB's parser sees it ------------------------------------
@@ -76,7 +76,7 @@ def test_the_filter_must_be_a_condition_and_keeps_its_grouping() -> None:
     con = duckdb.connect()
     con.execute("create table orders as select i as id, i % 3 as p from range(9) t(i)")
     with pytest.raises(S3ExportError, match=r"'where' \('id'\) is a BIGINT value, not a condition"):
-        DuckDBSource(con, "orders", "id").columns()
+        DuckDBSource(con, "orders", "id").open([], 1024)
     # An OR inside the filter stays inside it when the read adds conditions of its own.
     source = DuckDBSource(con, "orders", "id = 1 OR id = 2")
     assert source._select().endswith("WHERE (\nid = 1 OR id = 2\n)")
@@ -137,25 +137,6 @@ def test_attributes_within_the_rules_pass() -> None:
 K8S_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCY=EXAMPLEKEY\n"  # as read from a mounted file
 
 
-def spellings(secret: str) -> list[str]:
-    """Ways a careless renderer could write a secret: escaped, encoded, trimmed, padded."""
-    out = []
-    for core in (secret, secret.strip(), " " + secret.strip() + "\t", secret + "\r\n"):
-        out += [
-            core,
-            repr(core),
-            json.dumps(core),
-            json.dumps(json.dumps(core)),
-            str(core.encode()),
-            quote(core, safe=""),
-            quote(core, safe="").lower(),
-            quote_plus(core),
-            quote(quote(core, safe=""), safe=""),
-            json.dumps(core).replace("/", "\\/"),
-        ]
-    return out
-
-
 def fragments(secret: str) -> list[str]:
     """Runs of the secret that any spelling of it keeps as they are."""
     return [run for run in secret.strip().replace("+", "/").replace("=", "/").split("/")]
@@ -169,8 +150,11 @@ def test_redact_hides_every_spelling_of_a_secret(spelled: str) -> None:
         assert run not in text, (spelled, text)
 
 
-def test_endpoint_url_with_credentials_is_refused_without_showing_them() -> None:
-    url = "http://exporter:hunter2%2Fsecret@minio:9000"
+@pytest.mark.parametrize(
+    "url",
+    ["http://exporter:hunter2%2Fsecret@minio:9000", "http://exporter:hunter2/secret@minio:9000"],
+)
+def test_endpoint_url_with_credentials_is_refused_without_showing_them(url: str) -> None:
     with pytest.raises(ConfigError) as failure:
         ExportConfig.parse(
             {"bucket": "b-x", "key": "x.csv", "file_format": "csv", "endpoint_url": url}
@@ -179,6 +163,7 @@ def test_endpoint_url_with_credentials_is_refused_without_showing_them() -> None
     assert "'http://***@minio:9000' (credentials hidden)" in text
     assert "access_key_id and secret_access_key" in text
     assert "hunter2" not in text and "exporter" not in text
+    assert "hunter2" not in redact(f"a message quoting {url}", url_secrets(url))
 
 
 def test_keys_read_from_files_lose_their_newline() -> None:
@@ -452,7 +437,7 @@ def test_a_full_spill_disk_names_tmpdir_and_the_space_needed(
     text = spill_failure(tmp_path / "small", s3_server.endpoint, bucket)
     assert text.startswith("LocalSpaceError model 'orders': the temporary directory "), text
     assert f"{tmp_path / 'small'} (TMPDIR) ran out of space" in text
-    needed = int(text.split("needs about ")[1].split(" bytes")[0].replace(",", ""))
+    needed = int(text.split("which needs about ")[1].split(" bytes")[0].replace(",", ""))
     assert 15 * 2**20 < needed < 60 * 2**20, text  # ~200,000 rows of ~120 bytes, less 1 MiB
     assert "set TMPDIR to a directory on a disk that has it" in text
     assert list_keys(s3, bucket) == []
