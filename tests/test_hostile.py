@@ -29,6 +29,7 @@ from dbt_s3_export.source import FilterError, filter_sql
 
 from .bad_servers import EmptyAnswerServer, SilentServer
 from .engine import engine_client
+from .faultproxy import STATUS, FaultProxy, Rule
 from .leaks import spellings
 from .support import REPO, DbtProject, S3Server, exported_model, list_keys, read_object
 
@@ -217,6 +218,64 @@ def test_a_silent_server_fails_the_export_by_total_timeout_and_the_rest_fail_fas
             str(fast.value)
         )
         assert "gave no answer to PutObject" in str(fast.value)
+
+
+def test_a_role_whose_sts_endpoint_never_answers_fails_by_total_timeout() -> None:
+    with SilentServer() as silent:
+        cfg = ExportConfig.parse(
+            {
+                "bucket": "exports",
+                "key": "x.csv",
+                "file_format": "csv",
+                "endpoint_url": silent.endpoint,
+                "region": "us-east-1",
+                "role_arn": "arn:aws:iam::123456789012:role/exporter",
+                "connect_timeout": 1,
+                "read_timeout": 1,
+                "total_timeout": 3,
+            }
+        )
+        started = time.monotonic()
+        with pytest.raises(RequestTimeout) as failure:
+            client = ClientCache().get(ConnectionSettings.of(cfg))
+            run_export(cfg, ArrowSource(pa.table({"id": [1]})), client, model="m")
+        assert time.monotonic() - started < 3
+    assert str(failure.value).startswith(
+        "model 'm': cannot assume role arn:aws:iam::123456789012:role/exporter: STS did not "
+        "answer in time: no answer within read_timeout (1 s), 1 attempt in 1 s"
+    ), failure.value
+
+
+def test_slow_server_errors_are_retried_only_within_total_timeout(
+    s3_server: S3Server, bucket: str
+) -> None:
+    proxy = FaultProxy(s3_server.endpoint).start()
+    try:
+        rule = proxy.add(
+            Rule(STATUS, "PUT", times=None, status=500, code="InternalError", delay=0.8)
+        )
+        cfg = ExportConfig.parse(
+            {
+                "bucket": bucket,
+                "key": "x.csv",
+                "file_format": "csv",
+                "endpoint_url": proxy.endpoint,
+                "region": "us-east-1",
+                "connect_timeout": 1,
+                "read_timeout": 1,
+                "total_timeout": 4,
+            }
+        )
+        client = ClientCache().get(ConnectionSettings.of(cfg))
+        started = time.monotonic()
+        with pytest.raises(S3ExportError) as failure:
+            run_export(cfg, ArrowSource(pa.table({"id": [1]})), client, model="m")
+        took = time.monotonic() - started
+    finally:
+        proxy.stop()
+    # Five attempts would take 4 s and more; after two, a third might end after 4 s.
+    assert rule.fired == 2 and took < 4, (rule.fired, took)
+    assert "after 2 attempts: InternalError (HTTP 500)" in str(failure.value)
 
 
 def test_timeouts_are_checked_against_each_other() -> None:
