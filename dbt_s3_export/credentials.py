@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 else:
     S3Client = Any
 
-__all__ = ["ClientCache", "ConnectionSettings", "S3Client", "describe_sts_error", "redact"]
+__all__ = ["ClientCache", "ConnectionSettings", "S3Client", "redact", "secret_forms", "url_secrets"]
 
 DEFAULT_SESSION_NAME = "dbt-s3-export"
 # One client serves every dbt thread that exports with the same credentials, so
@@ -244,13 +244,6 @@ logging.getLogger("botocore.credentials").addFilter(_QuietOwnRefreshFailures())
 
 def _ignore(values: Iterable[str]) -> None:
     """Where a session built outside ``ClientCache`` sends the keys it fetches."""
-
-
-def describe_sts_error(
-    err: BaseException, role_arn: str, settings: ConnectionSettings
-) -> S3ExportError:
-    """Map a failed AssumeRole to our error: names the role and the cause, never a key."""
-    return translate(err, AssumeRole(role_arn, settings.describe_base()))
 
 
 def secret_forms(secret: str) -> set[str]:

@@ -118,7 +118,7 @@ ERROR_CODES: dict[str, Meaning] = {
     "MetadataTooLarge": Meaning(
         TransferError, "User metadata is at most 2 KB per object: shorten 'metadata'"
     ),
-    "InvalidTag": Meaning(TransferError, "Fix 'tags' (see docs/errors.md for S3's tag rules)"),
+    "InvalidTag": Meaning(TransferError, "Fix 'tags' (see docs/safety.md for S3's tag rules)"),
     "InvalidStorageClass": Meaning(
         TransferError, "The endpoint does not offer this storage class: change 'storage_class'"
     ),

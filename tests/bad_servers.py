@@ -13,10 +13,33 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 
-class SilentServer:
+class _Background:
+    """A server on a thread of its own, for a ``with`` block."""
+
+    endpoint: str
+    _thread: threading.Thread
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop()
+        self._thread.join(5)
+
+    def _stop(self) -> None:
+        raise NotImplementedError
+
+
+class SilentServer(_Background):
     def __init__(self) -> None:
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
@@ -35,22 +58,12 @@ class SilentServer:
             self.connections += 1
             self._held.append(conn)
 
-    def __enter__(self) -> SilentServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _stop(self) -> None:
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() above
         self._sock.close()
         for conn in self._held:
             conn.close()
-        self._thread.join(5)
 
 
 class _EmptyAnswer(BaseHTTPRequestHandler):
@@ -68,22 +81,12 @@ class _EmptyAnswer(BaseHTTPRequestHandler):
         pass
 
 
-class EmptyAnswerServer:
+class EmptyAnswerServer(_Background):
     def __init__(self) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyAnswer)
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def __enter__(self) -> EmptyAnswerServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self._thread.join(5)

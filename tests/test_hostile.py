@@ -8,23 +8,39 @@ full spill disk, and servers that never answer or answer with garbage.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
+import string
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import duckdb
 import pyarrow as pa
 import pytest
+from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
 
 from dbt_s3_export import ArrowSource, DuckDBSource, ExportConfig, S3ExportError, run_export
 from dbt_s3_export.attributes import content_type_problem, metadata_problem, tags_problem
 from dbt_s3_export.credentials import ClientCache, ConnectionSettings, redact, url_secrets
-from dbt_s3_export.errors import ConfigError, RequestTimeout, TooManyPartitions
+from dbt_s3_export.errors import (
+    AccessDenied,
+    BucketNotFound,
+    ConfigError,
+    InvalidCredentials,
+    ObjectNotFound,
+    PreconditionFailed,
+    RequestTimeout,
+    TooManyPartitions,
+    TransferError,
+)
+from dbt_s3_export.s3_errors import AssumeRole, S3Request, translate
 from dbt_s3_export.source import FilterError, filter_sql
 
 from .bad_servers import EmptyAnswerServer, SilentServer
@@ -500,3 +516,63 @@ def test_a_full_spill_disk_names_tmpdir_and_the_space_needed(
     assert 15 * 2**20 < needed < 60 * 2**20, text  # ~200,000 rows of ~120 bytes, less 1 MiB
     assert "set TMPDIR to a directory on a disk that has it" in text
     assert list_keys(s3, bucket) == []
+
+
+# -- one table of S3 and STS errors ------------------------------------------------------
+
+
+def _client_error(code: str, status: int, operation: str = "PutObject") -> ClientError:
+    response: Any = {
+        "Error": {"Code": code, "Message": f"{code} happened."},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response, operation)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "what", "error", "text"),
+    [
+        ("NoSuchKey", 404, "read m.json", ObjectNotFound, "NoSuchKey (HTTP 404)"),
+        ("404", 404, "check whether x.csv exists", ObjectNotFound, "(HTTP 404)"),
+        ("404", 404, "list s3://b/p/", BucketNotFound, "bucket 'b' does not exist"),
+        ("PreconditionFailed", 412, "write m.json", PreconditionFailed, "changed since it was"),
+        ("ConditionalRequestConflict", 409, "write m.json", PreconditionFailed, "same time"),
+        ("RequestTimeTooSkewed", 403, "write x.csv", TransferError, "set it right (NTP)"),
+        ("PermanentRedirect", 301, "write x.csv", TransferError, "set 'region'"),
+        ("SlowDown", 503, "write x.csv", TransferError, "lower max_concurrency"),
+        ("WeirdNewCode", 400, "write x.csv", TransferError, "WeirdNewCode (HTTP 400)"),
+    ],
+)
+def test_s3_error_codes_map_to_our_errors_with_a_fix(
+    code: str, status: int, what: str, error: type[Exception], text: str
+) -> None:
+    mapped = translate(_client_error(code, status), S3Request("b", what))
+    assert type(mapped) is error and text in str(mapped), str(mapped)
+
+
+def test_sts_answers_map_to_our_errors_naming_the_role() -> None:
+    role = AssumeRole("arn:aws:iam::123456789012:role/r", "the configured keys")
+    denied = translate(_client_error("AccessDenied", 403, "AssumeRole"), role)
+    assert type(denied) is AccessDenied and "trust policy" in str(denied)
+    rejected = translate(_client_error("InvalidClientTokenId", 403, "AssumeRole"), role)
+    assert type(rejected) is InvalidCredentials and "Check the configured keys" in str(rejected)
+    garbled = translate(ResponseParserError("Unable to parse response\nb''"), role)
+    assert str(garbled).startswith(f"cannot assume role {role.role_arn}: the endpoint's answer")
+    assert "\n" not in str(garbled)
+
+
+def test_every_botocore_error_becomes_one_of_ours_on_one_line() -> None:
+    translated = 0
+    for _, cls in inspect.getmembers(botocore.exceptions, inspect.isclass):
+        if not issubclass(cls, botocore.exceptions.BotoCoreError):
+            continue
+        names = {f for _, f, _, _ in string.Formatter().parse(cls.fmt) if f}
+        try:
+            err = cls(**{name: "detail\nsecond line" for name in names})
+        except Exception:
+            continue  # a constructor of its own (ParamValidationError, ...): not raised by I/O
+        for request in (S3Request("b", "write x.csv"), AssumeRole("arn:r", "the chain")):
+            mapped = translate(err, request)
+            assert isinstance(mapped, S3ExportError) and "\n" not in str(mapped), (cls, mapped)
+        translated += 1
+    assert translated > 50
