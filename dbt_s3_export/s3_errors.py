@@ -183,6 +183,8 @@ class AssumeRole:
 
 
 Request = S3Request | AssumeRole
+# What a boto3 call raises of its own accord (ResponseParserError is not a BotoCoreError).
+BOTOCORE_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
 
 
 def translate(err: BaseException, request: Request) -> S3ExportError:

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .errors import S3ExportError, TransferError
-from .s3_errors import S3Request, translate
+from .s3_errors import BOTOCORE_ERRORS, S3Request, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -40,12 +40,10 @@ def describe_error(err: BaseException, bucket: str, what: str) -> S3ExportError:
 
 
 def call(bucket: str, what: str, fn: Callable[[], T]) -> T:
-    """Run one S3 request, turning whatever it raises into one of our errors."""
+    """Run one S3 request, turning what botocore raises into one of our errors."""
     try:
         return fn()
-    except S3ExportError:
-        raise
-    except Exception as e:
+    except BOTOCORE_ERRORS as e:
         raise describe_error(e, bucket, what) from e
 
 

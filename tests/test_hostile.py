@@ -576,3 +576,25 @@ def test_every_botocore_error_becomes_one_of_ours_on_one_line() -> None:
             assert isinstance(mapped, S3ExportError) and "\n" not in str(mapped), (cls, mapped)
         translated += 1
     assert translated > 50
+
+
+def test_a_model_name_too_long_for_the_key_is_blamed_on_the_template(
+    s3_server: S3Server, s3: Any, bucket: str
+) -> None:
+    cfg = ExportConfig.parse(
+        {
+            "bucket": bucket,
+            "key": "out/",
+            "file_format": "csv",
+            "filename_template": "{model}-{run_id}-{part}",
+        }
+    )
+    client = engine_client(s3_server.endpoint)
+    with pytest.raises(S3ExportError) as failure:
+        run_export(cfg, ArrowSource(pa.table({"id": [1]})), client, model="m" * 1000)
+    text = str(failure.value)
+    assert (
+        "the file name 'mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm...' from filename_template" in text
+    )
+    assert "Shorten filename_template or 'key'" in text and "partition column" not in text
+    assert list_keys(s3, bucket) == []
