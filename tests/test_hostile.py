@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import shutil
 import string
 import subprocess
@@ -223,13 +224,15 @@ def test_a_silent_server_fails_the_export_by_total_timeout_and_the_rest_fail_fas
         # follows does not wait on the silent server again.
         assert 2 <= took < 5, took
         assert "S3 did not answer in time while trying to write out/p=" in text, text
-        assert "no answer within read_timeout (1 s), 2 attempts in 2 s" in text, text
+        assert re.search(r"no answer within read_timeout \(1 s\), 2 attempts in [23] s\.", text), (
+            text
+        )
         # Another export through the same client fails at once, saying why.
         other = ExportConfig.parse({**options, "key": "other.csv"})
         started = time.monotonic()
         with pytest.raises(RequestTimeout) as fast:
             run_export(other, ArrowSource(data), cache.get(ConnectionSettings.of(other)), model="m")
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.5  # waiting would take two 1 s attempts
         assert "S3 request not sent while trying to write other.csv in s3://exports: the " in (
             str(fast.value)
         )
@@ -258,7 +261,7 @@ def test_a_role_whose_sts_endpoint_never_answers_fails_by_total_timeout() -> Non
         assert time.monotonic() - started < 3
     assert str(failure.value).startswith(
         "model 'm': cannot assume role arn:aws:iam::123456789012:role/exporter: STS did not "
-        "answer in time: no answer within read_timeout (1 s), 1 attempt in 1 s"
+        "answer in time: no answer within read_timeout (1 s), 1 attempt in "
     ), failure.value
 
 
