@@ -69,6 +69,8 @@ _TOKEN_EXPIRED = Meaning(
 )
 _DENIED = Meaning(AccessDenied)
 _SERVER_FAULT = Meaning(TransferError, _KEPT_FAILING, retryable=True)
+# A conditional write (If-Match / If-None-Match) lost: 412, or 409 for a race.
+_CHANGED = Meaning(PreconditionFailed, "the object changed since it was read")
 
 # S3 and STS error codes -> meaning. Codes not listed are TransferErrors that show
 # the server's message; HTTP status codes stand in for the code of a HEAD answer.
@@ -82,10 +84,9 @@ ERROR_CODES: dict[str, Meaning] = {
         "The multipart upload is gone (aborted by another run or a lifecycle rule); "
         "run the export again",
     ),
-    "PreconditionFailed": Meaning(PreconditionFailed, "the object changed since it was read"),
-    "ConditionalRequestConflict": Meaning(
-        PreconditionFailed, "another request changed the object at the same time"
-    ),
+    "PreconditionFailed": _CHANGED,
+    "ConditionalRequestConflict": _CHANGED,
+    "412": _CHANGED,
     "AccessDenied": _DENIED,
     "AccessDeniedException": _DENIED,
     "AllAccessDisabled": _DENIED,
@@ -235,8 +236,13 @@ def _answered(err: ClientError, request: Request) -> S3ExportError:
         )
     if cls is PreconditionFailed:
         return PreconditionFailed(
-            f"S3 refused a conditional write {request.place}: {meaning.hint} ({code}: {message})",
+            f"S3 refused to {request.what} in s3://{request.bucket}: {meaning.hint} ({code})",
             code=code,
+        )
+    if cls is ObjectNotFound:
+        hint = f". {meaning.hint}" if meaning.hint else ""
+        return ObjectNotFound(
+            f"no object to {request.what} in s3://{request.bucket} ({code}){hint}", code=code
         )
     attempts = err.response.get("ResponseMetadata", {}).get("RetryAttempts")
     gave_up = f" after {int(attempts) + 1} attempts" if meaning.retryable and attempts else ""

@@ -535,11 +535,12 @@ def _client_error(code: str, status: int, operation: str = "PutObject") -> Clien
 @pytest.mark.parametrize(
     ("code", "status", "what", "error", "text"),
     [
-        ("NoSuchKey", 404, "read m.json", ObjectNotFound, "NoSuchKey (HTTP 404)"),
-        ("404", 404, "check whether x.csv exists", ObjectNotFound, "(HTTP 404)"),
+        ("NoSuchKey", 404, "read m.json", ObjectNotFound, "no object to read m.json in s3://b"),
+        ("404", 404, "check whether x.csv exists", ObjectNotFound, "exists in s3://b (404)"),
         ("404", 404, "list s3://b/p/", BucketNotFound, "bucket 'b' does not exist"),
         ("PreconditionFailed", 412, "write m.json", PreconditionFailed, "changed since it was"),
-        ("ConditionalRequestConflict", 409, "write m.json", PreconditionFailed, "same time"),
+        ("412", 412, "replace m.json", PreconditionFailed, "S3 refused to replace m.json"),
+        ("ConditionalRequestConflict", 409, "write m.json", PreconditionFailed, "(Conditional"),
         ("RequestTimeTooSkewed", 403, "write x.csv", TransferError, "set it right (NTP)"),
         ("PermanentRedirect", 301, "write x.csv", TransferError, "set 'region'"),
         ("SlowDown", 503, "write x.csv", TransferError, "lower max_concurrency"),
