@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import difflib
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, cast
 
 from . import options as spec
+from .attributes import Problem, content_type_problem, metadata_problem, tags_problem
+from .deadlines import CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT
 from .errors import ConfigError
+from .source import FilterError, filter_sql
 
 FileFormat = Literal["csv", "parquet", "json", "jsonl"]
 Checksums = Literal["when_supported", "when_required"]
@@ -47,6 +51,10 @@ MODES: tuple[Mode, ...] = (
 # wrote a file, which is how the export recognises its own files.
 TEMPLATE_FIELDS = ("model", "run_id", "part", "invocation_id", "date")
 DEFAULT_FILENAME_TEMPLATE = "part-{run_id}-{part}"
+# The longest text each placeholder renders to ({model}: checked when the key is made).
+_FIELD_BYTES = {"model": 0, "run_id": 24, "part": 5, "invocation_id": 36, "date": 10}
+# Each partition is at least one file; past this a partitioning is most likely a mistake.
+DEFAULT_MAX_PARTITIONS = 10_000
 
 # Extensions a single-object key may end with, per format. The first is the one
 # given to files the export names itself.
@@ -129,10 +137,15 @@ class ExportConfig:
     lease_ttl_seconds: int = 60
     lease_wait_seconds: int = 600
     conditional_writes: Literal["auto", "true", "false"] = "auto"
+    max_partitions: int = DEFAULT_MAX_PARTITIONS
     # Throughput and memory.
     batch_size: int = 131_072
     part_size_mb: int = 16
     max_concurrency: int = 4
+    # Deadlines of each S3 (and STS) request, in seconds (see deadlines.py).
+    connect_timeout: float = CONNECT_TIMEOUT
+    read_timeout: float = READ_TIMEOUT
+    total_timeout: float = TOTAL_TIMEOUT
 
     @property
     def is_prefix(self) -> bool:
@@ -349,6 +362,68 @@ class _Parser:
             raise self.fail(option, f"must be at least {minimum}{upper}, got {value}")
         return cast(int, value)
 
+    def number(self, option: str, *, minimum: float, maximum: float) -> float | None:
+        value = self.raw.get(option)
+        if value is None:
+            return None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise self.fail(
+                option, f"must be a number of seconds, got {type(value).__name__} {value!r}"
+            )
+        if not minimum <= value <= maximum:
+            raise self.fail(
+                option, f"must be from {minimum:g} to {maximum:g} seconds, got {value!r}"
+            )
+        return float(value)
+
+    def credential(self, option: str) -> str | None:
+        """A key, token or external id; surrounding whitespace (a file's newline) is dropped."""
+        value = self.string(option)
+        if value is None:
+            return None
+        trimmed = value.strip()
+        if not trimmed:
+            raise self.fail(option, "is only whitespace", "Check where the value is read from")
+        if any(ch.isspace() or not ch.isprintable() for ch in trimmed):
+            raise self.fail(
+                option,
+                "has whitespace or a control character inside (the value is not shown); "
+                "AWS keys, tokens and external ids never do",
+                "Check where the value is read from",
+            )
+        return cast(str, trimmed)
+
+    def timeouts(self, kw: dict[str, Any]) -> None:
+        limits = {"connect_timeout": 600.0, "read_timeout": 3600.0, "total_timeout": 86400.0}
+        for name, most in limits.items():
+            seconds = self.number(name, minimum=0.1, maximum=most)
+            if seconds is not None:
+                kw[name] = seconds
+        connect = kw.get("connect_timeout", CONNECT_TIMEOUT)
+        read = kw.get("read_timeout", READ_TIMEOUT)
+        total = kw.get("total_timeout", TOTAL_TIMEOUT)
+        if total < connect + read:
+            raise self.fail(
+                "total_timeout",
+                f"is {total:g} s, less than one attempt may take (connect_timeout {connect:g} s "
+                f"+ read_timeout {read:g} s)",
+                f"Set total_timeout to at least {connect + read:g}",
+            )
+
+    def filter_option(self) -> str | None:
+        where = self.string("where")
+        if where is not None:
+            try:
+                filter_sql(where)
+            except FilterError as e:
+                raise self.fail(
+                    "where",
+                    f"{where!r} {e}",
+                    "Give one condition over the model's columns, e.g. "
+                    '"event_date >= current_date - 7"',
+                ) from None
+        return cast("str | None", where)
+
     def choice(self, option: str, choices: Sequence[str]) -> str | None:
         value = self.string(option)
         if value is None:
@@ -371,7 +446,7 @@ class _Parser:
         for name in ("region", "profile_name", "role_arn", "role_session_name"):
             kw[name] = self.string(name)
         for name in ("access_key_id", "secret_access_key", "session_token", "external_id"):
-            kw[name] = self.string(name)
+            kw[name] = self.credential(name)
         kw["endpoint_url"] = self.endpoint_url()
         kw["checksums"] = self.choice("checksums", ("when_supported", "when_required"))
         for name in ("path_style", "csv_header", "include_partition_cols"):
@@ -398,18 +473,20 @@ class _Parser:
             "max_concurrency": (1, 64),
             "lease_ttl_seconds": (2, 3600),
             "lease_wait_seconds": (0, 24 * 3600),
+            "max_partitions": (1, None),
         }
         for name, (low, high) in ints.items():
             number = self.integer(name, minimum=low, maximum=high)
             if number is not None:
                 kw[name] = number
+        self.timeouts(kw)
         kw["key"] = self.key(kw)
         self.credentials(kw)
         self.object_attributes(kw)
         enabled = self.flag("enabled")
         if enabled is not None:
             kw["enabled"] = enabled
-        kw["where"] = self.string("where")
+        kw["where"] = self.filter_option()
         rows = self.choice("rows", ("all", "batch"))
         if rows is not None:
             kw["rows"] = rows
@@ -452,7 +529,7 @@ class _Parser:
                     f"names the files of a folder export, but key {kw['key']!r} names one object",
                     "End the key with '/' or drop filename_template",
                 )
-            fields_used = set(re.findall(r"{([^{}]*)}", template))
+            fields_used = self.template_fields(template)
             unknown = fields_used - set(TEMPLATE_FIELDS)
             if unknown:
                 raise self.fail(
@@ -474,7 +551,14 @@ class _Parser:
                     f"{template!r} must be a plain file name, not starting with '.' or '_' "
                     "(readers skip such files)",
                 )
+            if any(not ch.isprintable() for ch in template):
+                raise self.fail(
+                    "filename_template",
+                    f"{template!r} holds a control character (line break, tab...)",
+                    "Remove it",
+                )
             kw["filename_template"] = template
+        self.name_fits(kw)
         manifest = self.boolean("manifest")
         if manifest is False and prefix:
             raise self.fail(
@@ -484,6 +568,48 @@ class _Parser:
                 "Drop the option",
             )
         kw["manifest"] = manifest
+
+    def template_fields(self, template: str) -> set[str]:
+        """The placeholders of a filename_template, refusing what str.format would misread."""
+        try:
+            parsed = list(string.Formatter().parse(template))
+        except ValueError as e:
+            raise self.fail(
+                "filename_template",
+                f"{template!r} has an unmatched brace ({e})",
+                "Write {{ and }} for literal braces",
+            ) from None
+        used = set()
+        for _, name, format_spec, conversion in parsed:
+            if name is None:
+                continue
+            if format_spec or conversion:
+                raise self.fail(
+                    "filename_template",
+                    f"{template!r}: placeholder {{{name}}} has a format spec or conversion",
+                    "Write placeholders bare, like {part}",
+                )
+            used.add(name)
+        return used
+
+    def name_fits(self, kw: dict[str, Any]) -> None:
+        """The longest name the template renders must fit in a key under the prefix."""
+        if not self._is_prefix(kw):
+            return
+        template = kw.get("filename_template", DEFAULT_FILENAME_TEMPLATE)
+        longest = 0
+        for literal, name, _, _ in string.Formatter().parse(template):
+            longest += len(literal.encode()) + _FIELD_BYTES.get(name or "", 0)
+        prefix = kw["key"] if kw["key"].endswith("/") or kw["key"] == "" else kw["key"] + "/"
+        ext = EXTENSIONS[kw["file_format"]][0] + ".zst"  # the longest extension
+        size = len(prefix.encode()) + longest + len(ext)
+        if size > MAX_KEY_BYTES:
+            raise self.fail(
+                "filename_template",
+                f"makes file names of up to {longest} bytes, so keys under {prefix[:40]!r} would "
+                f"be up to {size} bytes, over S3's {MAX_KEY_BYTES}-byte limit",
+                "Shorten the template (or 'key')",
+            )
 
     def mode_fits(self, kw: dict[str, Any]) -> None:
         mode = kw.get("mode", "replace")
@@ -540,10 +666,16 @@ class _Parser:
             )
         kw["storage_class"] = storage_class.upper() if storage_class else None
         kw["metadata"] = self.string_map("metadata")
+        self.check("metadata", metadata_problem(kw["metadata"]))
         kw["tags"] = self.string_map("tags")
-        if len(kw["tags"]) > 10:
-            raise self.fail("tags", f"has {len(kw['tags'])} tags; S3 allows at most 10 per object")
+        self.check("tags", tags_problem(kw["tags"]))
         kw["content_type"] = self.string("content_type")
+        if kw["content_type"] is not None:
+            self.check("content_type", content_type_problem(kw["content_type"]))
+
+    def check(self, option: str, problem: Problem | None) -> None:
+        if problem is not None:
+            raise self.fail(option, *problem)
 
     def _missing(self, option: str, fix: str) -> Any:
         raise self.fail(option, "is required but missing", fix)
@@ -590,13 +722,23 @@ class _Parser:
 
     def endpoint_url(self) -> str | None:
         url = self.string("endpoint_url")
-        if url is not None and not re.match(r"^https?://[^/\s]+", url):
+        if url is None:
+            return None
+        if "@" in url:  # userinfo, even with an unescaped '/' in the password
+            shown = f"{url.split('://', 1)[0]}://***@{url.rsplit('@', 1)[1]}"
+            raise self.fail(
+                "endpoint_url",
+                f"must not hold credentials (user:password@), got {shown!r} (credentials hidden)",
+                "Give them as access_key_id and secret_access_key in the profile's "
+                "dbt_s3_export plugin config, read with env_var('DBT_ENV_SECRET_...')",
+            )
+        if not re.match(r"^https?://[^/\s]+", url):
             raise self.fail(
                 "endpoint_url",
                 f"must be an http:// or https:// URL, got {url!r}",
                 "For example http://127.0.0.1:9000",
             )
-        return cast("str | None", url)
+        return cast(str, url)
 
     def compression(self, kw: dict[str, Any]) -> None:
         fmt = kw["file_format"]

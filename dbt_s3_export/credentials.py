@@ -8,67 +8,50 @@ the role session keeps working.
 
 Nothing here ever puts a credential into a message: failures name the profile
 or the role, and ``redact`` scrubs known secret values out of any text as a
-last line of defence.
+last line of defence, in every spelling text may hold them (trimmed, escaped by
+repr or JSON, URL-encoded).
+
+Every request has the deadlines of ``deadlines.py``, STS calls for a role included.
 """
 
 from __future__ import annotations
 
+import contextlib
+import html
+import json
 import logging
+import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote, quote_plus, unquote
 
 import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import DeferredRefreshableCredentials
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ProfileNotFound,
-)
+from botocore.exceptions import ProfileNotFound
 
 from .config import SECRET_OPTIONS, Checksums, ExportConfig
-from .errors import (
-    AccessDenied,
-    EndpointUnreachable,
-    InvalidCredentials,
-    S3ExportError,
-    TransferError,
-)
+from .deadlines import CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT, Deadlines, Timeouts
+from .errors import InvalidCredentials, S3ExportError
+from .s3_errors import AssumeRole, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 else:
     S3Client = Any
 
-__all__ = ["ClientCache", "ConnectionSettings", "S3Client", "describe_sts_error", "redact"]
+__all__ = ["ClientCache", "ConnectionSettings", "S3Client", "redact", "secret_forms", "url_secrets"]
 
 DEFAULT_SESSION_NAME = "dbt-s3-export"
-# Retry and timeout bounds of every S3 request (seconds).
-MAX_ATTEMPTS = 5
-CONNECT_TIMEOUT = 5
-READ_TIMEOUT = 60
 # One client serves every dbt thread that exports with the same credentials, so
 # its connection pool is sized for several exports uploading at once.
 MAX_POOL_CONNECTIONS = 64
 REDACTED = "***"
 # Shorter values are not scrubbed from text: they would mangle ordinary words.
 _MIN_REDACT_LENGTH = 4
-
-_REJECTED_CODES = {
-    "InvalidClientTokenId",
-    "SignatureDoesNotMatch",
-    "InvalidAccessKeyId",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidToken",
-    "TokenRefreshRequired",
-}
 
 
 @dataclass(frozen=True)
@@ -86,6 +69,9 @@ class ConnectionSettings:
     role_arn: str | None = None
     external_id: str | None = field(default=None, repr=False)
     role_session_name: str | None = None
+    connect_timeout: float = CONNECT_TIMEOUT
+    read_timeout: float = READ_TIMEOUT
+    total_timeout: float = TOTAL_TIMEOUT
     max_pool_connections: int = MAX_POOL_CONNECTIONS
 
     def __repr__(self) -> str:  # never show credentials
@@ -106,6 +92,10 @@ class ConnectionSettings:
         return [v for name in SECRET_OPTIONS if isinstance(v := getattr(self, name), str)]
 
     @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts(self.connect_timeout, self.read_timeout, self.total_timeout)
+
+    @property
     def addressing_style(self) -> str:
         """Path style by default for custom endpoints (MinIO and friends), else boto3's choice."""
         if self.path_style is None:
@@ -124,19 +114,30 @@ class ConnectionSettings:
             return "when_required" if self.endpoint_url else "when_supported"
         return self.checksums
 
-    def botocore_config(self) -> Config:
-        # Transient faults (503 SlowDown, 500, resets, timeouts) are retried with
-        # jittered backoff; a persistent one fails the export after at most
-        # MAX_ATTEMPTS tries of one request, each bounded by the timeouts.
+    def retry_config(self) -> Config:
+        """Retries and timeouts, the same for S3 and STS.
+
+        Transient faults (503 SlowDown, 500, resets, timeouts) are retried with
+        jittered backoff; a persistent one fails the request after at most
+        ``Timeouts.attempts`` tries, each bounded by the timeouts, and all of them
+        within total_timeout (see deadlines.py).
+        """
+        timeouts = self.timeouts
         return Config(
             region_name=self.region,
-            retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
-            max_pool_connections=self.max_pool_connections,
-            s3=cast(Any, {"addressing_style": self.addressing_style}),
-            request_checksum_calculation=self.checksum_calculation,
-            user_agent_extra="dbt-s3-export",
+            retries={"mode": "standard", "total_max_attempts": timeouts.attempts},
+            connect_timeout=timeouts.connect,
+            read_timeout=timeouts.read,
+        )
+
+    def botocore_config(self) -> Config:
+        return self.retry_config().merge(
+            Config(
+                max_pool_connections=self.max_pool_connections,
+                s3=cast(Any, {"addressing_style": self.addressing_style}),
+                request_checksum_calculation=self.checksum_calculation,
+                user_agent_extra="dbt-s3-export",
+            )
         )
 
     def describe_base(self) -> str:
@@ -152,7 +153,12 @@ class ConnectionSettings:
         base = self.describe_base()
         return f"role {self.role_arn} assumed with {base}" if self.role_arn else base
 
-    def session(self) -> boto3.Session:
+    def session(
+        self,
+        deadlines: Deadlines | None = None,
+        remember: Callable[[Iterable[str]], None] | None = None,
+    ) -> boto3.Session:
+        """The boto3 session; a role's STS calls get ``deadlines``, its keys go to ``remember``."""
         try:
             base = boto3.Session(
                 aws_access_key_id=self.access_key_id,
@@ -176,19 +182,22 @@ class ConnectionSettings:
             ) from None
         if not self.role_arn:
             return base
-        return self._assumed(base)
+        return self._assumed(base, deadlines or Deadlines(self.timeouts), remember or _ignore)
 
-    def _assumed(self, base: boto3.Session) -> boto3.Session:
+    def _assumed(
+        self,
+        base: boto3.Session,
+        deadlines: Deadlines,
+        remember: Callable[[Iterable[str]], None],
+    ) -> boto3.Session:
         """A session whose credentials come from AssumeRole, fetched on first use and refreshed."""
         role_arn = str(self.role_arn)
+        request = AssumeRole(role_arn, self.describe_base())
         try:
-            sts = base.client(
-                "sts",
-                endpoint_url=self.endpoint_url,
-                config=Config(region_name=self.region, retries={"mode": "standard"}),
-            )
-        except BotoCoreError as e:
-            raise describe_sts_error(e, role_arn, self) from None
+            sts = base.client("sts", endpoint_url=self.endpoint_url, config=self.retry_config())
+        except Exception as e:
+            raise translate(e, request) from None
+        deadlines.install(sts)
         params: dict[str, Any] = {
             "RoleArn": role_arn,
             "RoleSessionName": self.role_session_name or DEFAULT_SESSION_NAME,
@@ -199,9 +208,10 @@ class ConnectionSettings:
         def refresh() -> dict[str, str]:
             try:
                 creds = sts.assume_role(**params)["Credentials"]
-            except (ClientError, BotoCoreError) as e:
+            except Exception as e:
                 # Raised from inside an S3 request's signing; ours passes through untouched.
-                raise describe_sts_error(e, role_arn, self) from None
+                raise translate(e, request) from None
+            remember([creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]])
             return {
                 "access_key": creds["AccessKeyId"],
                 "secret_key": creds["SecretAccessKey"],
@@ -232,50 +242,68 @@ class _QuietOwnRefreshFailures(logging.Filter):
 logging.getLogger("botocore.credentials").addFilter(_QuietOwnRefreshFailures())
 
 
-def describe_sts_error(
-    err: Exception, role_arn: str, settings: ConnectionSettings
-) -> TransferError:
-    """Map a failed AssumeRole to our error: names the role and the cause, never a key."""
-    base = settings.describe_base()
-    if isinstance(err, ClientError):
-        code = str(err.response.get("Error", {}).get("Code", "Unknown"))
-        message = str(err.response.get("Error", {}).get("Message", "")) or code
-        if code in ("AccessDenied", "AccessDeniedException"):
-            return AccessDenied(
-                f"cannot assume role {role_arn}: {message}. The role's trust policy must "
-                f"let the base credentials ({base}) call sts:AssumeRole, their policy must "
-                "allow it, and external_id must match what the role requires",
-                code=code,
-            )
-        if code in _REJECTED_CODES:
-            return InvalidCredentials(
-                f"cannot assume role {role_arn}: STS rejected the base credentials "
-                f"({code}: {message}). Check {base}",
-                code=code,
-            )
-        return TransferError(f"cannot assume role {role_arn}: {code}: {message}", code=code)
-    if isinstance(err, NoCredentialsError):
-        return InvalidCredentials(
-            f"cannot assume role {role_arn}: no base credentials found to call STS with. "
-            "Configure access_key_id and secret_access_key, a profile_name, or the standard "
-            "AWS environment variables",
-            code="NoCredentials",
-        )
-    if isinstance(err, (EndpointConnectionError, ConnectTimeoutError)):
-        return EndpointUnreachable(
-            f"cannot assume role {role_arn}: the STS endpoint is unreachable ({err}). "
-            "Check endpoint_url/region and the network",
-            retryable=True,
-        )
-    return TransferError(f"cannot assume role {role_arn}: {type(err).__name__}: {err}")
+def _ignore(values: Iterable[str]) -> None:
+    """Where a session built outside ``ClientCache`` sends the keys it fetches."""
+
+
+def secret_forms(secret: str) -> set[str]:
+    """Every spelling of ``secret`` that text may hold.
+
+    As given and with surrounding whitespace trimmed (a key read from a file often
+    ends in a newline), each also as repr, JSON and HTML escape it and as URLs
+    encode it (upper- and lower-case percent escapes, ``+`` for spaces, twice).
+    Text holding the secret with whitespace added holds the trimmed form.
+    """
+    forms: set[str] = set()
+    for core in {secret, secret.strip()}:
+        if not core:
+            continue
+        encoded = quote(core, safe="")
+        forms |= {
+            core,
+            repr(core)[1:-1],
+            core.encode("unicode_escape").decode("ascii"),
+            json.dumps(core)[1:-1],
+            json.dumps(core)[1:-1].replace("/", "\\/"),
+            json.dumps(core, ensure_ascii=False)[1:-1],
+            html.escape(core),
+            encoded,
+            re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded),
+            quote(core, safe="/"),
+            quote_plus(core),
+            quote(encoded, safe=""),
+        }
+    return {form for form in forms if len(form) >= _MIN_REDACT_LENGTH}
+
+
+def url_secrets(url: Any) -> list[str]:
+    """The user and password an endpoint URL holds before its last ``@``, also decoded."""
+    if not isinstance(url, str) or "@" not in url:
+        return []
+    userinfo = url.split("://", 1)[-1].rsplit("@", 1)[0]
+    parts = [userinfo, *userinfo.split(":", 1)]
+    return parts + [unquote(part) for part in parts]
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of a secret value replaced by ``***``."""
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if len(secret) >= _MIN_REDACT_LENGTH:
-            text = text.replace(secret, REDACTED)
+    """``text`` with every spelling of every secret value replaced by ``***``."""
+    forms: set[str] = set()
+    for secret in secrets:
+        forms |= secret_forms(secret)
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
     return text
+
+
+def _resolved_keys(session: boto3.Session) -> list[str]:
+    """The keys boto3's chain found for ``session`` (not a role's: those are fetched later)."""
+    credentials = session.get_credentials()
+    if credentials is None or isinstance(credentials, DeferredRefreshableCredentials):
+        return []
+    with contextlib.suppress(Exception):
+        frozen = credentials.get_frozen_credentials()
+        return [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]
+    return []
 
 
 class ClientCache:
@@ -284,6 +312,8 @@ class ClientCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._clients: dict[ConnectionSettings, S3Client] = {}
+        self._secrets_lock = threading.Lock()
+        self._secrets: set[str] = set()
 
     def get(self, settings: ConnectionSettings) -> S3Client:
         with self._lock:
@@ -293,21 +323,42 @@ class ClientCache:
                 self._clients[settings] = client
             return client
 
-    @staticmethod
-    def _create(settings: ConnectionSettings) -> S3Client:
+    def _create(self, settings: ConnectionSettings) -> S3Client:
+        deadlines = Deadlines(settings.timeouts)
         try:
-            return settings.session().client(
+            session = settings.session(deadlines, self._remember)
+            client = session.client(
                 "s3", endpoint_url=settings.endpoint_url, config=settings.botocore_config()
             )
         except S3ExportError:
             raise
-        except BotoCoreError as e:
+        except Exception as e:
             # e.g. a profile that names an SSO session or a process that fails to load.
-            message = redact(str(e), settings.secrets())
+            message = redact(" ".join(str(e).split()), settings.secrets())
             raise InvalidCredentials(
                 f"cannot set up S3 credentials from {settings.describe_source()}: {message}",
                 code=type(e).__name__,
             ) from None
+        deadlines.install(client)
+        found = _resolved_keys(session)
+        self._remember(settings.secrets() + url_secrets(settings.endpoint_url) + found)
+        if any(value != value.strip() for value in found):
+            raise InvalidCredentials(
+                f"the credentials from {settings.describe_source()} begin or end with "
+                "whitespace, such as the newline of a file they were read from (values not "
+                "shown). Remove it where they are set",
+                code="InvalidCredentials",
+            )
+        return client
+
+    def _remember(self, values: Iterable[str]) -> None:
+        with self._secrets_lock:
+            self._secrets.update(v for v in values if v)
+
+    def secrets(self) -> list[str]:
+        """Every credential the clients were given or found, for ``redact``."""
+        with self._secrets_lock:
+            return sorted(self._secrets)
 
     def __len__(self) -> int:
         with self._lock:

@@ -42,6 +42,14 @@ class PartitionError(S3ExportError):
     """A partition value cannot be turned into a valid object key."""
 
 
+class TooManyPartitions(PartitionError):
+    """The model has more partitions than ``max_partitions`` allows."""
+
+
+class LocalSpaceError(SourceError):
+    """Local temporary space (TMPDIR, or DuckDB's temp_directory) ran out during the export."""
+
+
 class TransferError(S3ExportError):
     """S3 refused or failed a request; the original botocore error is the ``__cause__``."""
 
@@ -65,6 +73,10 @@ class InvalidCredentials(TransferError):
 
 class EndpointUnreachable(TransferError):
     pass
+
+
+class RequestTimeout(EndpointUnreachable):
+    """The endpoint took the connection but did not answer within the timeouts."""
 
 
 class ExportFailed(S3ExportError):

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from .config import MAX_KEY_BYTES, ExportConfig
 from .errors import PartitionError
-from .partitioning import PartitionSlice, longest_segment, split_by_partition
+from .partitioning import PartitionSlice, cap_partitions, longest_segment, split_by_partition
 from .transfer import ObjectSink, Uploader
 from .writers import FormatOptions, FormatWriter, content_type, open_writer
 
@@ -66,7 +66,8 @@ def file_content_type(cfg: ExportConfig) -> str:
 def slices(reader: pa.RecordBatchReader, cfg: ExportConfig) -> Iterator[PartitionSlice]:
     """The model's rows as partition slices (one slice per batch when not partitioned)."""
     if cfg.partition_cols:
-        yield from split_by_partition(iter(reader), cfg.partition_cols, cfg.include_partition_cols)
+        pieces = split_by_partition(iter(reader), cfg.partition_cols, cfg.include_partition_cols)
+        yield from cap_partitions(pieces, cfg.max_partitions, cfg.partition_cols)
     else:
         for batch in reader:
             if batch.num_rows:
@@ -113,6 +114,13 @@ class FileRoller:
         key = f"{self.cfg.prefix}{path}{name}"
         if len(key.encode()) > MAX_KEY_BYTES:
             col, size = longest_segment(path)
+            if size <= len(name.encode()):
+                named = name if len(name) <= 40 else name[:40] + "..."
+                raise PartitionError(
+                    f"the file name {named!r} from filename_template makes the key "
+                    f"{len(key.encode())} bytes, over S3's {MAX_KEY_BYTES}-byte limit (the name "
+                    f"alone is {len(name.encode())} bytes). Shorten filename_template or 'key'"
+                )
             shown = path if len(path) <= 80 else path[:60] + "..."
             raise PartitionError(
                 f"the object key for partition {shown!r} is {len(key.encode())} bytes, over "

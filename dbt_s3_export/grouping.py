@@ -14,6 +14,8 @@ not fit (at most the table's size in Arrow form, and nothing when it fits).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
 from collections import deque
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .errors import LocalSpaceError
 from .partitioning import key_boundaries, value_text
 
 # Arrow bytes of pieces held in memory before the biggest key's go to disk.
@@ -52,6 +55,8 @@ class GroupedBatches:
         keys: Sequence[str],
         batch_size: int,
         memory_budget: int | None = None,
+        *,
+        expected_rows: int | None = None,
     ) -> None:
         self._reader = reader
         self._keys = list(keys)
@@ -59,30 +64,45 @@ class GroupedBatches:
         self._budget = MEMORY_BUDGET if memory_budget is None else memory_budget
         self._groups: dict[Key, _Group] = {}
         self._held = 0
+        # What was read so far, to estimate the spill space a full read needs.
+        self._expected_rows = expected_rows
+        self._rows_read = 0
+        self._bytes_read = 0
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.spill_dir: str | None = None  # where spill files went, if any (removed at the end)
         self.spilled_bytes = 0
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         try:
-            with ThreadPoolExecutor(CUT_THREADS, thread_name_prefix="s3-export-group") as pool:
-                cuts: deque[Future[list[tuple[Key, pa.RecordBatch]]]] = deque()
-                for batch in self._reader:
-                    cuts.append(pool.submit(self._cut, batch))
-                    while len(cuts) > CUT_THREADS:
-                        self._hold_all(cuts.popleft().result())
-                while cuts:
-                    self._hold_all(cuts.popleft().result())
-            for key in sorted(self._groups, key=_sort_key):
-                yield from self._release(self._groups.pop(key))
+            yield from self._regrouped()
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise self._out_of_space() from e
         finally:
             self.close()
+
+    def _regrouped(self) -> Iterator[pa.RecordBatch]:
+        """Read everything, holding or spilling the pieces; then each key's rows in turn."""
+        with ThreadPoolExecutor(CUT_THREADS, thread_name_prefix="s3-export-group") as pool:
+            cuts: deque[Future[list[tuple[Key, pa.RecordBatch]]]] = deque()
+            for batch in self._reader:
+                self._rows_read += batch.num_rows
+                self._bytes_read += batch.nbytes
+                cuts.append(pool.submit(self._cut, batch))
+                while len(cuts) > CUT_THREADS:
+                    self._hold_all(cuts.popleft().result())
+            while cuts:
+                self._hold_all(cuts.popleft().result())
+        for key in sorted(self._groups, key=_sort_key):
+            yield from self._release(self._groups.pop(key))
 
     def close(self) -> None:
         self._reader.close()
         for group in self._groups.values():
             if group.spill is not None:
-                group.spill.close()
+                with contextlib.suppress(OSError):  # the file is dropped anyway
+                    group.spill.close()
         self._groups.clear()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -119,6 +139,21 @@ class GroupedBatches:
         self._held += piece.nbytes
         while self._held > self._budget:
             self._spill(max(self._groups.values(), key=lambda g: g.nbytes))
+
+    def _out_of_space(self) -> LocalSpaceError:
+        """Say where the space ran out, and how much a full read needs there."""
+        folder = tempfile.gettempdir()  # where TMPDIR points
+        needed = self.spilled_bytes + self._held
+        if self._expected_rows and self._rows_read:
+            per_row = self._bytes_read / self._rows_read
+            needed = max(needed, int(per_row * self._expected_rows) - self._budget)
+        written = f" after {self.spilled_bytes:,} bytes" if self.spilled_bytes else ""
+        return LocalSpaceError(
+            f"the temporary directory {folder} (TMPDIR) ran out of space{written} while setting "
+            "aside the rows of a partitioned read, which needs about "
+            f"{needed:,} bytes ({needed / 2**20:,.0f} MiB) there in all. Free that much space "
+            "there, or set TMPDIR to a directory on a disk that has it"
+        )
 
     def _spill(self, group: _Group) -> None:
         """Append a group's pieces to its temporary file, as batches of about batch_size."""

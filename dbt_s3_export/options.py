@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-OptionType = Literal["string", "boolean", "flag", "integer", "string_list", "mapping"]
+OptionType = Literal["string", "boolean", "flag", "integer", "number", "string_list", "mapping"]
 Scope = Literal["output", "access"]
 
 DUCKDB = "duckdb"
@@ -177,6 +177,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("batch_size", "integer", "Rows per Arrow batch.", scope="access", default=131_072),
     Option("part_size_mb", "integer", "Multipart upload part size.", scope="access", default=16),
     Option("max_concurrency", "integer", "Uploads at once.", scope="access", default=4),
+    Option(
+        "max_partitions",
+        "integer",
+        "A partitioned export of more partitions than this fails, saying how many.",
+        scope="access",
+        default=10_000,
+    ),
+    # Deadlines of every S3 and STS request (deadlines.py).
+    Option("connect_timeout", "number", "Seconds to connect, per attempt.", scope="access"),
+    Option("read_timeout", "number", "Seconds to wait for an answer, per attempt.", scope="access"),
+    Option(
+        "total_timeout",
+        "number",
+        "Seconds one request may take with its retries.",
+        scope="access",
+    ),
     # Who owns a folder and how runs of one export take turns (commit.py).
     Option(
         "export_id",

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import PartitionError
+from .errors import PartitionError, TooManyPartitions
 
 NULL_SEGMENT = "__HIVE_DEFAULT_PARTITION__"
 ESCAPED_NULL_STRING = "%5F%5FHIVE_DEFAULT_PARTITION%5F%5F"
@@ -166,3 +166,48 @@ def split_by_partition(
         for start, end in zip(starts, ends, strict=True):
             texts = [value_text(batch.column(c), start) for c in columns]
             yield PartitionSlice(partition_path(columns, texts), data.slice(start, end - start))
+
+
+# A stream over max_partitions is counted on to this many partitions, to tell how many.
+_COUNT_ON_TO = 1_000_000
+
+
+def too_many_partitions(
+    found: int, limit: int, columns: Sequence[str], *, complete: bool = True
+) -> TooManyPartitions:
+    """The error for a model with more partitions than ``max_partitions``."""
+    count = f"{found:,}" if complete else f"at least {found:,}"
+    return TooManyPartitions(
+        f"the model has {count} partitions by {', '.join(columns)}, more than "
+        f"max_partitions ({limit:,}); each one is at least one file and an entry of the "
+        "manifest. Partition by fewer or coarser columns (a month rather than a day, say), "
+        f"or set max_partitions to {found:,} or more if so many are meant"
+    )
+
+
+def cap_partitions(
+    pieces: Iterator[PartitionSlice], limit: int, columns: Sequence[str]
+) -> Iterator[PartitionSlice]:
+    """``pieces``, failing once they open partition ``limit + 1``.
+
+    The failure counts the rest of the stream's partitions first (without writing
+    them), up to _COUNT_ON_TO, so that the message tells how many there are.
+    """
+    count = 0
+    path: str | None = None
+    for piece in pieces:
+        if piece.path != path:
+            path = piece.path
+            count += 1
+            if count > limit:
+                break
+        yield piece
+    else:
+        return
+    for piece in pieces:
+        if piece.path != path:
+            path = piece.path
+            count += 1
+            if count >= _COUNT_ON_TO:
+                raise too_many_partitions(count, limit, columns, complete=False)
+    raise too_many_partitions(count, limit, columns)

@@ -22,10 +22,10 @@ from dbt_common.exceptions import DbtRuntimeError
 
 from .commit import RunContext
 from .config import SECRET_OPTIONS, ExportConfig, check_option_names
-from .credentials import ClientCache, ConnectionSettings, redact
-from .errors import S3ExportError
+from .credentials import ClientCache, ConnectionSettings, redact, url_secrets
+from .errors import S3ExportError, brief
 from .export import ExportResult, run_export
-from .source import export_source
+from .source import export_source, relation_sql
 
 logger = AdapterLogger("S3Export")
 PROFILE_WHERE = "profiles.yml plugin 'dbt_s3_export' config"
@@ -70,11 +70,14 @@ class Plugin(BasePlugin):
                 result = self._export(cfg, i, model, payload, target_config.relation)
                 if result is not None:
                     logger.info(result.summary())
-        except S3ExportError as e:
-            # One line in dbt's output, naming the model and the destination once; the
-            # chain stays out of it, and any secret value that slipped in is scrubbed.
+        except DbtRuntimeError:
+            raise
+        except Exception as e:
+            # One clear line in dbt's output; the chain stays out of the message, and
+            # any secret value that slipped into it is scrubbed as a last resort.
             subject = f"model '{model}'" + (f" exporting to {destination}" if destination else "")
-            message = redact(f"s3_export failed for {subject}: {e}", secrets)
+            secrets += self._clients.secrets()
+            message = redact(f"s3_export failed for {subject}: {brief(e)}", secrets)
             raise DbtRuntimeError(message) from None
 
     def _export(
@@ -104,7 +107,12 @@ class Plugin(BasePlugin):
                 return None
             self._done.add(done)
         source = export_source(
-            self._cursor(), str(relation), relation.identifier, cfg.where, cfg.rows
+            self._cursor(),
+            _relation_name(relation),
+            relation.identifier,
+            cfg.where,
+            cfg.rows,
+            max_partitions=cfg.max_partitions,
         )
         if source.note:
             logger.info(f"s3_export: {model}: {source.note}")
@@ -119,6 +127,7 @@ class Plugin(BasePlugin):
                 found += [
                     str(v) for k, v in options.items() if k in SECRET_OPTIONS and v is not None
                 ]
+                found += url_secrets(options.get("endpoint_url"))
         return found
 
     def _warn_about_credentials(self, model: str, entries: Any, *, adhoc: bool) -> None:
@@ -168,3 +177,19 @@ def _destination_of(entry: Any, defaults: Mapping[str, Any]) -> str:
     if isinstance(bucket, str) and isinstance(key, str):
         return f"s3://{bucket}/{key}"
     return ""
+
+
+def _relation_name(relation: Any) -> str:
+    """The relation as SQL, each part quoted so that no name can end its identifier early.
+
+    A source read from files (``external_location``) is the project's own SQL text.
+    """
+    external = getattr(relation, "external", None)
+    if external:
+        return str(external)
+    policy = relation.include_policy
+    return relation_sql(
+        relation.database if policy.database else None,
+        relation.schema if policy.schema else None,
+        relation.identifier,
+    )

@@ -1,7 +1,14 @@
-"""Read a DuckDB relation as a stream of Arrow record batches."""
+"""Read a DuckDB relation as a stream of Arrow record batches.
+
+Text from the config reaches SQL in two ways only: names, always quoted
+(``quote_identifier``, ``relation_sql``), and the ``where`` filter, which
+DuckDB's own parser must find to be one expression over the relation's rows
+(``filter_sql``) before it is placed, in parentheses, after WHERE.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -11,8 +18,9 @@ from typing import Literal
 import duckdb
 import pyarrow as pa
 
-from .errors import SourceError
+from .errors import LocalSpaceError, SourceError
 from .grouping import GroupedBatches
+from .partitioning import too_many_partitions
 
 # A partitioned export reads rows grouped by the partition columns, one partition
 # after the other, so that only one output file is open at a time. A base table
@@ -30,8 +38,94 @@ MAX_SORT_GROUPS = 64
 _IDENTIFIER = re.compile(r'"((?:[^"]|"")*)"|([^."]+)')
 
 
+# The relation a filter is parsed against; only the shape of the query matters.
+_FILTERED = "dbt_s3_export_filtered_relation"
+
+
 def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def relation_sql(*parts: str | None) -> str:
+    """``"db"."schema"."name"`` from a relation's parts, each quoted (None parts left out)."""
+    return ".".join(quote_identifier(p) for p in parts if p)
+
+
+class FilterError(ValueError):
+    """The ``where`` text is not one boolean expression over the relation's rows."""
+
+
+def filter_sql(where: str) -> str:
+    """``where`` as SQL to put after WHERE, once DuckDB's parser has found it one expression.
+
+    Two parses: the Python API's ``SQLExpression`` takes exactly one expression
+    (no second statement, no set operation, nothing after it), and
+    ``json_serialize_sql`` of the query it goes into shows that query's whole tree:
+    one plain SELECT from the relation, with the filter as its WHERE and nothing
+    else, and no subquery inside the filter (which could read other tables or files).
+    The text goes on lines of its own, so a trailing ``--`` comment ends there.
+    """
+    try:
+        duckdb.SQLExpression(where)
+    except (duckdb.Error, RuntimeError) as e:
+        raise FilterError(f"is not one SQL expression ({_first_line(e)})") from None
+    clause = f"(\n{where}\n)"
+    query = f"SELECT * FROM {_FILTERED} WHERE {clause}"
+    with duckdb.connect() as con:
+        row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [query]).fetchone()
+    tree = json.loads(row[0]) if row else {"error": True}
+    if tree.get("error"):
+        raise FilterError(f"is not one SQL expression ({tree.get('error_message', 'unparsable')})")
+    statements = tree.get("statements", [])
+    node = statements[0].get("node", {}) if len(statements) == 1 else {}
+    plain = (
+        node.get("type") == "SELECT_NODE"
+        and node.get("from_table", {}).get("table_name") == _FILTERED
+        and len(node.get("select_list", [])) == 1
+        and node.get("where_clause") is not None
+        and not node.get("modifiers")
+        and not node.get("cte_map", {}).get("map")
+        and not node.get("group_expressions")
+        and node.get("having") is None
+        and node.get("qualify") is None
+    )
+    if not plain:
+        raise FilterError("does not stay inside the WHERE clause of the export's query")
+    if _holds(node["where_clause"], "SUBQUERY"):
+        raise FilterError("holds a subquery (SELECT ...), which would read other data")
+    if _holds(node["where_clause"], "PARAMETER"):
+        raise FilterError("holds a parameter ($1 or ?), which nothing would fill")
+    return clause
+
+
+def _holds(tree: object, kind: str) -> bool:
+    """Whether a parse tree holds an expression of class ``kind``."""
+    if isinstance(tree, dict):
+        return tree.get("class") == kind or any(_holds(v, kind) for v in tree.values())
+    if isinstance(tree, list):
+        return any(_holds(v, kind) for v in tree)
+    return False
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _space_error(e: duckdb.Error, con: duckdb.DuckDBPyConnection) -> LocalSpaceError | None:
+    """DuckDB's own temporary files ran out of room (a sort bigger than memory)."""
+    text = str(e)
+    if "No space left on device" not in text and "max_temp_directory_size" not in text:
+        return None
+    try:
+        row = con.execute("SELECT current_setting('temp_directory')").fetchone()
+        folder = str(row[0]) if row else "?"
+    except duckdb.Error:
+        folder = "?"
+    return LocalSpaceError(
+        f"DuckDB ran out of space for temporary files in {folder!r} while sorting the model "
+        f"by its partition columns ({_first_line(e)}). Free space there, or point DuckDB's "
+        "temp_directory setting at a disk with room for about the model's size"
+    )
 
 
 def _name_parts(relation: str) -> list[str] | None:
@@ -72,13 +166,25 @@ class DuckDBSource:
     """
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, relation: str, where: str | None = None
+        self,
+        con: duckdb.DuckDBPyConnection,
+        relation: str,
+        where: str | None = None,
+        *,
+        max_partitions: int | None = None,
     ) -> None:
         self._con = con
         self.relation = relation
         self.where = where
         # What the choice of rows means for this run, to be logged (``rows: batch``).
         self.note = ""
+        self.max_partitions = max_partitions
+        try:
+            self._filter = filter_sql(where) if where else None
+        except FilterError as e:
+            raise SourceError(
+                f"option 'where' ({where!r}) {e}. Give one condition over the model's columns"
+            ) from None
 
     def _select(self, order_by: Sequence[str] = ()) -> str:
         sql = f"SELECT * FROM {self.relation}{self._where_clause()}"
@@ -94,10 +200,25 @@ class DuckDBSource:
             if self.where:
                 raise SourceError(
                     f"cannot read relation {self.relation} filtered by option 'where' "
-                    f"({self.where!r}): {e}. Fix the filter: it is a DuckDB SQL predicate "
-                    "over the model's columns"
+                    f"({self.where!r}): {_first_line(e)}. Fix the filter: it is a DuckDB SQL "
+                    "condition over the model's columns"
                 ) from e
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+
+    def _check_filter(self) -> None:
+        """The filter must be true or false for each row, not a value DuckDB would cast."""
+        if not self._filter:
+            return
+        try:
+            query = f"SELECT {self._filter} FROM {self.relation} LIMIT 0"
+            kind = str(self._con.sql(query).types[0])
+        except duckdb.Error as e:
+            raise SourceError(f"option 'where' ({self.where!r}): {_first_line(e)}") from e
+        if kind != "BOOLEAN":
+            raise SourceError(
+                f"option 'where' ({self.where!r}) is a {kind} value, not a condition. Compare "
+                'it with something, e.g. "amount > 0"'
+            )
 
     def batch_relation(self, identifier: str) -> str | None:
         """The temporary table dbt-duckdb staged this run's incremental rows in, if any.
@@ -129,47 +250,57 @@ class DuckDBSource:
         return int(rows[0][0]) if len(rows) == 1 and rows[0][0] is not None else None
 
     def read_plan(self, order_by: Sequence[str]) -> ReadPlan:
-        """How a read ordered by ``order_by`` goes: one query, one regrouped scan, or groups."""
+        """How a read ordered by ``order_by`` goes: one query, one regrouped scan, or groups.
+
+        For a base table the partitions are counted first (one aggregate over the
+        partition columns), which also enforces ``max_partitions`` before any row is
+        read. A view is not counted, as that would run its query twice: its
+        partitions are counted as they stream (``partitioning.cap_partitions``).
+        """
         if not order_by:
             return ReadPlan("query")
         rows = self._table_rows()
         if rows is None:
             return ReadPlan("query")  # a view: every scan would run its query again
-        if self._has_at_most(order_by, MAX_GROUPED_PARTITIONS):
-            return ReadPlan("grouped")
+        partitions = self._partition_count(order_by)
+        if self.max_partitions is not None and partitions > self.max_partitions:
+            raise too_many_partitions(partitions, self.max_partitions, order_by)
+        if partitions <= MAX_GROUPED_PARTITIONS:
+            return ReadPlan("grouped", rows=rows)
         try:
             schema = self._con.sql(self._select() + " LIMIT 0").to_arrow_table().schema
         except duckdb.Error as e:
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
         groups = math.ceil(rows * _row_bytes(schema) / SORT_GROUP_BYTES)
-        return ReadPlan("sorted", groups=max(1, min(groups, MAX_SORT_GROUPS)))
+        return ReadPlan("sorted", groups=max(1, min(groups, MAX_SORT_GROUPS)), rows=rows)
 
-    def _has_at_most(self, order_by: Sequence[str], limit: int) -> bool:
-        """Whether the relation has at most ``limit`` partitions (one cheap aggregate)."""
+    def _partition_count(self, order_by: Sequence[str]) -> int:
+        """How many partitions the relation has (one aggregate over the partition columns)."""
         cols = ", ".join(quote_identifier(c) for c in order_by)
         sql = (
             f"SELECT count(*) FROM (SELECT 1 FROM {self.relation}{self._where_clause()} "
-            f"GROUP BY {cols} LIMIT {limit + 1})"
+            f"GROUP BY {cols})"
         )
         try:
             rows = self._con.execute(sql).fetchall()
         except duckdb.Error as e:
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
-        return int(rows[0][0]) <= limit
+        return int(rows[0][0])
 
     def _where_clause(self, extra: Sequence[str] = ()) -> str:
-        filters = [f"({self.where})"] if self.where else []
+        filters = [self._filter] if self._filter else []
         filters += extra
         return " WHERE " + " AND ".join(filters) if filters else ""
 
     def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
         """Start streaming rows; rows of equal ``order_by`` values arrive together."""
+        self._check_filter()
         plan = self.read_plan(order_by)
         if plan.kind == "query":
             return self._reader(self._select(order_by), batch_size)
         if plan.kind == "grouped":
             reader = self._reader(self._select(), batch_size)
-            grouped = GroupedBatches(reader, order_by, batch_size)
+            grouped = GroupedBatches(reader, order_by, batch_size, expected_rows=plan.rows)
             return pa.RecordBatchReader.from_batches(reader.schema, self._guard(grouped))
         queries = self._sorted_queries(order_by, plan.groups)
         first = self._reader(queries[0], batch_size)
@@ -189,17 +320,22 @@ class DuckDBSource:
             for g in range(groups)
         ]
 
+    def _read_error(self, e: duckdb.Error) -> SourceError:
+        return _space_error(e, self._con) or SourceError(
+            f"cannot read relation {self.relation}: {e}"
+        )
+
     def _reader(self, sql: str, batch_size: int) -> pa.RecordBatchReader:
         try:
             return self._con.sql(sql).to_arrow_reader(batch_size)
         except duckdb.Error as e:
-            raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+            raise self._read_error(e) from e
 
     def _guard(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         try:
             yield from batches
         except duckdb.Error as e:
-            raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+            raise self._read_error(e) from e
 
     def _chain(
         self, first: pa.RecordBatchReader, rest: Sequence[str], batch_size: int
@@ -213,7 +349,7 @@ class DuckDBSource:
                 reader = self._reader(sql, batch_size)
                 yield from reader
         except duckdb.Error as e:
-            raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+            raise self._read_error(e) from e
         finally:
             reader.close()
 
@@ -224,17 +360,19 @@ def export_source(
     identifier: str,
     where: str | None,
     rows: Literal["all", "batch"],
+    *,
+    max_partitions: int | None = None,
 ) -> DuckDBSource:
     """The rows an export reads: the relation, or this run's incremental batch of it.
 
     ``rows: batch`` reads the temporary table dbt-duckdb staged this run's rows in;
     on a first or full-refresh run there is none and the whole relation is read.
     """
-    source = DuckDBSource(con, relation, where)
+    source = DuckDBSource(con, relation, where, max_partitions=max_partitions)
     if rows == "batch":
         batch = source.batch_relation(identifier)
         if batch is not None:
-            source = DuckDBSource(con, batch, where)
+            source = DuckDBSource(con, batch, where, max_partitions=max_partitions)
             source.note = "exporting this run's incremental batch only"
     return source
 
@@ -243,6 +381,7 @@ def export_source(
 class ReadPlan:
     kind: Literal["query", "grouped", "sorted"]
     groups: int = 1
+    rows: int | None = None  # the table's row count, when known
 
 
 class ArrowSource:

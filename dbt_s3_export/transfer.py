@@ -20,27 +20,8 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    IncompleteReadError,
-    NoCredentialsError,
-    ReadTimeoutError,
-    ResponseStreamingError,
-)
-
-from .errors import (
-    AccessDenied,
-    BucketNotFound,
-    EndpointUnreachable,
-    InvalidCredentials,
-    ObjectNotFound,
-    PreconditionFailed,
-    TransferError,
-)
+from .errors import ObjectNotFound, PreconditionFailed, S3ExportError, TransferError
+from .s3_errors import BOTOCORE_ERRORS, S3Request, translate
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,104 +37,17 @@ BODY_READ_ATTEMPTS = 3
 # completion (MinIO on a single disk, moto) take about twice the CPU for them.
 SINGLE_PUT_PARTS = 3
 
-_CREDENTIAL_CODES = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "TokenRefreshRequired",
-    "InvalidClientTokenId",
-}
-_CREDENTIAL_CAUSES = {
-    "InvalidAccessKeyId": "the access key id is unknown",
-    "InvalidClientTokenId": "the access key id is unknown",
-    "SignatureDoesNotMatch": "the secret access key does not belong to the access key id",
-    "ExpiredToken": "the session token has expired; get fresh temporary credentials",
-    "TokenRefreshRequired": "the session token has expired; get fresh temporary credentials",
-    "InvalidToken": "the session token is malformed or does not belong to the access key id",
-}
 
-
-def describe_error(err: Exception, bucket: str, what: str) -> TransferError:
-    """Map a botocore error to a TransferError with a one-line cause and a fix."""
-    where = f"s3://{bucket}"
-    if isinstance(err, ClientError):
-        code = str(err.response.get("Error", {}).get("Code", "Unknown"))
-        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = str(err.response.get("Error", {}).get("Message", "")).rstrip(".") or code
-        if code in ("NoSuchBucket",) or (code == "404" and what.startswith("list")):
-            return BucketNotFound(
-                f"bucket '{bucket}' does not exist ({what}). Create it or fix 'bucket'",
-                code=code,
-            )
-        if code in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
-            return PreconditionFailed(
-                f"S3 refused to {what} in {where}: the object changed since it was read ({code})",
-                code=code,
-            )
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return ObjectNotFound(f"no object to {what} in {where} ({code})", code=code)
-        if code in _CREDENTIAL_CODES:
-            cause = _CREDENTIAL_CAUSES.get(code, "the credentials are not valid")
-            return InvalidCredentials(
-                f"S3 rejected the credentials while trying to {what} in {where}: {cause} "
-                f"({code}: {message}). Check access_key_id/secret_access_key/session_token, "
-                "the profile or the role the export uses",
-                code=code,
-            )
-        if code in ("AccessDenied", "403", "AllAccessDisabled", "AccessDeniedException"):
-            return AccessDenied(
-                f"access denied while trying to {what} in {where}: {message}. The credentials "
-                "in use need s3:PutObject, s3:GetObject, s3:DeleteObject, "
-                "s3:AbortMultipartUpload, s3:ListBucket and s3:ListBucketMultipartUploads",
-                code=code,
-            )
-        retryable = status is not None and int(status) >= 500
-        attempts = err.response.get("ResponseMetadata", {}).get("RetryAttempts")
-        gave_up = f" after {int(attempts) + 1} attempts" if retryable and attempts else ""
-        advice = (
-            ". S3 or the endpoint kept failing; try again later or check its status"
-            if retryable
-            else ""
-        )
-        return TransferError(
-            f"S3 error while trying to {what} in {where}{gave_up}: {code} (HTTP {status}): "
-            f"{message}{advice}",
-            code=code,
-            retryable=retryable,
-        )
-    if isinstance(err, (EndpointConnectionError, ConnectTimeoutError)):
-        return EndpointUnreachable(
-            f"cannot reach the S3 endpoint while trying to {what} in {where}: {err}. "
-            "Check endpoint_url/region and the network",
-            retryable=True,
-        )
-    if isinstance(err, NoCredentialsError):
-        return InvalidCredentials(
-            f"no AWS credentials found to {what} in {where}. Configure access_key_id and "
-            "secret_access_key, a profile_name, or the standard AWS environment variables",
-            code="NoCredentials",
-        )
-    if isinstance(err, ReadTimeoutError):
-        return TransferError(
-            f"S3 did not answer in time while trying to {what} in {where} (after retries). "
-            "Check the endpoint and the network",
-            retryable=True,
-        )
-    if isinstance(err, (ConnectionClosedError, ResponseStreamingError, IncompleteReadError)):
-        return TransferError(
-            f"the connection to S3 kept breaking while trying to {what} in {where} "
-            f"(after retries): {err}. Check the endpoint and the network",
-            retryable=True,
-        )
-    return TransferError(f"S3 request failed while trying to {what} in {where}: {err}")
+def describe_error(err: BaseException, bucket: str, what: str) -> S3ExportError:
+    """The error of ours for a failed request to ``what`` in ``bucket`` (see s3_errors)."""
+    return translate(err, S3Request(bucket, what))
 
 
 def call(bucket: str, what: str, fn: Callable[[], T]) -> T:
-    """Run one S3 request, turning botocore errors into ours."""
+    """Run one S3 request, turning what botocore raises into one of our errors."""
     try:
         return fn()
-    except (ClientError, BotoCoreError) as e:
+    except BOTOCORE_ERRORS as e:
         raise describe_error(e, bucket, what) from e
 
 
@@ -389,7 +283,7 @@ class ObjectSink(io.RawIOBase):
                     ),
                 )
             except BaseException:
-                with contextlib.suppress(ClientError, BotoCoreError):
+                with contextlib.suppress(Exception):  # best effort; the first failure is reported
                     self._up.client.abort_multipart_upload(
                         Bucket=bucket, Key=key, UploadId=upload_id
                     )
@@ -411,7 +305,7 @@ class ObjectSink(io.RawIOBase):
             return
         for future in self._part_futures:
             future.exception()
-        with contextlib.suppress(ClientError, BotoCoreError):
+        with contextlib.suppress(Exception):  # best effort; the first failure is reported
             self._up.client.abort_multipart_upload(
                 Bucket=self._up.bucket, Key=self.key, UploadId=self._upload_id
             )
@@ -548,7 +442,7 @@ def get_object(client: S3Client, bucket: str, key: str) -> StoredObject | None:
             return None
         try:
             body = response["Body"].read()
-        except BotoCoreError as e:
+        except BOTOCORE_ERRORS as e:
             if attempt == BODY_READ_ATTEMPTS:
                 raise describe_error(e, bucket, what) from e
             continue

@@ -113,6 +113,10 @@
     {%- if is_bool or value is not number or (value | int) != value or value < 1 -%}
       {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must be a whole number of at least 1, got ' ~ dbt_s3_export._s3_shown(name, value, option)) -}}
     {%- endif -%}
+  {%- elif kind == 'number' -%}
+    {%- if is_bool or value is not number or value <= 0 -%}
+      {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must be a positive number, got ' ~ dbt_s3_export._s3_shown(name, value, option)) -}}
+    {%- endif -%}
   {%- elif kind == 'string_list' -%}
     {%- if value is string or value is mapping or value is not iterable -%}
       {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must be a list of column names, got ' ~ value, "Write it as a list, e.g. ['" ~ value ~ "']") -}}

@@ -9,6 +9,7 @@
     "compression": {"adapters": ["duckdb", "snowflake", "redshift", "bigquery", "spark", "databricks", "athena"], "choices": ["none", "gzip", "zstd", "snappy", "lz4", "brotli"], "default": none, "doc": "Compression codec (inside Parquet; of the whole file for text formats).", "scope": "output", "secret": false, "type": "string"},
     "compression_level": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Parquet zstd/gzip/brotli level.", "scope": "output", "secret": false, "type": "integer"},
     "conditional_writes": {"adapters": ["duckdb"], "choices": ["auto", "true", "false"], "default": "auto", "doc": "Whether the server honours S3 conditional writes (auto probes it once).", "scope": "access", "secret": false, "type": "string"},
+    "connect_timeout": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Seconds to connect, per attempt.", "scope": "access", "secret": false, "type": "number"},
     "connection": {"adapters": ["bigquery"], "choices": [], "default": none, "doc": "BigQuery Omni connection (project.region.connection) that reaches the bucket.", "scope": "access", "secret": false, "type": "string"},
     "content_type": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Content-Type of the data files.", "scope": "output", "secret": false, "type": "string"},
     "csv_delimiter": {"adapters": ["duckdb", "snowflake", "redshift", "bigquery", "spark", "databricks", "athena"], "choices": [], "default": ",", "doc": "Field delimiter of CSV files.", "scope": "output", "secret": false, "type": "string"},
@@ -29,6 +30,7 @@
     "manifest": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "true writes a manifest beside a single-object export.", "scope": "output", "secret": false, "type": "boolean"},
     "max_concurrency": {"adapters": ["duckdb"], "choices": [], "default": 4, "doc": "Uploads at once.", "scope": "access", "secret": false, "type": "integer"},
     "max_file_size_mb": {"adapters": ["snowflake", "redshift"], "choices": [], "default": none, "doc": "Upper bound of each file's size, for warehouses that split by size.", "scope": "output", "secret": false, "type": "integer"},
+    "max_partitions": {"adapters": ["duckdb"], "choices": [], "default": 10000, "doc": "A partitioned export of more partitions than this fails, saying how many.", "scope": "access", "secret": false, "type": "integer"},
     "max_rows_per_file": {"adapters": ["duckdb", "spark", "databricks"], "choices": [], "default": none, "doc": "Split the output into files of at most this many rows.", "scope": "output", "secret": false, "type": "integer"},
     "metadata": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "User metadata (x-amz-meta-*) on every object.", "scope": "output", "secret": false, "type": "mapping"},
     "mode": {"adapters": ["duckdb", "snowflake", "redshift", "bigquery", "spark", "databricks", "athena"], "choices": ["replace", "append", "overwrite_partitions", "error_if_exists", "skip_if_exists"], "default": "replace", "doc": "What a run does with what an earlier run left at the destination.", "scope": "output", "secret": false, "type": "string"},
@@ -36,6 +38,7 @@
     "partition_cols": {"adapters": ["duckdb", "snowflake", "redshift", "bigquery", "spark", "databricks", "athena"], "choices": [], "default": none, "doc": "Hive-partition the files by these columns.", "scope": "output", "secret": false, "type": "string_list"},
     "path_style": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Path-style addressing.", "scope": "access", "secret": false, "type": "boolean"},
     "profile_name": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Profile from the shared AWS files.", "scope": "access", "secret": false, "type": "string"},
+    "read_timeout": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Seconds to wait for an answer, per attempt.", "scope": "access", "secret": false, "type": "number"},
     "region": {"adapters": ["duckdb", "redshift"], "choices": [], "default": none, "doc": "AWS region of the bucket.", "scope": "access", "secret": false, "type": "string"},
     "role_arn": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Role to assume.", "scope": "access", "secret": false, "type": "string"},
     "role_session_name": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Name of the role session.", "scope": "access", "secret": false, "type": "string"},
@@ -51,6 +54,7 @@
     "tags": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Object tags on every object.", "scope": "output", "secret": false, "type": "mapping"},
     "take_over_from": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "The export_id that owns the folder now, to hand it to this export.", "scope": "access", "secret": false, "type": "string"},
     "to": {"adapters": ["duckdb", "snowflake", "redshift", "bigquery", "spark", "databricks", "athena"], "choices": [], "default": none, "doc": "Shorthand for bucket + key: s3://bucket/key.", "scope": "output", "secret": false, "type": "string"},
+    "total_timeout": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Seconds one request may take with its retries.", "scope": "access", "secret": false, "type": "number"},
     "where": {"adapters": ["duckdb", "snowflake", "redshift", "bigquery", "spark", "databricks", "athena"], "choices": [], "default": none, "doc": "SQL filter: export only the rows that match.", "scope": "output", "secret": false, "type": "string"}
   }) -}}
 {% endmacro %}

@@ -5,7 +5,8 @@
   is by name, not by the list of known options, so a misspelt credential option
   (which the plugin rejects later) is hidden too: anything with secret, token,
   pass, credential or auth in its name, external_id, and any name holding "key"
-  other than the object `key` and the (public) `sse_kms_key_id`.
+  other than the object `key` and the (public) `sse_kms_key_id`. Credentials in a
+  URL (`http://user:password@host`) are hidden as well.
 -#}
 {% macro _render_export_statement(relation, entry) %}
   {%- set shown = {} -%}
@@ -21,5 +22,7 @@
   {%- endfor -%}
   {%- set bucket = entry.get('bucket', '?') -%}
   {%- set key = entry.get('key', '?') -%}
-  {{- return('EXPORT\n  SELECT * FROM ' ~ relation ~ '\nTO "s3://' ~ bucket ~ '/' ~ key ~ '"\nTYPE S3\nOPTIONS ' ~ tojson(shown, sort_keys=True) ~ ';') -}}
+  {%- set rendered = 'EXPORT\n  SELECT * FROM ' ~ relation ~ '\nTO "s3://' ~ bucket ~ '/' ~ key ~ '"\nTYPE S3\nOPTIONS ' ~ tojson(shown, sort_keys=True) ~ ';' -%}
+  {#- A URL's user:password@ (endpoint_url) is hidden too; the plugin refuses such URLs. -#}
+  {{- return(modules.re.sub('(https?://)[^"]*@', '\\1***@', rendered)) -}}
 {% endmacro %}

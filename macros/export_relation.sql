@@ -31,17 +31,22 @@
   {%- endif -%}
   {%- set found = namespace(node=none) -%}
   {%- if relation is not none -%}
-    {%- set parts = relation.split('.') -%}
+    {%- set parts = (relation | string).split('.') -%}
     {%- if parts | length == 2 -%}
-      {%- set target_relation = api.Relation.create(database=target.database, schema=parts[0], identifier=parts[1]) -%}
-    {%- elif parts | length == 3 -%}
-      {%- set target_relation = api.Relation.create(database=parts[0], schema=parts[1], identifier=parts[2]) -%}
-    {%- else -%}
+      {%- set parts = [target.database] + parts -%}
+    {%- elif parts | length != 3 -%}
       {{- exceptions.raise_compiler_error(
             "export_relation: relation must be schema.table or database.schema.table, got '"
             ~ relation ~ "'") -}}
     {%- endif -%}
-    {%- set name = parts[-1] -%}
+    {#- Resolved through the catalog: only an existing table or view is exported. -#}
+    {%- set target_relation = adapter.get_relation(database=parts[0], schema=parts[1], identifier=parts[2]) -%}
+    {%- if target_relation is none -%}
+      {{- exceptions.raise_compiler_error(
+            "export_relation: relation '" ~ relation ~ "' does not exist; give schema.table or "
+            ~ "database.schema.table of an existing table or view") -}}
+    {%- endif -%}
+    {%- set name = target_relation.identifier -%}
   {%- elif model is not none -%}
     {%- set target_relation = ref(model) -%}
     {%- set name = model -%}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-# Answer with ``status`` and an S3 error document whose code is ``code``.
+# Answer with ``status`` and an S3 error document whose code is ``code`` (after ``delay``).
 STATUS = "status"
 # Read half of the request body, then reset the connection (RST, no answer).
 RESET = "reset"
@@ -193,6 +193,8 @@ class _Handler(socketserver.StreamRequestHandler):
         if len(body) <= _KEPT_BODY:
             seen.body = body
         if rule is not None and rule.action == STATUS:
+            if rule.delay and proxy._stopping.wait(rule.delay):
+                return False
             self._answer_error(rule.status, rule.code)
             return True
         if rule is not None and rule.action == HOLD:

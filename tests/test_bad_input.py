@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -23,7 +24,9 @@ from dbt_s3_export import (
     S3ExportError,
     run_export,
 )
+from dbt_s3_export.credentials import ClientCache, ConnectionSettings
 
+from .bad_servers import SilentServer
 from .engine import engine_client
 from .faultproxy import STATUS, FaultProxy, Rule
 from .support import REPO, DbtProject, S3Server
@@ -77,6 +80,38 @@ CONFIG_CASES: dict[str, dict[str, Any]] = {
     "`sse_kms_key_id` without `sse: aws:kms`": {"sse_kms_key_id": "key-1"},
     "`storage_class: COLD`": {"storage_class": "COLD"},
     "11 `tags`": {"tags": {f"t{i}": "x" for i in range(11)}},
+    "`endpoint_url: http://user:secret@minio:9000`": {
+        "endpoint_url": "http://user:secret@minio:9000"
+    },
+    "`access_key_id` with a space inside": {
+        "access_key_id": "AKIA EXAMPLE",
+        "secret_access_key": "x" * 40,
+    },
+    "`where: true); COPY (SELECT 1) TO 'owned.txt'; SELECT (true`": {
+        "where": "true); COPY (SELECT 1) TO 'owned.txt'; SELECT (true"
+    },
+    "`where: id > 0 UNION SELECT * FROM other`": {"where": "id > 0 UNION SELECT * FROM other"},
+    "`where: id IN (SELECT id FROM other)`": {"where": "id IN (SELECT id FROM other)"},
+    "`metadata: {source system: dbt}` (a space in the key)": {"metadata": {"source system": "dbt"}},
+    "`metadata: {city: Zürich}` (not ASCII)": {"metadata": {"city": "Zürich"}},
+    "`metadata` over 2 KB": {"metadata": {"notes": "x" * 2100}},
+    "`tags: {team: a&b}`": {"tags": {"team": "a&b"}},
+    "`content_type: csv`": {"content_type": "csv"},
+    "`max_partitions: 0`": {"max_partitions": 0, "key": "out/"},
+    "`read_timeout: 0`": {"read_timeout": 0},
+    "`total_timeout: 20` with the default connect and read timeouts": {"total_timeout": 20},
+    "`filename_template: part-{run_id-{part}`": {
+        "key": "out/",
+        "filename_template": "part-{run_id-{part}",
+    },
+    "`filename_template: {part:03}-{run_id}`": {
+        "key": "out/",
+        "filename_template": "{part:03}-{run_id}",
+    },
+    "a `filename_template` too long for S3 keys": {
+        "key": "out/",
+        "filename_template": "x" * 1000 + "-{run_id}-{part}",
+    },
 }
 
 
@@ -145,6 +180,49 @@ def _list_column(ctx: Any) -> str:
 def _long_value(ctx: Any) -> str:
     data = pa.table({"id": [1], "day": ["x" * 1100]})
     return _export(ctx, data, partition_cols=["day"])
+
+
+@runtime_case("`where: amount` (a number, not a condition)")
+def _not_a_condition(ctx: Any) -> str:
+    con = duckdb.connect()
+    con.execute("create table orders as select 1 as id, 2.5 as amount")
+    return _export(ctx, DuckDBSource(con, "orders", "amount"))
+
+
+@runtime_case("a model with more partitions than `max_partitions`")
+def _too_many_partitions(ctx: Any) -> str:
+    con = duckdb.connect()
+    con.execute("create table orders as select i as id, i as day from range(12) t(i)")
+    source = DuckDBSource(con, "orders", max_partitions=10)
+    return _export(ctx, source, partition_cols=["day"], max_partitions=10)
+
+
+@runtime_case("S3 takes connections but never answers")
+def _silent(ctx: Any) -> str:
+    with SilentServer() as silent:
+        cfg = ExportConfig.parse(
+            {
+                "bucket": ctx.bucket,
+                "key": "out/",
+                "file_format": "csv",
+                "endpoint_url": silent.endpoint,
+                "read_timeout": 2,
+                "total_timeout": 13,  # a second attempt might end after 13 s: none is made
+            },
+            where=WHERE,
+        )
+        client = ClientCache().get(ConnectionSettings.of(cfg))
+        with pytest.raises(S3ExportError) as failure:
+            run_export(cfg, ArrowSource(ORDERS), client, RunContext(model="orders"))
+    return str(failure.value)
+
+
+@runtime_case("the temporary directory (TMPDIR) runs out of space")
+def _no_spill_space(ctx: Any) -> str:
+    from .test_hostile import spill_failure
+
+    text = spill_failure(ctx.tmp / "small", ctx.endpoint, ctx.bucket)
+    return text.removeprefix("LocalSpaceError ").replace(str(ctx.tmp / "small"), "/tmp")
 
 
 @runtime_case("the bucket does not exist")
@@ -234,16 +312,17 @@ def normalise(message: str, bucket: str = "") -> str:
 
 
 class Context:
-    def __init__(self, bucket: str, endpoint: str, proxy: FaultProxy) -> None:
+    def __init__(self, bucket: str, endpoint: str, proxy: FaultProxy, tmp: Path) -> None:
         self.bucket = bucket
         self.endpoint = endpoint
         self.proxy = proxy
+        self.tmp = tmp
 
 
 @pytest.fixture
-def ctx(bucket: str, s3_server: S3Server) -> Iterator[Context]:
+def ctx(bucket: str, s3_server: S3Server, tmp_path: Path) -> Iterator[Context]:
     proxy = FaultProxy(s3_server.endpoint).start()
-    yield Context(bucket, s3_server.endpoint, proxy)
+    yield Context(bucket, s3_server.endpoint, proxy, tmp_path)
     proxy.stop()
 
 

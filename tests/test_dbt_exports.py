@@ -223,9 +223,7 @@ from range(1000)
 """
 
 
-def test_reference_basic_export_example(
-    project: DbtProject, s3: Any, s3_server: S3Server
-) -> None:
+def test_reference_basic_export_example(project: DbtProject, s3: Any, s3_server: S3Server) -> None:
     s3_server.fresh_bucket("my-output-bucket")
     project.model("processed_orders", BASIC_EXAMPLE)
     project.dbt("run")

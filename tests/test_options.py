@@ -19,6 +19,7 @@ WRONG_TYPE: dict[str, Any] = {
     "boolean": "yes",
     "flag": "maybe",
     "integer": "ten",
+    "number": "fast",
     "string_list": "year",
     "mapping": "x=y",
 }
