@@ -113,11 +113,12 @@ class Plugin(BasePlugin):
             if not cfg.enabled:
                 logger.info(f"s3_export: {model} -> {cfg.destination}: skipped (enabled: false)")
                 continue
-            source = DuckDBSource(cursor, str(relation), cfg.where)
+            fmt = cfg.file_format
+            source = DuckDBSource(cursor, str(relation), cfg.where, file_format=fmt)
             if cfg.rows == "batch":
                 batch = source.batch_relation(relation.identifier)
                 if batch is not None:
-                    source = DuckDBSource(cursor, batch, cfg.where)
+                    source = DuckDBSource(cursor, batch, cfg.where, file_format=fmt)
                     logger.info(f"s3_export: {model}: exporting this run's incremental batch only")
             client = self._clients.get(ConnectionSettings.of(cfg))
             yield cfg, run_export(cfg, source, client, model=model, extra_manifest=extra)

@@ -77,20 +77,26 @@ def column_error(column: str, type_name: str, problem: str, fix: str) -> ColumnE
     return ColumnError(f"column '{column}' ({type_name}) {problem}. {fix}")
 
 
-def huge_int_error(column: str, type_name: str, value: str) -> ColumnError:
+def huge_int_error(column: str, type_name: str, value: str, *, nested: bool = False) -> ColumnError:
+    target = f"the {'HUGEINT' if 'HUGEINT' in type_name else 'big integer'} values inside it"
+    fix = (
+        f"Cast {target} to VARCHAR (every digit, as text) or DOUBLE (about 16 significant "
+        "digits) in the model"
+        if nested
+        else f"Cast it in the model: CAST({column} AS VARCHAR) keeps every digit as text, "
+        f"CAST({column} AS DOUBLE) about 16 significant digits"
+    )
     return column_error(
         column,
         type_name,
         f"holds {value}, which has more than 38 digits: the Parquet decimals that DuckDB, "
         "Spark and pyarrow read hold at most 38",
-        f"Cast it in the model: CAST({column} AS VARCHAR) keeps every digit as text, "
-        f"CAST({column} AS DOUBLE) about 16 significant digits; or export csv or json, "
-        "which write every digit",
+        fix + "; or export csv or json, which write every digit",
     )
 
 
 def non_finite_error(column: str, type_name: str, nested: bool) -> ColumnError:
-    where = "inside its values " if nested else ""
+    where = " inside its values" if nested else ""
     fix = (
         f"Write null instead in the model, e.g. list_transform({column}, lambda x: "
         "CASE WHEN isfinite(x) THEN x END) for a list"
@@ -100,7 +106,7 @@ def non_finite_error(column: str, type_name: str, nested: bool) -> ColumnError:
     return column_error(
         column,
         type_name,
-        f"holds NaN or an infinity {where}, which JSON has no value for".replace("  ", " "),
+        f"holds NaN or an infinity{where}, which JSON has no value for",
         fix + "; or export parquet or csv, which keep them",
     )
 
@@ -125,9 +131,10 @@ class _Converter:
         kind = t.id
         if kind in ("hugeint", "uhugeint"):
             low = 0 if kind == "uhugeint" else -DECIMAL_LIMIT
+            nested = x != quote_identifier(self.column)
+            error = huge_int_error(self.column, self.type_name, "a value", nested=nested)
             return (
-                f"CASE WHEN {x} < {low} OR {x} > {DECIMAL_LIMIT} THEN "
-                f"{_error_sql(huge_int_error(self.column, self.type_name, 'a value'))} "
+                f"CASE WHEN {x} < {low} OR {x} > {DECIMAL_LIMIT} THEN {_error_sql(error)} "
                 f"ELSE CAST({x} AS DECIMAL(38, 0)) END"
             )
         if kind in ("bit", "bignum", "time with time zone", "interval"):
@@ -229,7 +236,7 @@ def iso_text_sql(x: str, kind: str) -> str:
     year = f"year({value})"
     digits = f"lpad(CAST(abs({year}) AS VARCHAR), 4, '0')"
     return (
-        f"CASE WHEN NOT isfinite({x}) THEN CAST({x} AS VARCHAR) "
+        f"CASE WHEN CAST({x} AS VARCHAR) IN ('infinity', '-infinity') THEN CAST({x} AS VARCHAR) "
         f"ELSE CASE WHEN {year} < 0 THEN '-' ELSE '' END || {digits} || '-' || {rest}{suffix} END"
     )
 

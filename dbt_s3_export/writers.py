@@ -142,7 +142,7 @@ def _leaf_floats(array: pa.Array) -> Iterator[pa.Array]:
 def _check_finite(field: pa.Field, array: pa.Array) -> None:
     """JSON has no NaN or infinity: refuse them rather than write an unreadable file."""
     for leaf in _leaf_floats(array):
-        if not pc.all(pc.is_finite(leaf)).as_py():
+        if pc.any(pc.invert(pc.is_finite(leaf))).as_py():
             raise non_finite_error(field.name, type_name(field), nested=leaf is not array)
 
 
