@@ -7,8 +7,6 @@ rules of docs/types.md, so that every value can be compared with the model's.
 
 from __future__ import annotations
 
-from typing import Any
-
 # name, DuckDB type, three values (SQL literals); every column also has a NULL row.
 COLUMNS: list[tuple[str, str, tuple[str, str, str]]] = [
     ("b", "BOOLEAN", ("true", "false", "true")),
@@ -48,31 +46,71 @@ COLUMNS: list[tuple[str, str, tuple[str, str, str]]] = [
     ("tns", "TIME_NS", ("'00:00:00'", "'23:59:59.999999999'", "'12:00:00.000000001'")),
     ("ttz", "TIMETZ", ("'00:00:00+15:59'", "'23:59:59.999999-15:59'", "'12:34:56+05:30'")),
     ("ts", "TIMESTAMP", ("'-infinity'", "'infinity'", "'0044-03-15 (BC) 12:00:00.123'")),
-    ("ts2", "TIMESTAMP", ("'0001-01-01 00:00:00'", "'9999-12-31 23:59:59.999999'", "'1969-12-31 23:59:59.5'")),
-    ("ts_s", "TIMESTAMP_S", ("'0001-01-01 00:00:00'", "'9999-12-31 23:59:59'", "'2024-01-02 03:04:05'")),
-    ("ts_ms", "TIMESTAMP_MS", ("'0001-01-01 00:00:00'", "'9999-12-31 23:59:59.999'", "'2024-01-02 03:04:05.123'")),
+    (
+        "ts2",
+        "TIMESTAMP",
+        ("'0001-01-01 00:00:00'", "'9999-12-31 23:59:59.999999'", "'1969-12-31 23:59:59.5'"),
+    ),
+    (
+        "ts_s",
+        "TIMESTAMP_S",
+        ("'0001-01-01 00:00:00'", "'9999-12-31 23:59:59'", "'2024-01-02 03:04:05'"),
+    ),
+    (
+        "ts_ms",
+        "TIMESTAMP_MS",
+        ("'0001-01-01 00:00:00'", "'9999-12-31 23:59:59.999'", "'2024-01-02 03:04:05.123'"),
+    ),
     (
         "ts_ns",
         "TIMESTAMP_NS",
-        ("'1677-09-22 00:00:00'", "'2262-04-11 23:47:16.854775806'", "'2024-01-02 03:04:05.123456789'"),
+        (
+            "'1677-09-22 00:00:00'",
+            "'2262-04-11 23:47:16.854775806'",
+            "'2024-01-02 03:04:05.123456789'",
+        ),
     ),
     ("tstz", "TIMESTAMPTZ", ("'-infinity'", "'infinity'", "'2024-01-02 03:04:05.5+02'")),
     (
         "tstz_ns",
         "TIMESTAMPTZ_NS",
-        ("'1677-09-22 00:00:00+00'", "'2262-04-11 23:47:16.854775806+00'", "'2024-01-02 03:04:05.000000001+05:30'"),
+        (
+            "'1677-09-22 00:00:00+00'",
+            "'2262-04-11 23:47:16.854775806+00'",
+            "'2024-01-02 03:04:05.000000001+05:30'",
+        ),
     ),
     (
         "iv",
         "INTERVAL",
-        ("'-1 year -2 months -3 days -00:00:01.5'", "'1 month -1 day 25:00:00'", "'00:00:00.000001'"),
+        (
+            "'-1 year -2 months -3 days -00:00:01.5'",
+            "'1 month -1 day 25:00:00'",
+            "'00:00:00.000001'",
+        ),
     ),
-    ("uid", "UUID", ("'00000000-0000-0000-0000-000000000000'", "'ffffffff-ffff-ffff-ffff-ffffffffffff'", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'")),
-    ("js", "JSON", ("'{\"a\": [1, 2.5, null], \"b\": \"x\"}'", "'\"text\"'", "'123456789012345678901234567890'")),
+    (
+        "uid",
+        "UUID",
+        (
+            "'00000000-0000-0000-0000-000000000000'",
+            "'ffffffff-ffff-ffff-ffff-ffffffffffff'",
+            "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+        ),
+    ),
+    (
+        "js",
+        "JSON",
+        ('\'{"a": [1, 2.5, null], "b": "x"}\'', "'\"text\"'", "'123456789012345678901234567890'"),
+    ),
     ("en", "ENUM('a', 'b c')", ("'a'", "'b c'", "'a'")),
     ("lst", "INTEGER[]", ("[]", "[NULL]", "[1, -2]")),
     ("arr", "INTEGER[3]", ("[1, 2, 3]", "[NULL, NULL, NULL]", "[0, 0, 0]")),
-    ("st", "STRUCT(a INTEGER, \"b c\" VARCHAR)", ("{'a': NULL, 'b c': NULL}", "{'a': 1, 'b c': 'x\"y'}", "{'a': 0, 'b c': ''}")),
+    (
+        "st",
+        'STRUCT(a INTEGER, "b c" VARCHAR)',
+        ("{'a': NULL, 'b c': NULL}", "{'a': 1, 'b c': 'x\"y'}", "{'a': 0, 'b c': ''}"),
+    ),
     ("mp", "MAP(VARCHAR, INTEGER)", ("MAP {}", "MAP {'k': 1, 'l': NULL}", "MAP {'': 0}")),
     ("imap", "MAP(INTEGER, DOUBLE)", ("MAP {1: 1.5}", "MAP {}", "MAP {-1: 2.0}")),
     (
@@ -91,10 +129,26 @@ COLUMNS: list[tuple[str, str, tuple[str, str, str]]] = [
     (
         "un",
         "UNION(n INTEGER, s VARCHAR, ts TIMESTAMP)",
-        ("union_value(n := 1)", "union_value(s := 'x')", "union_value(ts := TIMESTAMP '2024-01-02 03:04:05')"),
+        (
+            "union_value(n := 1)",
+            "union_value(s := 'x')",
+            "union_value(ts := TIMESTAMP '2024-01-02 03:04:05')",
+        ),
     ),
-    ("bn", "BIGNUM", ("'-100000000000000000000000000000000000000000000'", "'100000000000000000000000000000000000000000000'", "'0'")),
-    ("g", "GEOMETRY", ("'POINT (1 2)'", "'LINESTRING (0 0, 1 1)'", "'POLYGON ((0 0, 1 0, 1 1, 0 0))'")),
+    (
+        "bn",
+        "BIGNUM",
+        (
+            "'-100000000000000000000000000000000000000000000'",
+            "'100000000000000000000000000000000000000000000'",
+            "'0'",
+        ),
+    ),
+    (
+        "g",
+        "GEOMETRY",
+        ("'POINT (1 2)'", "'LINESTRING (0 0, 1 1)'", "'POLYGON ((0 0, 1 0, 1 1, 0 0))'"),
+    ),
 ]
 
 # The partition column of the partitioned layout, and the id that orders the rows.
