@@ -89,6 +89,9 @@ class ExportConfig:
     mode: Mode = "replace"
     partition_cols: tuple[str, ...] = ()
     include_partition_cols: bool = False
+    # The empty string as a partition value: Spark, Hive, Athena and Trino cannot read
+    # a folder "col=", so it is refused unless asked for ("keep") or written as NULL.
+    empty_string_partitions: Literal["error", "keep", "null"] = "error"
     max_rows_per_file: int | None = None
     # Connection and credentials. Unset values fall through to boto3's own chain.
     region: str | None = None
@@ -273,6 +276,37 @@ def check_partition_name(parser: _Parser, col: str) -> None:
         )
 
 
+# Numbers, dates, times and booleans are written without quotes, so a delimiter
+# that can occur in them would split values: digits, letters (true, nan, inf, 1e+20),
+# the signs, points and colons of numbers and times. A backslash is Spark's escape.
+_AMBIGUOUS_DELIMITERS = frozenset("+-.:")
+
+
+def check_delimiter(parser: _Parser, delimiter: str) -> None:
+    """A delimiter must be one ASCII character that no unquoted value can contain."""
+    if len(delimiter) != 1 or delimiter in '\r\n"' or not delimiter.isascii():
+        raise parser.fail(
+            "csv_delimiter",
+            f"must be one ASCII character other than a quote or line break, got {delimiter!r}",
+            'For tabs write "\\t"',
+        )
+    if delimiter == "\\":
+        raise parser.fail(
+            "csv_delimiter",
+            "'\\' is the escape character of Spark's CSV reader (and others'), which would "
+            "not split on it",
+            "Use , ; | or a tab (\\t)",
+        )
+    if delimiter.isalnum() or delimiter in _AMBIGUOUS_DELIMITERS:
+        raise parser.fail(
+            "csv_delimiter",
+            f"{delimiter!r} can occur in numbers, dates, times or booleans, which are written "
+            "without quotes, so readers could not tell values apart",
+            "Use , ; | or a tab (\\t), or another character that is not a letter, a digit, "
+            "a sign, a point, a colon or a backslash",
+        )
+
+
 class _Parser:
     def __init__(self, raw: dict[str, Any], where: str) -> None:
         self.raw = raw
@@ -347,6 +381,9 @@ class _Parser:
         if mode is not None:
             kw["mode"] = mode
         kw["partition_cols"] = self.partition_cols()
+        empty = self.choice("empty_string_partitions", ("error", "keep", "null"))
+        if empty is not None:
+            kw["empty_string_partitions"] = empty
         for name in ("region", "profile_name", "role_arn", "role_session_name"):
             kw[name] = self.string(name)
         for name in ("access_key_id", "secret_access_key", "session_token", "external_id"):
@@ -361,12 +398,7 @@ class _Parser:
         if delimiter is not None:
             # Jinja and YAML single-quoted strings keep a backslash escape as two characters.
             delimiter = _DELIMITER_ALIASES.get(delimiter, delimiter)
-            if len(delimiter) != 1 or delimiter in '\r\n"':
-                raise self.fail(
-                    "csv_delimiter",
-                    f"must be one character other than a quote or line break, got {delimiter!r}",
-                    'For tabs write "\\t"',
-                )
+            check_delimiter(self, delimiter)
             kw["csv_delimiter"] = delimiter
         self.compression(kw)
         ints: dict[str, tuple[int, int | None]] = {

@@ -307,7 +307,12 @@ class _FileRoller:
 
 def _slices(reader: pa.RecordBatchReader, cfg: ExportConfig) -> Iterator[PartitionSlice]:
     if cfg.partition_cols:
-        yield from split_by_partition(iter(reader), cfg.partition_cols, cfg.include_partition_cols)
+        yield from split_by_partition(
+            iter(reader),
+            cfg.partition_cols,
+            cfg.include_partition_cols,
+            cfg.empty_string_partitions,
+        )
     else:
         for batch in reader:
             if batch.num_rows:
