@@ -10,6 +10,7 @@ is in test_types_dbt.py; Spark reads the partitioned files in test_readers_spark
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pyarrow.dataset as ds
 import pyarrow.json as pajson
 import pytest
 
-from dbt_s3_export import DuckDBSource, ExportConfig, run_export
+from dbt_s3_export import DuckDBSource, ExportConfig, ExportFailed, run_export
 
 from .support import S3Server, list_keys, read_object, s3_client
 from .type_matrix import COLUMNS, canonical, decoded, is_nested, json_reading_type, model_sql
@@ -251,3 +252,97 @@ def test_polars_reads_back_every_value(
         _compare(
             model, frame.to_arrow(), fmt, {"id": "text", **kinds}, READER_LIMITS["polars", "json"]
         )
+
+
+def _export_query(
+    client: Any, bucket: str, key: str, fmt: str, sql: str, **options: Any
+) -> dict[str, bytes]:
+    """Export ``sql`` (a table built from it) and return what the bucket holds afterwards."""
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE q AS {sql}")
+    cfg = ExportConfig.parse({"bucket": bucket, "key": key, "file_format": fmt, **options})
+    run_export(cfg, DuckDBSource(con, "q", file_format=fmt), client, model="m")
+    return {k: read_object(client, bucket, k) for k in list_keys(client, bucket)}
+
+
+BIG = (
+    "SELECT * FROM (VALUES (1, 170141183460469231731687303715884105727::HUGEINT, "
+    "340282366920938463463374607431768211455::UHUGEINT), "
+    "(2, -170141183460469231731687303715884105727::HUGEINT - 1, "
+    "170141183460469231731687303715884105728::UHUGEINT)) t(id, h, u)"
+)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_128_bit_extremes_keep_every_digit_in_text_formats(s3_server: S3Server, fmt: str) -> None:
+    """UHUGEINT from 2**127 up came back negative; HUGEINT's extremes crashed to_json."""
+    client = s3_client(s3_server.endpoint)
+    client.create_bucket(Bucket=f"big-{fmt}")
+    objects = _export_query(client, f"big-{fmt}", f"big.{fmt}", fmt, BIG)
+    text = objects[f"big.{fmt}"].decode()
+    for digits in (
+        "170141183460469231731687303715884105727",
+        "-170141183460469231731687303715884105728",
+        "340282366920938463463374607431768211455",
+        "170141183460469231731687303715884105728",
+    ):
+        assert digits in text
+    if fmt == "json":  # numbers, not strings
+        rows = json.loads(text)
+        assert rows[1]["u"] == 2**127 and rows[1]["h"] == -(2**127)
+
+
+def test_parquet_refuses_128_bit_values_past_38_digits_before_uploading(
+    s3_server: S3Server,
+) -> None:
+    client = s3_client(s3_server.endpoint)
+    client.create_bucket(Bucket="big-parquet")
+    before = _export_query(
+        client, "big-parquet", "big/", "parquet", "SELECT 1 AS id, 2::HUGEINT AS h"
+    )
+    with pytest.raises(ExportFailed) as failure:
+        _export_query(client, "big-parquet", "big/", "parquet", BIG)
+    message = str(failure.value)
+    assert (
+        "column 'h' (HUGEINT) holds -170141183460469231731687303715884105728, which has more "
+        "than 38 digits" in message
+    )
+    assert (
+        "CAST(h AS VARCHAR)" in message
+        and "previous export at s3://big-parquet/big/ is unchanged" in message
+    )
+    after = {k: read_object(client, "big-parquet", k) for k in list_keys(client, "big-parquet")}
+    assert after == before  # nothing was uploaded, not even a part
+
+
+@pytest.mark.parametrize(
+    ("sql", "column", "nested"),
+    [
+        (
+            "SELECT i, CASE WHEN i = 70000 THEN 'nan'::DOUBLE ELSE i END AS f "
+            "FROM range(100000) t(i)",
+            "f",
+            False,
+        ),
+        (
+            "SELECT i, [1.5, CASE WHEN i = 3 THEN 'inf'::DOUBLE END] AS l FROM range(10) t(i)",
+            "l",
+            True,
+        ),
+        ("SELECT i, {'m': MAP {'k': '-inf'::FLOAT}} AS s FROM range(3) t(i)", "s", True),
+    ],
+    ids=["top-level", "list", "map-in-struct"],
+)
+def test_json_refuses_nan_and_infinity_at_any_depth(
+    s3_server: S3Server, sql: str, column: str, nested: bool
+) -> None:
+    client = s3_client(s3_server.endpoint)
+    bucket = f"nan-{column}"
+    client.create_bucket(Bucket=bucket)
+    with pytest.raises(ExportFailed) as failure:
+        _export_query(client, bucket, "nan/", "jsonl", sql)
+    message = str(failure.value)
+    assert f"column '{column}'" in message and "holds NaN or an infinity" in message
+    assert ("inside its values" in message) == nested
+    assert "isfinite" in message and "is unchanged" in message
+    assert list_keys(client, bucket) == []  # a failed first export leaves nothing behind
