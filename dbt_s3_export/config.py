@@ -195,14 +195,20 @@ class ExportConfig:
                 "Write s3_export as a dict such as {bucket: ..., key: ..., file_format: ...}",
             )
         check_option_names(options, where=where)
-        merged: dict[str, Any] = dict(defaults or {})
-        for group in CREDENTIAL_GROUPS:
-            if group & options.keys():
-                for name in group:
-                    merged.pop(name, None)
-        merged.update(options)
+        merged = overlay(defaults or {}, options)
         _expand_to(merged, options, where)
         return _Parser(merged, where).build()
+
+
+def overlay(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` over ``defaults``; setting any credential option replaces its whole group."""
+    merged = dict(defaults)
+    for group in CREDENTIAL_GROUPS:
+        if group & options.keys():
+            for name in group:
+                merged.pop(name, None)
+    merged.update(options)
+    return merged
 
 
 def _expand_to(merged: dict[str, Any], options: Mapping[str, Any], where: str) -> None:

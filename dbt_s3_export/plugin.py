@@ -19,8 +19,9 @@ from dbt.adapters.duckdb.utils import TargetConfig
 from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
-from .config import SECRET_OPTIONS, ExportConfig, check_option_names
+from .config import SECRET_OPTIONS, ExportConfig, check_option_names, overlay
 from .credentials import ClientCache, ConnectionSettings, redact
+from .duckdb_s3 import DuckDBS3Config, destination_of, profile_secrets
 from .errors import S3ExportError
 from .export import ExportResult, run_export
 from .source import DuckDBSource
@@ -31,11 +32,22 @@ PROFILE_WHERE = "profiles.yml plugin 'dbt_s3_export' config"
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
-        config = dict(plugin_config or {})
+        # dbt-duckdb merges the profile's DuckDB settings into every plugin's config
+        # (duckdb_s3.py): those that are not export options are not ours to check.
+        settings = dict(getattr(self.creds, "settings", None) or {})
+        known = ExportConfig.option_names()
+        config = {k: v for k, v in (plugin_config or {}).items() if k in known or k not in settings}
         try:
             check_option_names(config, where=PROFILE_WHERE)
         except S3ExportError as e:
             raise DbtRuntimeError(str(e)) from None
+        # A fault in DuckDB's own S3 configuration fails exports, not every dbt command.
+        self._duckdb_s3 = DuckDBS3Config()
+        self._duckdb_s3_error: S3ExportError | None = None
+        try:
+            self._duckdb_s3 = DuckDBS3Config.from_profile(settings, profile_secrets(self.creds))
+        except S3ExportError as e:
+            self._duckdb_s3_error = e
         self._defaults = config
         self._clients = ClientCache()
         self._conn: duckdb.DuckDBPyConnection | None = None
@@ -68,7 +80,7 @@ class Plugin(BasePlugin):
 
     def _secrets(self, entries: Any) -> list[str]:
         """Every credential value in the profile config and the model's entries."""
-        found: list[str] = []
+        found: list[str] = self._duckdb_s3.secret_values()
         for options in [self._defaults, *(entries if isinstance(entries, list) else [])]:
             if isinstance(options, Mapping):
                 found += [
@@ -102,7 +114,7 @@ class Plugin(BasePlugin):
         configs = []
         for i, entry in enumerate(entries):
             where = f"model '{model}' s3_export" + (f"[{i}]" if len(entries) > 1 else "")
-            configs.append(ExportConfig.parse(entry, self._defaults, where=where))
+            configs.append(ExportConfig.parse(entry, self._defaults_for(entry), where=where))
         extra = {
             "invocation_id": payload.get("invocation_id"),
             "unique_id": payload.get("unique_id"),
@@ -122,6 +134,13 @@ class Plugin(BasePlugin):
                     logger.info(f"s3_export: {model}: exporting this run's incremental batch only")
             client = self._clients.get(ConnectionSettings.of(cfg))
             yield cfg, run_export(cfg, source, client, model=model, extra_manifest=extra)
+
+    def _defaults_for(self, entry: Any) -> dict[str, Any]:
+        """The plugin config over the profile's DuckDB S3 configuration for this destination."""
+        if self._duckdb_s3_error is not None:
+            raise self._duckdb_s3_error
+        raw = {**self._defaults, **(entry if isinstance(entry, Mapping) else {})}
+        return overlay(self._duckdb_s3.defaults_for(destination_of(raw)), self._defaults)
 
     def _cursor(self) -> Any:
         """The calling thread's dbt connection: it sees the model's uncommitted table."""
