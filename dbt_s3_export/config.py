@@ -301,15 +301,15 @@ def check_delimiter(parser: _Parser, delimiter: str) -> None:
             "csv_delimiter",
             "'\\' is the escape character of Spark's CSV reader (and others'), which would "
             "not split on it",
-            "Use , ; | or a tab (\\t)",
+            "Use a comma, a semicolon, a pipe or a tab (\\t)",
         )
     if delimiter.isalnum() or delimiter in _AMBIGUOUS_DELIMITERS:
         raise parser.fail(
             "csv_delimiter",
             f"{delimiter!r} can occur in numbers, dates, times or booleans, which are written "
             "without quotes, so readers could not tell values apart",
-            "Use , ; | or a tab (\\t), or another character that is not a letter, a digit, "
-            "a sign, a point, a colon or a backslash",
+            "Use a comma, a semicolon, a pipe or a tab (\\t), or another character that is "
+            "not a letter, a digit, a sign, a point, a colon or a backslash",
         )
 
 

@@ -278,7 +278,7 @@ def _parquet_type_error(schema: pa.Schema, error: Exception) -> S3ExportError:
             return column_error(
                 field.name,
                 type_name(field),
-                f"has no Parquet form ({field.type})",
+                "has no Parquet form",
                 f"Cast it in the model, e.g. CAST({field.name} AS VARCHAR), or export csv or json",
             )
     return S3ExportError(f"cannot write this model as Parquet: {error}")
