@@ -107,12 +107,7 @@ def _name_parts(relation: str) -> list[str] | None:
 
 def _row_bytes(schema: pa.Schema) -> int:
     """A rough width of one row in DuckDB's sort: fixed widths, 24 bytes per string."""
-    total = 0
-    for f in schema:
-        try:
-            total += max(f.type.bit_width // 8, 1)
-        except ValueError:  # variable width: strings, binaries, nested values
-            total += 24
+    total = sum(_fixed_width(f.type) or 24 for f in schema)
     return max(total, 8)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import DUMMY_CREDENTIALS, REPO, S3Server
+from .support import DUMMY_CREDENTIALS, REPO, S3Server, only_on_first_server
 
 # What the export may add to DuckDB's own peak while reading the same rows.
 ALLOWED_GROWTH_MIB = 40
@@ -26,9 +26,7 @@ ALLOWED_GROWTH_MIB = 40
 def test_wide_rows_export_in_flat_memory(
     s3_server: S3Server, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    first = request.config.getoption("s3_servers").split(",")[0].strip()
-    if s3_server.name != first:
-        pytest.skip("memory does not depend on the S3 server: measured against the first only")
+    only_on_first_server(request, s3_server, "memory does not depend on the S3 server")
     out = tmp_path / "wide.json"
     subprocess.run(
         [

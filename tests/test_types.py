@@ -144,15 +144,22 @@ def test_duckdb_reads_back_every_value(
     partitioned: bool,
 ) -> None:
     files = _files(exported[fmt, partitioned])
-    hive = ", hive_partitioning = true, hive_types = {'part': 'VARCHAR'}" if partitioned else ""
+    assert_duckdb_reads_back(model, files, fmt, hive=partitioned)
+
+
+def assert_duckdb_reads_back(
+    model: duckdb.DuckDBPyConnection, files: list[str], fmt: str, *, hive: bool = False
+) -> None:
+    """DuckDB reads ``files`` as a user would (typed where the format allows) and gets the model."""
+    options = ", hive_partitioning = true, hive_types = {'part': 'VARCHAR'}" if hive else ""
     con = model.cursor()
     if fmt == "parquet":
-        got = con.sql(f"SELECT * FROM read_parquet({_listing(files)}{hive})").to_arrow_table()
+        got = con.sql(f"SELECT * FROM read_parquet({_listing(files)}{options})").to_arrow_table()
         _compare(model, got, fmt, "typed")
     elif fmt == "csv":
         got = con.sql(
             f"SELECT * FROM read_csv({_listing(files)}, all_varchar = true, header = true, "
-            f"allow_quoted_nulls = false{hive})"
+            f"allow_quoted_nulls = false{options})"
         ).to_arrow_table()
         _compare(model, got, fmt, "text")
     else:
@@ -160,7 +167,7 @@ def test_duckdb_reads_back_every_value(
         layout = "array" if fmt == "json" else "newline_delimited"
         got = con.sql(
             f"SELECT * FROM read_json({_listing(files)}, format = '{layout}', "
-            f"columns = {columns}{hive})"
+            f"columns = {columns}{options})"
         ).to_arrow_table()
         _compare(model, got, fmt, kinds)
 
