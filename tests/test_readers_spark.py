@@ -17,7 +17,7 @@ import pytest
 
 from dbt_s3_export import ArrowSource, ExportConfig, PartitionError, run_export
 
-from .support import S3Server, list_keys, read_object, s3_client
+from .support import S3Server, list_keys, only_on_first_server, read_object, s3_client
 from .test_types import _compare, exported, model  # noqa: F401  (module fixtures)
 from .type_matrix import COLUMNS
 
@@ -66,7 +66,10 @@ def test_spark_reads_partitioned_files_back(
     model: duckdb.DuckDBPyConnection,  # noqa: F811
     exported: dict[tuple[str, Any], Path],  # noqa: F811
     fmt: str,
+    s3_server: S3Server,
+    request: pytest.FixtureRequest,
 ) -> None:
+    only_on_first_server(request, s3_server, "Spark reads local copies of the files")
     folder = exported[fmt, True]
     reader = spark.read.option("basePath", str(folder)).schema(_spark_schema(spark, folder, fmt))
     if fmt == "parquet":
@@ -107,9 +110,10 @@ def test_empty_string_partitions_are_refused_by_default_and_nothing_is_published
 
 @pytest.mark.parametrize("empty", ["null", "keep"])
 def test_empty_string_partition_layouts(
-    spark: Any, s3_server: S3Server, tmp_path: Path, empty: str
+    spark: Any, s3_server: S3Server, tmp_path: Path, empty: str, request: pytest.FixtureRequest
 ) -> None:
     """``null``: every reader, Spark included, reads NULL. ``keep``: ``p=``, which Spark refuses."""
+    only_on_first_server(request, s3_server, "Spark reads local copies of the files")
     s3 = s3_client(s3_server.endpoint)
     bucket = f"empty-{empty}"
     s3.create_bucket(Bucket=bucket)
