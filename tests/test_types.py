@@ -24,7 +24,7 @@ import pytest
 
 from dbt_s3_export import DuckDBSource, ExportConfig, ExportFailed, run_export
 
-from .support import S3Server, list_keys, read_object, s3_client
+from .support import S3Server, list_keys, only_on_first_server, read_object, s3_client
 from .type_matrix import COLUMNS, canonical, decoded, is_nested, json_reading_type, model_sql
 
 FORMATS = ("parquet", "csv", "json", "jsonl")
@@ -353,3 +353,47 @@ def test_json_refuses_nan_and_infinity_at_any_depth(
     assert ("inside its values" in message) == nested
     assert "isfinite" in message and "is unchanged" in message
     assert list_keys(client, bucket) == []  # a failed first export leaves nothing behind
+
+
+# Spark's own limits. Parquet: no time of day (TIME), and TIMESTAMP(NANOS) only as a
+# long (spark.sql.legacy.parquet.nanosAsLong). CSV: an empty string ("") reads as
+# NULL, like an empty field, so the empty VARCHAR and the empty BLOB come back NULL.
+SPARK_LIMITS = {"parquet": ("ts_ns", "tstz_ns"), "csv": ("s", "bl")}
+
+
+def _spark_schema(spark: Any, folder: Path, fmt: str) -> Any:
+    """The columns Spark can read, with part as a string partition column."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    if fmt == "csv":
+        names = ["id", *(n for n, _, _ in COLUMNS)]
+        return StructType([StructField(n, StringType()) for n in [*names, "part"]])
+    inferred = spark.read.parquet(str(folder)).schema
+    fields = [f for f in inferred.fields if f.name not in (*SPARK_LIMITS["parquet"], "part")]
+    return StructType([*fields, StructField("part", StringType())])
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_spark_reads_partitioned_files_back(
+    spark: Any,
+    model: duckdb.DuckDBPyConnection,
+    exported: dict[tuple[str, Any], Path],
+    fmt: str,
+    s3_server: S3Server,
+    request: pytest.FixtureRequest,
+) -> None:
+    only_on_first_server(request, s3_server, "Spark reads local copies of the files")
+    folder = exported[fmt, True]
+    reader = spark.read.option("basePath", str(folder)).schema(_spark_schema(spark, folder, fmt))
+    if fmt == "parquet":
+        frame = reader.parquet(str(folder))
+        kinds: str = "typed"
+    else:
+        # RFC 4180 quoting: a quote inside a value is doubled, values span lines.
+        frame = reader.options(header=True, escape='"', multiLine=True).csv(str(folder))
+        kinds = "text"
+    got = frame.toArrow()
+    ids = [int(i) for i in got.column("id").to_pylist()]
+    parts = sorted(zip(ids, got.column("part").to_pylist(), strict=True))
+    assert parts == [(0, "a/b"), (1, "é x"), (2, "__HIVE_DEFAULT_PARTITION__"), (3, None)]
+    _compare(model, got.drop_columns(["part"]), fmt, kinds, SPARK_LIMITS[fmt])
