@@ -364,6 +364,7 @@ def test_include_partition_cols_writes_them_into_the_files(
         file_format="parquet",
         partition_cols=["p"],
         include_partition_cols=True,
+        empty_string_partitions="keep",
     )
     root = download(s3, bucket, "inside/", tmp_path)
     con = duckdb.connect()
@@ -383,7 +384,15 @@ def test_include_partition_cols_writes_them_into_the_files(
     assert from_files.to_table().sort_by("id")["p"].to_pylist() == NASTY
 
     default = nasty_table()
-    export(s3_server, bucket, default, key="outside/", file_format="csv", partition_cols=["p"])
+    export(
+        s3_server,
+        bucket,
+        default,
+        key="outside/",
+        file_format="csv",
+        partition_cols=["p"],
+        empty_string_partitions="keep",
+    )
     root = download(s3, bucket, "outside/", tmp_path / "o")
     header = con.sql(
         f"select column_name from (describe select * from read_csv('{root}/*=*/**/*.csv',"

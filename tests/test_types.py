@@ -56,7 +56,7 @@ def exported(
     """Every format, flat and partitioned by ``part``, downloaded to local folders."""
     client = s3_client(s3_server.endpoint)
     bucket = "type-matrix"
-    client.create_bucket(Bucket=bucket)
+    s3_server.create_bucket(bucket)
     root = tmp_path_factory.mktemp("types")
     out: dict[tuple[str, Any], Path] = {}
     runs = [(fmt, partitioned) for fmt in FORMATS for partitioned in (False, True)]
