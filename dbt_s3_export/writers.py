@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, BinaryIO, Protocol
 
 import duckdb
@@ -27,7 +28,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import S3ExportError
-from .typemap import column_error, is_raw_json, iso_text_sql, non_finite_error, type_name
+from .typemap import (
+    DECIMAL_LIMIT,
+    column_error,
+    huge_int_error,
+    is_raw_json,
+    iso_text_sql,
+    non_finite_error,
+    type_name,
+)
 
 # Parquet buffers rows up to this much Arrow memory before writing a row group,
 # whatever row_group_size says, so wide rows do not blow the memory bound.
@@ -137,6 +146,20 @@ def _leaf_floats(array: pa.Array) -> Iterator[pa.Array]:
         yield from _leaf_floats(array.items)
     elif pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
         yield from _leaf_floats(array.flatten())
+
+
+def _check_decimal_digits(field: pa.Field, array: pa.Array) -> None:
+    """No decimal(38) past 38 digits reaches DuckDB's to_json, whose overflow on one
+    (an internal error) invalidates the database it runs in. The source never sends
+    one; an Arrow table from elsewhere might (DuckDB's own HUGEINT, say)."""
+    if not pa.types.is_decimal128(field.type) or field.type.precision < 38:
+        return
+    scale = field.type.scale
+    wide = pc.abs(array.cast(pa.decimal256(76, scale)))
+    limit = pa.scalar(Decimal(DECIMAL_LIMIT).scaleb(-scale), pa.decimal256(76, scale))
+    largest = pc.max(wide)
+    if largest.is_valid and pc.greater(largest, limit).as_py():
+        raise huge_int_error(field.name, type_name(field), str(largest.as_py()))
 
 
 def _check_finite(field: pa.Field, array: pa.Array) -> None:
@@ -520,6 +543,8 @@ class JsonFormatWriter:
                     expr = iso_text_sql(col, "date")
             elif pa.types.is_floating(f.type) or pa.types.is_nested(f.type):
                 _check_finite(f, columns[i])
+            elif pa.types.is_decimal(f.type):
+                _check_decimal_digits(f, columns[i])
             else:
                 expr = _always_sql(col, f.type, csv=False)
             fields.append(f"{col} := {expr or col}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
@@ -181,3 +182,17 @@ def test_csv_floats_keep_their_point_and_sign() -> None:
     text = _csv(pa.table({"f": [2.0, -0.0, 0.1, 1e20, float("nan"), float("-inf"), None]}))
     assert text.splitlines() == ["f", "2.0", "-0.0", "0.1", "1e+20", "nan", "-inf", ""]
     assert _csv(pa.table({"f": [0.5, 1.25]})).splitlines() == ["f", "0.5", "1.25"]
+
+
+def test_json_writer_refuses_decimals_past_their_precision_instead_of_crashing_duckdb() -> None:
+    """DuckDB's HUGEINT as Arrow: a decimal(38, 0) that can hold 39 digits."""
+    table = duckdb.sql(
+        "SELECT 170141183460469231731687303715884105727::HUGEINT AS h UNION ALL SELECT 1"
+    ).to_arrow_table()
+    with pytest.raises(
+        ColumnError, match=r"column 'h' .* holds 170141183460469231731687303715884105727"
+    ):
+        _jsonl(table)
+    assert _jsonl(pa.table({"d": pa.array([-Decimal("9" * 38)], pa.decimal128(38, 0))})) == [
+        {"d": -int("9" * 38)}
+    ]
