@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, BinaryIO, Protocol
 
 import duckdb
@@ -156,9 +156,11 @@ def _check_decimal_digits(field: pa.Field, array: pa.Array) -> None:
         return
     scale = field.type.scale
     wide = pc.abs(array.cast(pa.decimal256(76, scale)))
-    limit = pa.scalar(Decimal(DECIMAL_LIMIT).scaleb(-scale), pa.decimal256(76, scale))
+    # An exact context: the default one rounds to 28 digits.
+    limit = Decimal(DECIMAL_LIMIT).scaleb(-scale, context=Context(prec=80))
+    limit_scalar = pa.scalar(limit, pa.decimal256(76, scale))
     largest = pc.max(wide)
-    if largest.is_valid and pc.greater(largest, limit).as_py():
+    if largest.is_valid and pc.greater(largest, limit_scalar).as_py():
         raise huge_int_error(field.name, type_name(field), str(largest.as_py()))
 
 
