@@ -149,6 +149,7 @@ COLUMNS: list[tuple[str, str, tuple[str, str, str]]] = [
         "GEOMETRY",
         ("'POINT (1 2)'", "'LINESTRING (0 0, 1 1)'", "'POLYGON ((0 0, 1 0, 1 1, 0 0))'"),
     ),
+    ("var", "VARIANT", ("{'a': [1, 2], 'b': 'x'}", "42", "'x'")),
 ]
 
 # The partition column of the partitioned layout, and the id that orders the rows.
@@ -188,7 +189,7 @@ def is_nested(typ: str) -> bool:
 def json_reading_type(typ: str) -> str:
     """The type DuckDB's read_json is given for a column of the model's type ``typ``."""
     base = typ.split("(")[0]
-    if is_nested(typ) or base == "JSON":
+    if is_nested(typ) or base in ("JSON", "VARIANT"):
         return "JSON"
     # read_json turns '12:34:56+05:30' into a TIMETZ at +00 (duckdb 2.0.1): read the text.
     if base in ("BLOB", "GEOMETRY", "BIGNUM", "BIT", "TIMETZ"):
@@ -204,6 +205,8 @@ def decoded(name: str, typ: str, kind: str) -> str:
     """
     col = f'"{name}"'
     base = typ.split("(")[0].split("[")[0].strip()
+    if base == "VARIANT":  # its JSON, as text (Parquet, CSV) or as a JSON value
+        return f"CAST(CAST({col} AS JSON) AS VARIANT)"
     if kind == "typed":
         if base == "UNION":
             cases = " ".join(
