@@ -98,6 +98,9 @@ class ExportConfig:
     mode: Mode = "replace"
     partition_cols: tuple[str, ...] = ()
     include_partition_cols: bool = False
+    # The empty string as a partition value: Spark, Hive, Athena and Trino cannot read
+    # a folder "col=", so it is refused unless asked for ("keep") or written as NULL.
+    empty_string_partitions: Literal["error", "keep", "null"] = "error"
     max_rows_per_file: int | None = None
     # Connection and credentials. Unset values fall through to boto3's own chain.
     region: str | None = None
@@ -213,14 +216,20 @@ class ExportConfig:
                 "Write s3_export as a dict such as {bucket: ..., key: ..., file_format: ...}",
             )
         check_option_names(options, where=where)
-        merged: dict[str, Any] = dict(defaults or {})
-        for group in CREDENTIAL_GROUPS:
-            if group & options.keys():
-                for name in group:
-                    merged.pop(name, None)
-        merged.update(options)
+        merged = overlay(defaults or {}, options)
         _expand_to(merged, options, where)
         return _Parser(merged, where).build()
+
+
+def overlay(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` over ``defaults``; setting any credential option replaces its whole group."""
+    merged = dict(defaults)
+    for group in CREDENTIAL_GROUPS:
+        if group & options.keys():
+            for name in group:
+                merged.pop(name, None)
+    merged.update(options)
+    return merged
 
 
 def _expand_to(merged: dict[str, Any], options: Mapping[str, Any], where: str) -> None:
@@ -304,6 +313,37 @@ def check_partition_name(parser: _Parser, col: str) -> None:
             f"column name {col!r} starts with {col[0]!r}; pyarrow, Spark and Athena skip "
             f"directories whose names start with '_' or '.', so those rows would be lost",
             f"Rename the column in the model (e.g. AS {safe}) and partition by that",
+        )
+
+
+# Numbers, dates, times and booleans are written without quotes, so a delimiter
+# that can occur in them would split values: digits, letters (true, nan, inf, 1e+20),
+# the signs, points and colons of numbers and times. A backslash is Spark's escape.
+_AMBIGUOUS_DELIMITERS = frozenset("+-.:")
+
+
+def check_delimiter(parser: _Parser, delimiter: str) -> None:
+    """A delimiter must be one ASCII character that no unquoted value can contain."""
+    if len(delimiter) != 1 or delimiter in '\r\n"' or not delimiter.isascii():
+        raise parser.fail(
+            "csv_delimiter",
+            f"must be one ASCII character other than a quote or line break, got {delimiter!r}",
+            'For tabs write "\\t"',
+        )
+    if delimiter == "\\":
+        raise parser.fail(
+            "csv_delimiter",
+            "'\\' is the escape character of Spark's CSV reader (and others'), which would "
+            "not split on it",
+            "Use a comma, a semicolon, a pipe or a tab (\\t)",
+        )
+    if delimiter.isalnum() or delimiter in _AMBIGUOUS_DELIMITERS:
+        raise parser.fail(
+            "csv_delimiter",
+            f"{delimiter!r} can occur in numbers, dates, times or booleans, which are written "
+            "without quotes, so readers could not tell values apart",
+            "Use a comma, a semicolon, a pipe or a tab (\\t), or another character that is "
+            "not a letter, a digit, a sign, a point, a colon or a backslash",
         )
 
 
@@ -443,6 +483,9 @@ class _Parser:
         if mode is not None:
             kw["mode"] = mode
         kw["partition_cols"] = self.partition_cols()
+        empty = self.choice("empty_string_partitions", ("error", "keep", "null"))
+        if empty is not None:
+            kw["empty_string_partitions"] = empty
         for name in ("region", "profile_name", "role_arn", "role_session_name"):
             kw[name] = self.string(name)
         for name in ("access_key_id", "secret_access_key", "session_token", "external_id"):
@@ -457,12 +500,7 @@ class _Parser:
         if delimiter is not None:
             # Jinja and YAML single-quoted strings keep a backslash escape as two characters.
             delimiter = _DELIMITER_ALIASES.get(delimiter, delimiter)
-            if len(delimiter) != 1 or delimiter in '\r\n"':
-                raise self.fail(
-                    "csv_delimiter",
-                    f"must be one character other than a quote or line break, got {delimiter!r}",
-                    'For tabs write "\\t"',
-                )
+            check_delimiter(self, delimiter)
             kw["csv_delimiter"] = delimiter
         self.compression(kw)
         ints: dict[str, tuple[int, int | None]] = {

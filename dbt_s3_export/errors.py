@@ -97,3 +97,13 @@ class PreconditionFailed(TransferError):
     Raised for S3's ``PreconditionFailed`` (412) and ``ConditionalRequestConflict``
     (409) answers to ``If-Match`` / ``If-None-Match`` requests.
     """
+
+
+class ColumnError(S3ExportError):
+    """A column's type or values cannot be written exactly in the chosen format.
+
+    Raised before anything is published: by a check before the upload where the
+    problem shows in the types or in a cheap look at the values, or mid-stream,
+    which aborts the export and leaves the previous one as it was. The message
+    names the column, its type and the fix.
+    """

@@ -52,7 +52,7 @@ else:
 
 
 class BatchSource(Protocol):
-    def schema(self) -> pa.Schema: ...
+    def schema(self, order_by: Sequence[str] = ()) -> pa.Schema: ...
 
     def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader: ...
 
@@ -163,7 +163,7 @@ def run_export(
     started = time.monotonic()
     _return_freed_arrow_memory()
     # What is wrong with the model's columns is found before anything is claimed or written.
-    check_columns(cfg, source.schema())
+    check_columns(cfg, source.schema(cfg.partition_cols))
     commit = open_commit(client, cfg, ctx)
     result = ExportResult(ctx.model, cfg.destination, cfg.file_format, commit.generation)
     try:

@@ -66,7 +66,12 @@ def file_content_type(cfg: ExportConfig) -> str:
 def slices(reader: pa.RecordBatchReader, cfg: ExportConfig) -> Iterator[PartitionSlice]:
     """The model's rows as partition slices (one slice per batch when not partitioned)."""
     if cfg.partition_cols:
-        pieces = split_by_partition(iter(reader), cfg.partition_cols, cfg.include_partition_cols)
+        pieces = split_by_partition(
+            iter(reader),
+            cfg.partition_cols,
+            cfg.include_partition_cols,
+            cfg.empty_string_partitions,
+        )
         yield from cap_partitions(pieces, cfg.max_partitions, cfg.partition_cols)
     else:
         for batch in reader:

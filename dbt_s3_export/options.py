@@ -74,6 +74,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("partition_cols", "string_list", "Hive-partition the files by these columns.", ALL),
     Option(
+        "empty_string_partitions",
+        "string",
+        "What an empty-string partition value becomes: error, keep (col=) or null.",
+        choices=("error", "keep", "null"),
+        default="error",
+    ),
+    Option(
         "include_partition_cols",
         "boolean",
         "Also write the partition columns inside the files.",

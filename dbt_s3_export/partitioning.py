@@ -12,7 +12,11 @@ escaped so that every reader decodes them back to the same text:
 * Non-ASCII characters stay as they are (UTF-8 in the key). Spark and Hive
   decode ``%XX`` one byte to one character, so percent-encoded UTF-8 would come
   back garbled there; raw UTF-8 reads back unchanged everywhere.
-* NULL is ``__HIVE_DEFAULT_PARTITION__``; the empty string is ``col=``.
+* NULL is ``__HIVE_DEFAULT_PARTITION__``. The empty string would be ``col=``, a
+  folder Spark, Hive, Athena and Trino refuse ("Empty partition column value"), so
+  it is refused unless the export asks for ``col=`` (``empty_string_partitions:
+  keep``: DuckDB, pyarrow and polars read it as the empty string) or for NULL
+  (``null``: what Spark itself writes for an empty string).
 * A string that spells ``__HIVE_DEFAULT_PARTITION__`` is written with its
   underscores encoded, so readers that compare before decoding (DuckDB, Spark)
   do not take it for NULL.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -98,10 +103,25 @@ def encode_segment(text: str) -> str:
     return "".join(out)
 
 
-def partition_path(columns: Sequence[str], texts: Sequence[str | None]) -> str:
+EmptyStrings = Literal["error", "keep", "null"]
+
+
+def partition_path(
+    columns: Sequence[str], texts: Sequence[str | None], empty: EmptyStrings = "keep"
+) -> str:
     """``col=value/...`` for one partition, ending with ``/``."""
     parts = []
     for col, text in zip(columns, texts, strict=True):
+        if text == "" and empty != "keep":
+            if empty == "error":
+                raise PartitionError(
+                    f"partition column '{col}' holds the empty string, and Spark, Hive, Athena "
+                    f"and Trino cannot read its folder '{col}='. Set empty_string_partitions: "
+                    "null to write it as NULL (__HIVE_DEFAULT_PARTITION__, as Spark does), "
+                    "keep to write it anyway (DuckDB, pyarrow and polars read it back as the "
+                    f"empty string), or write nullif({col}, '') in the model"
+                )
+            text = None
         segment = NULL_SEGMENT if text is None else encode_segment(text)
         parts.append(f"{encode_segment(col)}={segment}/")
     return "".join(parts)
@@ -150,7 +170,10 @@ def key_boundaries(batch: pa.RecordBatch, columns: Sequence[str]) -> list[int]:
 
 
 def split_by_partition(
-    batches: Iterator[pa.RecordBatch], columns: Sequence[str], keep_columns: bool
+    batches: Iterator[pa.RecordBatch],
+    columns: Sequence[str],
+    keep_columns: bool,
+    empty: EmptyStrings = "keep",
 ) -> Iterator[PartitionSlice]:
     """Cut a stream sorted by ``columns`` into per-partition slices.
 
@@ -165,7 +188,8 @@ def split_by_partition(
         data = batch if keep_columns else batch.drop_columns(list(columns))
         for start, end in zip(starts, ends, strict=True):
             texts = [value_text(batch.column(c), start) for c in columns]
-            yield PartitionSlice(partition_path(columns, texts), data.slice(start, end - start))
+            path = partition_path(columns, texts, empty)
+            yield PartitionSlice(path, data.slice(start, end - start))
 
 
 # A stream over max_partitions is counted on to this many partitions, to tell how many.

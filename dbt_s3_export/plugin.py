@@ -21,8 +21,9 @@ from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
 from .commit import RunContext
-from .config import SECRET_OPTIONS, ExportConfig, check_option_names
+from .config import SECRET_OPTIONS, ExportConfig, check_option_names, overlay
 from .credentials import ClientCache, ConnectionSettings, redact, url_secrets
+from .duckdb_s3 import DuckDBS3Config, destination_of, profile_secrets
 from .errors import S3ExportError, brief
 from .export import ExportResult, run_export
 from .source import export_source, relation_sql
@@ -33,11 +34,22 @@ PROFILE_WHERE = "profiles.yml plugin 'dbt_s3_export' config"
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
-        config = dict(plugin_config or {})
+        # dbt-duckdb merges the profile's DuckDB settings into every plugin's config
+        # (duckdb_s3.py): those that are not export options are not ours to check.
+        settings = dict(getattr(self.creds, "settings", None) or {})
+        known = ExportConfig.option_names()
+        config = {k: v for k, v in (plugin_config or {}).items() if k in known or k not in settings}
         try:
             check_option_names(config, where=PROFILE_WHERE)
         except S3ExportError as e:
             raise DbtRuntimeError(str(e)) from None
+        # A fault in DuckDB's own S3 configuration fails exports, not every dbt command.
+        self._duckdb_s3 = DuckDBS3Config()
+        self._duckdb_s3_error: S3ExportError | None = None
+        try:
+            self._duckdb_s3 = DuckDBS3Config.from_profile(settings, profile_secrets(self.creds))
+        except S3ExportError as e:
+            self._duckdb_s3_error = e
         self._defaults = config
         self._clients = ClientCache()
         self._conn: duckdb.DuckDBPyConnection | None = None
@@ -62,9 +74,10 @@ class Plugin(BasePlugin):
         try:
             configs = []
             for i, entry in enumerate(entries):
-                destination = _destination_of(entry, self._defaults)
+                raw = {**self._defaults, **(entry if isinstance(entry, Mapping) else {})}
+                destination = destination_of(raw) or ""
                 where = f"s3_export[{i}]" if len(entries) > 1 else ""
-                configs.append(ExportConfig.parse(entry, self._defaults, where=where))
+                configs.append(ExportConfig.parse(entry, self._defaults_for(entry), where=where))
             for i, cfg in enumerate(configs):
                 destination = cfg.destination
                 result = self._export(cfg, i, model, payload, target_config.relation)
@@ -113,6 +126,7 @@ class Plugin(BasePlugin):
             cfg.where,
             cfg.rows,
             max_partitions=cfg.max_partitions,
+            file_format=cfg.file_format,
         )
         if source.note:
             logger.info(f"s3_export: {model}: {source.note}")
@@ -121,7 +135,7 @@ class Plugin(BasePlugin):
 
     def _secrets(self, entries: Any) -> list[str]:
         """Every credential value in the profile config and the model's entries."""
-        found: list[str] = []
+        found: list[str] = self._duckdb_s3.secret_values()
         for options in [self._defaults, *(entries if isinstance(entries, list) else [])]:
             if isinstance(options, Mapping):
                 found += [
@@ -150,6 +164,13 @@ class Plugin(BasePlugin):
                 "env_var('DBT_ENV_SECRET_...') instead, or leave them out and let boto3 find them"
             )
 
+    def _defaults_for(self, entry: Any) -> dict[str, Any]:
+        """The plugin config over the profile's DuckDB S3 configuration for this destination."""
+        if self._duckdb_s3_error is not None:
+            raise self._duckdb_s3_error
+        raw = {**self._defaults, **(entry if isinstance(entry, Mapping) else {})}
+        return overlay(self._duckdb_s3.defaults_for(destination_of(raw)), self._defaults)
+
     def _cursor(self) -> Any:
         """The calling thread's dbt connection: it sees the model's uncommitted table."""
         from dbt.adapters.factory import get_adapter_by_type
@@ -164,19 +185,6 @@ class Plugin(BasePlugin):
         if self._conn is None:
             raise DbtRuntimeError("dbt_s3_export: no DuckDB connection is open to read from")
         return self._conn.cursor()
-
-
-def _destination_of(entry: Any, defaults: Mapping[str, Any]) -> str:
-    """Where an entry points, as far as it can be told before it is validated."""
-    if not isinstance(entry, Mapping):
-        return ""
-    merged = {**defaults, **entry}
-    to, bucket, key = merged.get("to"), merged.get("bucket"), merged.get("key")
-    if isinstance(to, str) and to.startswith("s3://"):
-        return to
-    if isinstance(bucket, str) and isinstance(key, str):
-        return f"s3://{bucket}/{key}"
-    return ""
 
 
 def _relation_name(relation: Any) -> str:

@@ -13,14 +13,22 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
 
-from .errors import LocalSpaceError, SourceError
+from .errors import ColumnError, LocalSpaceError, SourceError
 from .grouping import GroupedBatches
 from .partitioning import too_many_partitions
+from .typemap import (
+    Column,
+    column_error_from,
+    huge_int_error,
+    plan_columns,
+    select_list,
+    tag_schema,
+)
 
 # A partitioned export reads rows grouped by the partition columns, one partition
 # after the other, so that only one output file is open at a time. A base table
@@ -36,6 +44,51 @@ MAX_GROUPED_PARTITIONS = 256
 SORT_GROUP_BYTES = 64 * 1024 * 1024
 MAX_SORT_GROUPS = 64
 _IDENTIFIER = re.compile(r'"((?:[^"]|"")*)"|([^."]+)')
+# Batches hold about BATCH_BYTES of Arrow data whatever the width of a row: a
+# batch of batch_size rows of 1 MiB strings would be 128 GiB. The row count is
+# set from the average width of the first rows; where DuckDB knows the widest
+# value (string statistics of base tables), no batch can pass MAX_BATCH_BYTES
+# either, even when the wide rows come together.
+BATCH_BYTES = 16 * 1024 * 1024
+MAX_BATCH_BYTES = 128 * 1024 * 1024
+SAMPLE_ROWS = 1024
+
+
+def batch_rows(batch_size: int, row_bytes: float | None, widest_row: int | None = None) -> int:
+    """Rows per batch: at most batch_size, and about BATCH_BYTES of Arrow data."""
+    rows = batch_size
+    if row_bytes:
+        rows = min(rows, int(BATCH_BYTES // row_bytes))
+    if widest_row:
+        rows = min(rows, MAX_BATCH_BYTES // widest_row)
+    return max(rows, 1)
+
+
+def _fixed_width(typ: pa.DataType) -> int | None:
+    try:
+        return max(int(typ.bit_width) // 8, 1)
+    except ValueError:
+        return None
+
+
+def _widest(stats: Any, typ: pa.DataType) -> int | None:
+    """An upper bound of one value's Arrow bytes from DuckDB's statistics, if they give one."""
+    fixed = _fixed_width(typ)
+    if fixed is not None:
+        return fixed
+    if not isinstance(stats, dict):
+        return None
+    if pa.types.is_struct(typ):
+        children = stats.get("child_stats") or {}
+        total = 0
+        for field in typ:
+            width = _widest(children.get(field.name), field.type)
+            if width is None:
+                return None
+            total += width
+        return total
+    length = stats.get("max_string_length")
+    return int(length) + 8 if isinstance(length, int) else None
 
 
 # The relation a filter is parsed against; only the shape of the query matters.
@@ -148,12 +201,7 @@ def _name_parts(relation: str) -> list[str] | None:
 
 def _row_bytes(schema: pa.Schema) -> int:
     """A rough width of one row in DuckDB's sort: fixed widths, 24 bytes per string."""
-    total = 0
-    for f in schema:
-        try:
-            total += max(f.type.bit_width // 8, 1)
-        except ValueError:  # variable width: strings, binaries, nested values
-            total += 24
+    total = sum(_fixed_width(f.type) or 24 for f in schema)
     return max(total, 8)
 
 
@@ -171,6 +219,7 @@ class DuckDBSource:
         relation: str,
         where: str | None = None,
         *,
+        file_format: str = "parquet",
         max_partitions: int | None = None,
     ) -> None:
         self._con = con
@@ -185,25 +234,46 @@ class DuckDBSource:
             raise SourceError(
                 f"option 'where' ({where!r}) {e}. Give one condition over the model's columns"
             ) from None
+        # Which form each DuckDB type takes depends on the format (typemap.py).
+        self.file_format = file_format
+        self._plan: list[Column] | None = None
 
-    def _select(self, order_by: Sequence[str] = ()) -> str:
-        sql = f"SELECT * FROM {self.relation}{self._where_clause()}"
+    def _select(self, order_by: Sequence[str] = (), columns: str = "*") -> str:
+        sql = f"SELECT {columns} FROM {self.relation}{self._where_clause()}"
         if order_by:
             sql += " ORDER BY " + ", ".join(quote_identifier(c) for c in order_by)
         return sql
 
-    def schema(self) -> pa.Schema:
-        """The relation's columns and types, without reading any rows."""
+    def _columns_sql(self, order_by: Sequence[str]) -> str:
+        """The select list: each column in the form the export's format writes it."""
+        if self._plan is None:
+            try:
+                rel = self._con.sql(self._select() + " LIMIT 0")
+                names, types = list(rel.columns), list(rel.types)
+            except duckdb.Error as e:
+                raise self._relation_error(e) from e
+            self._plan = plan_columns(names, types, self.file_format, order_by)
+        return select_list(self._plan)
+
+    def schema(self, order_by: Sequence[str] = ()) -> pa.Schema:
+        """The columns and types the export writes, without reading any rows."""
+        columns = self._columns_sql(order_by)
         try:
-            return self._con.sql(self._select() + " LIMIT 0").to_arrow_table().schema
+            schema = self._con.sql(self._select(columns=columns) + " LIMIT 0").to_arrow_table()
         except duckdb.Error as e:
-            if self.where:
-                raise SourceError(
-                    f"cannot read relation {self.relation} filtered by option 'where' "
-                    f"({self.where!r}): {_first_line(e)}. Fix the filter: it is a DuckDB SQL "
-                    "condition over the model's columns"
-                ) from e
-            raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+            raise self._relation_error(e) from e
+        assert self._plan is not None
+        return tag_schema(schema.schema, self._plan)
+
+    def _relation_error(self, e: duckdb.Error) -> SourceError:
+        """The relation (as filtered) could not even be described."""
+        if self.where:
+            return SourceError(
+                f"cannot read relation {self.relation} filtered by option 'where' "
+                f"({self.where!r}): {_first_line(e)}. Fix the filter: it is a DuckDB SQL "
+                "condition over the model's columns"
+            )
+        return SourceError(f"cannot read relation {self.relation}: {e}")
 
     def _check_filter(self) -> None:
         """The filter must be true or false for each row, not a value DuckDB would cast."""
@@ -219,6 +289,75 @@ class DuckDBSource:
                 f"option 'where' ({self.where!r}) is a {kind} value, not a condition. Compare "
                 'it with something, e.g. "amount > 0"'
             )
+
+    def check_values(self) -> None:
+        """Range checks that need the values, before anything is uploaded (one aggregate)."""
+        checked = [c for c in self._plan or [] if c.range_check is not None]
+        if not checked:
+            return
+        aggregates = ", ".join(
+            f"min({quote_identifier(c.name)}), max({quote_identifier(c.name)})" for c in checked
+        )
+        try:
+            row = self._con.execute(self._select(columns=aggregates)).fetchall()[0]
+        except duckdb.Error as e:
+            raise SourceError(f"cannot read relation {self.relation}: {e}") from e
+        for i, column in enumerate(checked):
+            assert column.range_check is not None
+            for value in (row[2 * i], row[2 * i + 1]):
+                if value is not None and not (
+                    column.range_check.low <= value <= column.range_check.high
+                ):
+                    raise huge_int_error(column.name, column.type_name, str(value))
+
+    def _batch_rows(self, columns: str, batch_size: int) -> int:
+        """Rows per batch for about BATCH_BYTES each, from the widths DuckDB gives cheaply."""
+        try:
+            schema = (
+                self._con.sql(self._select(columns=columns) + " LIMIT 0").to_arrow_table().schema
+            )
+        except duckdb.Error as e:
+            raise self._error(e) from e
+        widths = [_fixed_width(f.type) for f in schema]
+        if all(w is not None for w in widths):
+            return batch_rows(batch_size, sum(w or 0 for w in widths))
+        widest = self._widest_row(schema)
+        sample_rows = batch_rows(SAMPLE_ROWS, None, widest and widest * 8)
+        try:
+            sample = self._con.sql(
+                self._select(columns=columns) + f" LIMIT {sample_rows}"
+            ).to_arrow_table()
+        except duckdb.Error as e:
+            raise self._error(e) from e
+        average = sample.nbytes / sample.num_rows if sample.num_rows else None
+        return batch_rows(batch_size, average, widest)
+
+    def _widest_row(self, schema: pa.Schema) -> int | None:
+        """An upper bound of a row's bytes from a base table's statistics, else None.
+
+        A filter on rowid that no row passes keeps DuckDB from reading any value, and
+        the outer join gives the one row that carries the statistics.
+        """
+        if self._table_rows() is None:
+            return None
+        names = [f.name for f in schema]
+        stats = ", ".join(f"stats(x.{quote_identifier(n)})" for n in names)
+        try:
+            row = self._con.execute(
+                f"SELECT {stats} FROM (SELECT 1) d LEFT JOIN "
+                f"(SELECT * FROM {self.relation} WHERE rowid < 0) x ON true"
+            ).fetchall()[0]
+        except duckdb.Error:
+            return None
+        changed = {c.name for c in self._plan or [] if c.changed}
+        total = 0
+        for f, value in zip(schema, row, strict=True):
+            width = _widest(value, f.type)
+            if width is None:
+                return None
+            # A column the projection renders (base64, text) may outgrow the stored value.
+            total += 2 * width if f.name in changed else width
+        return total
 
     def batch_relation(self, identifier: str) -> str | None:
         """The temporary table dbt-duckdb staged this run's incremental rows in, if any.
@@ -295,32 +434,54 @@ class DuckDBSource:
     def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
         """Start streaming rows; rows of equal ``order_by`` values arrive together."""
         self._check_filter()
+        columns = self._columns_sql(order_by)
+        self.check_values()
+        batch_size = self._batch_rows(columns, batch_size)
+        reader = self._open(order_by, batch_size, columns)
+        assert self._plan is not None
+        schema = tag_schema(reader.schema, self._plan)
+        return pa.RecordBatchReader.from_batches(schema, self._tagged(reader, schema))
+
+    @staticmethod
+    def _tagged(reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in reader:
+                yield pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+        finally:
+            reader.close()
+
+    def _open(self, order_by: Sequence[str], batch_size: int, columns: str) -> pa.RecordBatchReader:
         plan = self.read_plan(order_by)
         if plan.kind == "query":
-            return self._reader(self._select(order_by), batch_size)
+            return self._reader(self._select(order_by, columns), batch_size)
         if plan.kind == "grouped":
-            reader = self._reader(self._select(), batch_size)
+            reader = self._reader(self._select(columns=columns), batch_size)
             grouped = GroupedBatches(reader, order_by, batch_size, expected_rows=plan.rows)
             return pa.RecordBatchReader.from_batches(reader.schema, self._guard(grouped))
-        queries = self._sorted_queries(order_by, plan.groups)
+        queries = self._sorted_queries(order_by, plan.groups, columns)
         first = self._reader(queries[0], batch_size)
         return pa.RecordBatchReader.from_batches(
             first.schema, self._chain(first, queries[1:], batch_size)
         )
 
-    def _sorted_queries(self, order_by: Sequence[str], groups: int) -> list[str]:
+    def _sorted_queries(self, order_by: Sequence[str], groups: int, columns: str) -> list[str]:
         # rowid keeps a partition's rows in table order: DuckDB's sort is not stable,
         # and shuffled ids or timestamps compress worse and differ from run to run.
         order = ", ".join([*(quote_identifier(c) for c in order_by), "rowid"])
         if groups == 1:
-            return [f"SELECT * FROM {self.relation}{self._where_clause()} ORDER BY {order}"]
+            return [f"SELECT {columns} FROM {self.relation}{self._where_clause()} ORDER BY {order}"]
         key = "hash(" + ", ".join(quote_identifier(c) for c in order_by) + f") % {groups}"
         return [
-            f"SELECT * FROM {self.relation}{self._where_clause([f'{key} = {g}'])} ORDER BY {order}"
+            f"SELECT {columns} FROM {self.relation}"
+            f"{self._where_clause([f'{key} = {g}'])} ORDER BY {order}"
             for g in range(groups)
         ]
 
-    def _read_error(self, e: duckdb.Error) -> SourceError:
+    def _error(self, e: duckdb.Error) -> Exception:
+        """A DuckDB error as ours: a column check that stopped the query, or a read failure."""
+        message = column_error_from(str(e))
+        if message is not None:
+            return ColumnError(message)
         return _space_error(e, self._con) or SourceError(
             f"cannot read relation {self.relation}: {e}"
         )
@@ -329,13 +490,13 @@ class DuckDBSource:
         try:
             return self._con.sql(sql).to_arrow_reader(batch_size)
         except duckdb.Error as e:
-            raise self._read_error(e) from e
+            raise self._error(e) from e
 
     def _guard(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         try:
             yield from batches
         except duckdb.Error as e:
-            raise self._read_error(e) from e
+            raise self._error(e) from e
 
     def _chain(
         self, first: pa.RecordBatchReader, rest: Sequence[str], batch_size: int
@@ -349,7 +510,7 @@ class DuckDBSource:
                 reader = self._reader(sql, batch_size)
                 yield from reader
         except duckdb.Error as e:
-            raise self._read_error(e) from e
+            raise self._error(e) from e
         finally:
             reader.close()
 
@@ -362,17 +523,22 @@ def export_source(
     rows: Literal["all", "batch"],
     *,
     max_partitions: int | None = None,
+    file_format: str = "parquet",
 ) -> DuckDBSource:
     """The rows an export reads: the relation, or this run's incremental batch of it.
 
     ``rows: batch`` reads the temporary table dbt-duckdb staged this run's rows in;
     on a first or full-refresh run there is none and the whole relation is read.
     """
-    source = DuckDBSource(con, relation, where, max_partitions=max_partitions)
+    source = DuckDBSource(
+        con, relation, where, file_format=file_format, max_partitions=max_partitions
+    )
     if rows == "batch":
         batch = source.batch_relation(identifier)
         if batch is not None:
-            source = DuckDBSource(con, batch, where, max_partitions=max_partitions)
+            source = DuckDBSource(
+                con, batch, where, file_format=file_format, max_partitions=max_partitions
+            )
             source.note = "exporting this run's incremental batch only"
     return source
 
@@ -390,11 +556,12 @@ class ArrowSource:
     def __init__(self, table: pa.Table) -> None:
         self._table = table
 
-    def schema(self) -> pa.Schema:
+    def schema(self, order_by: Sequence[str] = ()) -> pa.Schema:
         return self._table.schema
 
     def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
         table = self._table
         if order_by:
             table = table.sort_by([(c, "ascending") for c in order_by])
-        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(batch_size))
+        rows = batch_rows(batch_size, table.nbytes / table.num_rows if table.num_rows else None)
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(rows))

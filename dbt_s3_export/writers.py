@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Context, Decimal
 from typing import Any, BinaryIO, Protocol
 
 import duckdb
@@ -27,6 +28,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import S3ExportError
+from .typemap import (
+    DECIMAL_LIMIT,
+    column_error,
+    huge_int_error,
+    is_raw_json,
+    iso_text_sql,
+    non_finite_error,
+    type_name,
+)
 
 # Parquet buffers rows up to this much Arrow memory before writing a row group,
 # whatever row_group_size says, so wide rows do not blow the memory bound.
@@ -63,36 +73,102 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _iso_text(expr: str, typ: pa.DataType) -> str | None:
-    """SQL that renders a temporal value as ISO 8601 text, or None for other types."""
+def _temporal_kind(typ: pa.DataType) -> str:
     if pa.types.is_timestamp(typ):
-        return f"replace(CAST({expr} AS VARCHAR), ' ', 'T')"
-    return None
+        return "timestamptz" if typ.tz is not None else "timestamp"
+    return "date"
 
 
-def _text_expr(
-    name: str, typ: pa.DataType, rule: Callable[[str, pa.DataType], str | None]
-) -> str | None:
-    """SQL rendering one column for a text format: ISO 8601 temporals, then the format's rule."""
-    col = _quote(name)
-    return _iso_text(col, typ) or rule(col, typ)
-
-
-def _csv_rule(col: str, typ: pa.DataType) -> str | None:
-    if pa.types.is_nested(typ):
+def _always_sql(col: str, typ: pa.DataType, *, csv: bool) -> str | None:
+    """SQL for columns DuckDB renders in every batch: intervals, binaries, nested (CSV)."""
+    if csv and pa.types.is_nested(typ):
         return f"CAST(to_json({col}) AS VARCHAR)"
-    if pa.types.is_interval(typ) or pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
-        return f"CAST({col} AS VARCHAR)"
-    return None
-
-
-def _json_rule(col: str, typ: pa.DataType) -> str | None:
-    if pa.types.is_floating(typ):
-        # JSON has no NaN or Infinity; write null rather than an unreadable file.
-        return f"CASE WHEN isfinite({col}) THEN {col} END"
     if pa.types.is_interval(typ):
         return f"CAST({col} AS VARCHAR)"
+    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+        return f"to_base64({col})"
     return None
+
+
+# Dates of years 1 to 9999 (the ones Arrow renders, as ISO 8601) in days since 1970.
+_FIRST_DAY = -719_162
+_LAST_DAY = 2_932_896
+_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+
+
+def _int_range(array: pa.Array) -> tuple[int, int] | None:
+    """The smallest and largest value of a temporal array as integers; None when all null."""
+    width = pa.int64() if array.type.bit_width == 64 else pa.int32()
+    low, high = pc.min_max(array.view(width)).values()
+    return (low.as_py(), high.as_py()) if low.is_valid else None
+
+
+def _arrow_renders(array: pa.Array) -> bool:
+    """Whether Arrow's text of these dates or times is what DuckDB reads back.
+
+    Arrow prints ``<value out of range ...>`` for DuckDB's infinite dates and for
+    ``24:00:00``, and dates far from today in its own way.
+    """
+    span = _int_range(array)
+    if span is None:
+        return True
+    if pa.types.is_date32(array.type):
+        return span[0] >= _FIRST_DAY and span[1] <= _LAST_DAY
+    if pa.types.is_time(array.type):
+        return span[1] < _DAY[array.type.unit]
+    return False
+
+
+def _float_text(array: pa.Array) -> pa.Array | None:
+    """CSV text of floats where Arrow would drop the point: ``2.0``, ``-0.0``, not ``2``, ``-0``.
+
+    Without the point readers take the column for integers and ``-0.0`` loses its
+    sign. Batches without whole numbers keep Arrow's own rendering (None).
+    """
+    whole = pc.and_(pc.is_finite(array), pc.equal(pc.floor(array), array))
+    if not pc.any(whole).as_py():
+        return None
+    text = pc.cast(array, pa.string())
+    pointless = pc.and_kleene(whole, pc.invert(pc.match_substring(text, "e")))
+    return pc.if_else(pointless, pc.binary_join_element_wise(text, ".0", ""), text)
+
+
+def _leaf_floats(array: pa.Array) -> Iterator[pa.Array]:
+    """The float arrays inside nested values (lists, structs, maps), at any depth."""
+    typ = array.type
+    if pa.types.is_floating(typ):
+        yield array
+    elif pa.types.is_struct(typ):
+        for i in range(typ.num_fields):
+            yield from _leaf_floats(array.field(i))
+    elif pa.types.is_map(typ):
+        yield from _leaf_floats(array.keys)
+        yield from _leaf_floats(array.items)
+    elif pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        yield from _leaf_floats(array.flatten())
+
+
+def _check_decimal_digits(field: pa.Field, array: pa.Array) -> None:
+    """No decimal(38) past 38 digits reaches DuckDB's to_json, whose overflow on one
+    (an internal error) invalidates the database it runs in. The source never sends
+    one; an Arrow table from elsewhere might (DuckDB's own HUGEINT, say)."""
+    if not pa.types.is_decimal128(field.type) or field.type.precision < 38:
+        return
+    scale = field.type.scale
+    wide = pc.abs(array.cast(pa.decimal256(76, scale)))
+    # An exact context: the default one rounds to 28 digits.
+    limit = Decimal(DECIMAL_LIMIT).scaleb(-scale, context=Context(prec=80))
+    limit_scalar = pa.scalar(limit, pa.decimal256(76, scale))
+    largest = pc.max(wide)
+    if largest.is_valid and pc.greater(largest, limit_scalar).as_py():
+        raise huge_int_error(field.name, type_name(field), str(largest.as_py()))
+
+
+def _check_finite(field: pa.Field, array: pa.Array) -> None:
+    """JSON has no NaN or infinity: refuse them rather than write an unreadable file."""
+    for leaf in _leaf_floats(array):
+        if pc.any(pc.invert(pc.is_finite(leaf))).as_py():
+            raise non_finite_error(field.name, type_name(field), nested=leaf is not array)
 
 
 # Text formats are encoded batch by batch on this many threads (Arrow and DuckDB
@@ -218,6 +294,21 @@ def dictionary_columns(table: pa.Table) -> list[str]:
     return chosen
 
 
+def _parquet_type_error(schema: pa.Schema, error: Exception) -> S3ExportError:
+    """Name the column whose Arrow type has no Parquet form (an Arrow source's, say)."""
+    for field in schema:
+        try:
+            pq.ParquetWriter(pa.BufferOutputStream(), pa.schema([field])).close()
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+            return column_error(
+                field.name,
+                type_name(field),
+                "has no Parquet form",
+                f"Cast it in the model, e.g. CAST({field.name} AS VARCHAR), or export csv or json",
+            )
+    return S3ExportError(f"cannot write this model as Parquet: {error}")
+
+
 class ParquetFormatWriter:
     def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
         self._rows_per_group = opts.row_group_size
@@ -252,7 +343,7 @@ class ParquetFormatWriter:
         try:
             writer = pq.ParquetWriter(sink, self._schema, **kwargs)
         except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as e:
-            raise S3ExportError(f"cannot write this model as Parquet: {e}") from e
+            raise _parquet_type_error(self._schema, e) from e
         if first is None:
             writer.close()
         return writer
@@ -303,10 +394,17 @@ class CsvFormatWriter:
 
     def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
         self._schema = schema
-        # Columns DuckDB renders: nested values as JSON, intervals and binaries as text,
-        # and timestamps that are not whole seconds in years 1000 to 9999.
-        self._sql = {i: _text_expr(f.name, f.type, _csv_rule) for i, f in enumerate(schema)}
-        self._timestamps = [i for i, f in enumerate(schema) if pa.types.is_timestamp(f.type)]
+        # Columns DuckDB renders in every batch: nested values as JSON, intervals as
+        # text, binaries as base64. Temporal and float columns are looked at per batch.
+        self._sql = {i: _always_sql(_quote(f.name), f.type, csv=True) for i, f in enumerate(schema)}
+        self._temporal = [
+            i
+            for i, f in enumerate(schema)
+            if pa.types.is_timestamp(f.type)
+            or pa.types.is_date32(f.type)
+            or pa.types.is_time(f.type)
+        ]
+        self._floats = [i for i, f in enumerate(schema) if pa.types.is_floating(f.type)]
         self._render = _Renderer()
         self._out = _TextStream(sink, opts.codec)
         self._quoted = pacsv.WriteOptions(include_header=False, delimiter=opts.csv_delimiter)
@@ -314,9 +412,7 @@ class CsvFormatWriter:
             include_header=False, delimiter=opts.csv_delimiter, quoting_style="none"
         )
         # Values rendered as JSON or text by DuckDB are quoted from the start.
-        self._try_plain = not any(
-            expr for i, expr in self._sql.items() if i not in self._timestamps
-        )
+        self._try_plain = not any(self._sql.values())
         if opts.csv_header:
             self._out.stream.write(self._header(opts.csv_delimiter))
         self._encoder = _OrderedEncoder(self._encode, self._emit)
@@ -333,15 +429,31 @@ class CsvFormatWriter:
     def _text_columns(self, batch: pa.RecordBatch) -> pa.RecordBatch | pa.Table:
         """The batch with every column that CSV cannot hold as it is rendered as text."""
         rendered: dict[int, pa.Array] = {}
-        for i in self._timestamps:
-            text = _iso_whole_seconds(batch.column(i))
+        sql = dict(self._sql)
+        for i in self._temporal:
+            column, typ = batch.column(i), self._schema.field(i).type
+            if pa.types.is_timestamp(typ):
+                text = _iso_whole_seconds(column)
+                if text is not None:
+                    rendered[i] = text
+                else:
+                    sql[i] = iso_text_sql(_quote(self._schema.field(i).name), _temporal_kind(typ))
+            elif not _arrow_renders(column):
+                name = _quote(self._schema.field(i).name)
+                sql[i] = (
+                    iso_text_sql(name, "date")
+                    if pa.types.is_date(typ)
+                    else f"CAST({name} AS VARCHAR)"
+                )
+        for i in self._floats:
+            text = _float_text(batch.column(i))
             if text is not None:
                 rendered[i] = text
-        via_sql = [i for i, expr in self._sql.items() if expr and i not in rendered]
+        via_sql = [i for i, expr in sql.items() if expr and i not in rendered]
         if via_sql:
             names = [self._schema.field(i).name for i in via_sql]
             exprs = ", ".join(
-                f"{self._sql[i]} AS {_quote(n)}" for i, n in zip(via_sql, names, strict=True)
+                f"{sql[i]} AS {_quote(n)}" for i, n in zip(via_sql, names, strict=True)
             )
             texts = self._render(batch.select(via_sql), exprs)
             for i, name in zip(via_sql, names, strict=True):
@@ -419,16 +531,24 @@ class JsonFormatWriter:
         fields = []
         for i, f in enumerate(self._schema):
             col = _quote(f.name)
-            expr: str | None
-            if pa.types.is_timestamp(f.type):
+            expr: str | None = None
+            if is_raw_json(f):
+                expr = f"CAST({col} AS JSON)"  # JSON text the source made: embed it as is
+            elif pa.types.is_timestamp(f.type):
                 text = _iso_whole_seconds(columns[i])
                 if text is not None:
                     columns[i] = text
-                expr = None if text is not None else _iso_text(col, f.type)
-            elif pa.types.is_floating(f.type) and pc.all(pc.is_finite(columns[i])).as_py():
-                expr = None  # nothing for the NaN/infinity rule to do in this batch
+                else:
+                    expr = iso_text_sql(col, _temporal_kind(f.type))
+            elif pa.types.is_date32(f.type):
+                if not _arrow_renders(columns[i]):
+                    expr = iso_text_sql(col, "date")
+            elif pa.types.is_floating(f.type) or pa.types.is_nested(f.type):
+                _check_finite(f, columns[i])
+            elif pa.types.is_decimal(f.type):
+                _check_decimal_digits(f, columns[i])
             else:
-                expr = _json_rule(col, f.type)
+                expr = _always_sql(col, f.type, csv=False)
             fields.append(f"{col} := {expr or col}")
         row = f"to_json(struct_pack({', '.join(fields)}))" if fields else "'{}'"
         return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), f"{row} AS line"

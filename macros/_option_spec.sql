@@ -14,6 +14,7 @@
     "content_type": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Content-Type of the data files.", "scope": "output", "secret": false, "type": "string"},
     "csv_delimiter": {"adapters": ["duckdb", "snowflake", "redshift", "bigquery", "spark", "databricks", "athena"], "choices": [], "default": ",", "doc": "Field delimiter of CSV files.", "scope": "output", "secret": false, "type": "string"},
     "csv_header": {"adapters": ["duckdb", "snowflake", "redshift", "bigquery", "spark", "databricks", "athena"], "choices": [], "default": true, "doc": "Write a header row in CSV files.", "scope": "output", "secret": false, "type": "boolean"},
+    "empty_string_partitions": {"adapters": ["duckdb"], "choices": ["error", "keep", "null"], "default": "error", "doc": "What an empty-string partition value becomes: error, keep (col=) or null.", "scope": "output", "secret": false, "type": "string"},
     "enabled": {"adapters": ["duckdb", "snowflake", "redshift", "bigquery", "spark", "databricks", "athena"], "choices": [], "default": true, "doc": "false skips this export.", "scope": "output", "secret": false, "type": "flag"},
     "endpoint_url": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "Endpoint of an S3-compatible server.", "scope": "access", "secret": false, "type": "string"},
     "export_id": {"adapters": ["duckdb"], "choices": [], "default": none, "doc": "The export's identity, which owns its folder (default: model unique id#entry).", "scope": "access", "secret": false, "type": "string"},

@@ -62,3 +62,26 @@ def bucket(s3: Any) -> str:
 @pytest.fixture
 def project(tmp_path: Path, s3_server: S3Server) -> DbtProject:
     return DbtProject(tmp_path / "project", s3_server.endpoint)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local Spark session (pyspark, Java 17) for every test that reads with Spark."""
+    import os
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", "python3")
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("dbt-s3-export-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "1")
+        # Spark's own limits with Parquet's TIME and TIMESTAMP(NANOS) (docs/types.md).
+        .config("spark.sql.legacy.parquet.nanosAsLong", "true")
+        .config("spark.sql.timeType.enabled", "true")
+        .getOrCreate()
+    )
+    yield session
+    session.stop()

@@ -128,6 +128,15 @@ class SeaweedServer(S3Server):
 SERVERS: dict[str, type[S3Server]] = {"seaweedfs": SeaweedServer, "moto": MotoServer}
 
 
+def only_on_first_server(request: Any, server: S3Server, why: str) -> None:
+    """Skip all but the first of the --s3-servers, for tests whose result cannot differ."""
+    import pytest
+
+    first = request.config.getoption("s3_servers").split(",")[0].strip()
+    if server.name != first:
+        pytest.skip(f"{why}: run against the first server only")
+
+
 @dataclass
 class BackgroundDbt:
     """A dbt command running in the background; ``wait`` gives its result."""

@@ -66,6 +66,8 @@ CONFIG_CASES: dict[str, dict[str, Any]] = {
     "`compression: snappy` with `file_format: csv`": {"compression": "snappy"},
     "`compression_level: 3` with csv": {"compression_level": 3},
     "`csv_delimiter: ab`": {"csv_delimiter": "ab"},
+    "`csv_delimiter: '-'`": {"csv_delimiter": "-"},
+    "`empty_string_partitions: drop`": {"empty_string_partitions": "drop"},
     "`include_partition_cols: 'yes'`": {"include_partition_cols": "yes"},
     "`max_rows_per_file: 0`": {"max_rows_per_file": 0, "key": "out/"},
     "`part_size_mb: 1`": {"part_size_mb": 1},
@@ -223,6 +225,33 @@ def _no_spill_space(ctx: Any) -> str:
 
     text = spill_failure(ctx.tmp / "small", ctx.endpoint, ctx.bucket)
     return text.removeprefix("LocalSpaceError ").replace(str(ctx.tmp / "small"), "/tmp")
+
+
+@runtime_case("an empty-string value in a partition column")
+def _empty_partition(ctx: Any) -> str:
+    return _export(ctx, pa.table({"id": [1], "region": [""]}), partition_cols=["region"])
+
+
+@runtime_case("a HUGEINT past 38 digits, exported as Parquet")
+def _huge(ctx: Any) -> str:
+    con = duckdb.connect()
+    con.execute(
+        "create table orders as select 170141183460469231731687303715884105727::HUGEINT AS h"
+    )
+    return _export(ctx, DuckDBSource(con, "orders", file_format="parquet"), file_format="parquet")
+
+
+@runtime_case("NaN or an infinity in a JSON export")
+def _nan(ctx: Any) -> str:
+    con = duckdb.connect()
+    con.execute("create table orders as select 'nan'::DOUBLE AS score")
+    return _export(ctx, DuckDBSource(con, "orders", file_format="json"), file_format="json")
+
+
+@runtime_case("an Arrow type Parquet cannot hold (an Arrow source)")
+def _no_parquet_form(ctx: Any) -> str:
+    data = pa.table({"span": pa.array([pa.MonthDayNano([1, 2, 3])])})
+    return _export(ctx, data, file_format="parquet")
 
 
 @runtime_case("the bucket does not exist")

@@ -47,7 +47,7 @@ class SlowSource:
         self.pause = pause
         self.started = started or threading.Event()
 
-    def schema(self) -> pa.Schema:
+    def schema(self, order_by: Sequence[str] = ()) -> pa.Schema:
         return self.data.schema
 
     def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:

@@ -316,7 +316,15 @@ def test_nasty_string_partitions_read_back_by_duckdb_and_pyarrow(
     fmt: str, s3_server: S3Server, s3: Any, bucket: str, tmp_path: Path
 ) -> None:
     table = nasty_table()
-    export(s3_server, bucket, table, key="nasty", file_format=fmt, partition_cols=["p", "q"])
+    export(
+        s3_server,
+        bucket,
+        table,
+        key="nasty",
+        file_format=fmt,
+        partition_cols=["p", "q"],
+        empty_string_partitions="keep",  # DuckDB and pyarrow read "p=" back as ""
+    )
     keys = list_keys(s3, bucket, "nasty/")
     assert "nasty/_manifest.json" in keys
     assert len([k for k in keys if DATA_FILE.search(k)]) == len(NASTY)
@@ -363,6 +371,7 @@ def test_include_partition_cols_writes_them_into_the_files(
         file_format="parquet",
         partition_cols=["p"],
         include_partition_cols=True,
+        empty_string_partitions="keep",
     )
     root = download(s3, bucket, "inside/", tmp_path)
     con = duckdb.connect()
@@ -382,7 +391,15 @@ def test_include_partition_cols_writes_them_into_the_files(
     assert from_files.to_table().sort_by("id")["p"].to_pylist() == NASTY
 
     default = nasty_table()
-    export(s3_server, bucket, default, key="outside/", file_format="csv", partition_cols=["p"])
+    export(
+        s3_server,
+        bucket,
+        default,
+        key="outside/",
+        file_format="csv",
+        partition_cols=["p"],
+        empty_string_partitions="keep",
+    )
     root = download(s3, bucket, "outside/", tmp_path / "o")
     header = con.sql(
         f"select column_name from (describe select * from read_csv('{root}/*=*/**/*.csv',"
@@ -594,7 +611,12 @@ def wide_run(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> d
     for fmt in FORMATS:
         project.model(
             f"wide_{fmt}",
-            exporting_model(bucket, f"lake/wide_{fmt}", fmt, f", 'partition_cols': {cols}"),
+            exporting_model(
+                bucket,
+                f"lake/wide_{fmt}",
+                fmt,
+                f", 'partition_cols': {cols}, 'empty_string_partitions': 'keep'",
+            ),
         )
     result = project.dbt("run")
     return {"project": project, "s3": s3, "bucket": bucket, "output": result.output}

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import pytest
 
+from dbt_s3_export.errors import ColumnError
 from dbt_s3_export.writers import (
     CsvFormatWriter,
     FormatOptions,
@@ -144,9 +147,9 @@ def test_json_values_read_back_as_duckdb_renders_them() -> None:
         (1, 1.5::DOUBLE, 2.0::DOUBLE, 'plain', 'say "hi"\', TIMESTAMP '2024-01-03 10:15:00',
          TIMESTAMP '2024-01-03 10:15:00.5', true, 12.50::DECIMAL(10, 2), DATE '2024-01-03',
          'é ü 日本'),
-        (-9007199254740993, 'nan'::DOUBLE, -0.0::DOUBLE, '', E'tab\there\nline', NULL,
+        (-9007199254740993, NULL, -0.0::DOUBLE, '', E'tab\there\nline', NULL,
          NULL, NULL, NULL, NULL, NULL),
-        (NULL, 'inf'::DOUBLE, 1e20::DOUBLE, NULL, NULL, TIMESTAMP '1999-12-31 23:59:59',
+        (NULL, -1.5e300::DOUBLE, 1e20::DOUBLE, NULL, NULL, TIMESTAMP '1999-12-31 23:59:59',
          TIMESTAMP '1999-12-31 23:59:59', false, -0.01::DECIMAL(10, 2), DATE '0999-01-01', 'x')
         ) t(i, f, g, s, esc, ts, frac, b, d, day, u)"""
     ).to_arrow_table()
@@ -155,7 +158,7 @@ def test_json_values_read_back_as_duckdb_renders_them() -> None:
         json.loads(line)
         for (line,) in con.sql(
             "SELECT CAST(to_json(struct_pack(i := i, "
-            "f := CASE WHEN isfinite(f) THEN f END, g := g, s := s, esc := esc, "
+            "f := f, g := g, s := s, esc := esc, "
             "ts := replace(CAST(ts AS VARCHAR), ' ', 'T'), "
             "frac := replace(CAST(frac AS VARCHAR), ' ', 'T'), b := b, d := d, day := day, "
             "u := u)) AS VARCHAR) FROM data"
@@ -163,5 +166,33 @@ def test_json_values_read_back_as_duckdb_renders_them() -> None:
     ]
     assert got == expected
     assert got[0]["g"] == 2.0 and isinstance(got[0]["g"], float)  # stays a float
-    assert got[1]["f"] is None and got[2]["f"] is None  # NaN and infinity are null
     assert got[0]["esc"] == 'say "hi"\\' and got[1]["esc"] == "tab\there\nline"
+
+
+def test_json_refuses_nan_rather_than_writing_null_or_invalid_json() -> None:
+    for values in ([1.0, float("nan")], [float("inf")], [None, float("-inf")]):
+        with pytest.raises(ColumnError, match="column 'f' \\(double\\) holds NaN or an infinity"):
+            _jsonl(pa.table({"f": values}))
+    nested = pa.table({"l": [[1.0], [2.0, float("nan")]]})
+    with pytest.raises(ColumnError, match="holds NaN or an infinity inside its values"):
+        _jsonl(nested)
+
+
+def test_csv_floats_keep_their_point_and_sign() -> None:
+    text = _csv(pa.table({"f": [2.0, -0.0, 0.1, 1e20, float("nan"), float("-inf"), None]}))
+    assert text.splitlines() == ["f", "2.0", "-0.0", "0.1", "1e+20", "nan", "-inf", ""]
+    assert _csv(pa.table({"f": [0.5, 1.25]})).splitlines() == ["f", "0.5", "1.25"]
+
+
+def test_json_writer_refuses_decimals_past_their_precision_instead_of_crashing_duckdb() -> None:
+    """DuckDB's HUGEINT as Arrow: a decimal(38, 0) that can hold 39 digits."""
+    table = duckdb.sql(
+        "SELECT 170141183460469231731687303715884105727::HUGEINT AS h UNION ALL SELECT 1"
+    ).to_arrow_table()
+    with pytest.raises(
+        ColumnError, match=r"column 'h' .* holds 170141183460469231731687303715884105727"
+    ):
+        _jsonl(table)
+    assert _jsonl(pa.table({"d": pa.array([Decimal("-" + "9" * 38)], pa.decimal128(38, 0))})) == [
+        {"d": -int("9" * 38)}
+    ]
