@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, cast
 
 from .errors import ConfigError
+from .formats import FILE_FORMATS, FORMATS, compression_suffix, file_extension
 
 FileFormat = Literal["csv", "parquet", "json", "jsonl"]
 Checksums = Literal["when_supported", "when_required"]
@@ -33,7 +34,6 @@ STORAGE_CLASSES = (
     "GLACIER_IR",
     "EXPRESS_ONEZONE",
 )
-FILE_FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "json", "jsonl")
 MODES: tuple[Mode, ...] = (
     "replace",
     "append",
@@ -46,18 +46,6 @@ MODES: tuple[Mode, ...] = (
 # wrote a file, which is how the export recognises its own files.
 TEMPLATE_FIELDS = ("model", "run_id", "part", "invocation_id", "date")
 DEFAULT_FILENAME_TEMPLATE = "part-{run_id}-{part}"
-
-# Extensions a single-object key may end with, per format. The first is the one
-# given to files the export names itself.
-EXTENSIONS: dict[str, tuple[str, ...]] = {
-    "csv": (".csv", ".tsv", ".txt"),
-    "parquet": (".parquet", ".pq"),
-    "json": (".json",),
-    "jsonl": (".jsonl", ".ndjson"),
-}
-TEXT_COMPRESSIONS = ("none", "gzip", "zstd")
-PARQUET_COMPRESSIONS = ("none", "snappy", "zstd", "gzip", "lz4", "brotli")
-COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
 
 # Option names whose values are credentials: never logged, rendered or echoed.
 SECRET_OPTIONS = frozenset({"access_key_id", "secret_access_key", "session_token", "external_id"})
@@ -143,15 +131,12 @@ class ExportConfig:
         """The effective compression codec, with the format's default applied."""
         if self.compression is not None:
             return self.compression
-        return "snappy" if self.file_format == "parquet" else "none"
+        return FORMATS[self.file_format].default_codec
 
     @property
     def extension(self) -> str:
         """The extension of files the export names itself (``.csv.gz`` and so on)."""
-        ext = EXTENSIONS[self.file_format][0]
-        if self.file_format != "parquet":
-            ext += COMPRESSION_SUFFIX.get(self.codec, "")
-        return ext
+        return file_extension(self.file_format, self.codec)
 
     @property
     def destination(self) -> str:
@@ -556,8 +541,7 @@ class _Parser:
 
     def compression(self, kw: dict[str, Any]) -> None:
         fmt = kw["file_format"]
-        allowed = PARQUET_COMPRESSIONS if fmt == "parquet" else TEXT_COMPRESSIONS
-        codec = self.choice("compression", allowed)
+        codec = self.choice("compression", FORMATS[fmt].codecs)
         kw["compression"] = codec
         level = self.integer("compression_level", minimum=-7, maximum=22)
         if level is not None:
@@ -603,27 +587,28 @@ class _Parser:
 
     def check_extension(self, key: str, fmt: str, codec: str | None) -> None:
         name = key.rsplit("/", 1)[-1].lower()
-        suffix = COMPRESSION_SUFFIX.get(codec or "", "") if fmt != "parquet" else ""
+        suffix = compression_suffix(fmt, codec)
+        extensions = FORMATS[fmt].extensions
         if suffix and not name.endswith(suffix):
             raise self.fail(
                 "key",
                 f"{key!r} is {codec}-compressed but does not end with {suffix}",
-                f"End the key with {EXTENSIONS[fmt][0]}{suffix}",
+                f"End the key with {extensions[0]}{suffix}",
             )
         if suffix:
             name = name[: -len(suffix)]
-        if any(name.endswith(ext) for ext in EXTENSIONS[fmt]):
+        if any(name.endswith(ext) for ext in extensions):
             if suffix == "" and (name.endswith(".gz") or name.endswith(".zst")):
                 raise self.fail(
                     "key", f"{key!r} ends like a compressed file but compression is not set"
                 )
             return
-        wanted = " or ".join(e + suffix for e in EXTENSIONS[fmt])
-        for other, exts in EXTENSIONS.items():
-            if other != fmt and any(name.endswith(e) for e in exts):
+        wanted = " or ".join(e + suffix for e in extensions)
+        for other in FORMATS.values():
+            if other.name != fmt and any(name.endswith(e) for e in other.extensions):
                 raise self.fail(
                     "key",
-                    f"{key!r} has a {other} extension but file_format is {fmt!r}",
+                    f"{key!r} has a {other.name} extension but file_format is {fmt!r}",
                     f"End the key with {wanted}, or change file_format",
                 )
         raise self.fail(

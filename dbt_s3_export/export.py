@@ -42,12 +42,14 @@ from .errors import (
     SourceError,
     TransferError,
 )
+from .formats import content_type
 from .partitioning import (
     PartitionSlice,
     check_partition_types,
     longest_segment,
     split_by_partition,
 )
+from .progress import Progress, human_bytes, plural
 from .transfer import (
     ObjectSink,
     Uploader,
@@ -58,7 +60,7 @@ from .transfer import (
     list_keys,
     list_uploads,
 )
-from .writers import FormatOptions, FormatWriter, content_type, open_writer
+from .writers import FormatOptions, FormatWriter, open_writer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -149,35 +151,16 @@ class ExportResult:
     def summary(self) -> str:
         if self.skipped:
             return f"s3_export: {self.model} -> {self.destination}: skipped ({self.skipped})"
-        files = len(self.files)
         return (
             f"s3_export: {self.model} -> {self.destination} ({self.file_format}): "
-            f"{self.rows} rows, {files} file{'s' if files != 1 else ''}, "
-            f"{_human_bytes(self.bytes)}, {self.seconds:.2f}s"
+            f"{plural(self.rows, 'row')}, {plural(len(self.files), 'file')}, "
+            f"{human_bytes(self.bytes)}, {self.seconds:.2f}s"
         )
 
 
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def file_content_type(cfg: ExportConfig) -> str:
-    """The format's media type; a compressed text file is a gzip or zstd file.
-
-    Content-Encoding is left unset on purpose: with it, HTTP clients would
-    silently decompress a ``.csv.gz`` download and save plain text under a
-    ``.gz`` name.
-    """
-    if cfg.content_type:
-        return cfg.content_type
-    if cfg.file_format != "parquet" and cfg.codec in ("gzip", "zstd"):
-        return f"application/{cfg.codec}"
-    return content_type(cfg.file_format)
+def file_content_type(cfg: ExportConfig, key: str) -> str:
+    """The configured content_type, else the type of the key's extension (formats.py)."""
+    return cfg.content_type or content_type(key, cfg.file_format)
 
 
 def object_args(cfg: ExportConfig) -> dict[str, Any]:
@@ -237,6 +220,13 @@ class _FileRoller:
         self._writer: FormatWriter | None = None
         self._rows = 0
 
+    def written(self) -> tuple[int, int, int]:
+        """Rows and bytes written so far, and files uploaded (read by the progress thread)."""
+        files, sink = list(self.files), self._sink
+        rows = sum(f.rows for f in files) + (self._rows if sink is not None else 0)
+        size = sum(f.bytes for f in files) + (sink.size if sink is not None else 0)
+        return rows, size, len(self.uploader.completed)
+
     def _key(self, path: str) -> str:
         if not self.cfg.is_prefix:
             return self.cfg.key
@@ -257,7 +247,7 @@ class _FileRoller:
     def _open(self, path: str) -> None:
         key = self._key(path)
         self._path = path
-        self._sink = self.uploader.open(key, file_content_type(self.cfg))
+        self._sink = self.uploader.open(key, file_content_type(self.cfg, key))
         self._writer = open_writer(self.opts, self.schema, cast(BinaryIO, self._sink))
         self._rows = 0
 
@@ -375,6 +365,7 @@ def run_export(
     )
     roller: _FileRoller | None = None
     swap = _Swap()
+    meter = Progress(f"{model} -> {cfg.destination}")
     try:
         reader = source.open(cfg.partition_cols, cfg.batch_size)
         try:
@@ -383,6 +374,7 @@ def run_export(
             if cfg.partition_cols and not cfg.include_partition_cols:
                 schema = pa.schema([f for f in schema if f.name not in cfg.partition_cols])
             roller = _FileRoller(cfg, uploader, schema, naming)
+            meter.watch(roller.written)
             for piece in _slices(reader, cfg):
                 roller.write(piece)
             roller.close(ensure_one_file=not cfg.partition_cols)
@@ -394,6 +386,7 @@ def run_export(
             swap = _plan_swap(client, cfg, gen, _read_manifest(client, cfg), result.files)
             _publish_manifest(uploader, client, cfg, result, schema, extra, swap.kept)
     except BaseException as e:
+        meter.stop()
         in_doubt = isinstance(e, _ManifestInDoubt)
         _clean_up_failed_run(uploader, roller, client, cfg, gen, delete_written=not in_doubt)
         uploader.close()
@@ -423,6 +416,7 @@ def run_export(
             + f", but {what} failed: {_text(e)}. The next successful run cleans them up"
         ) from e
     finally:
+        meter.stop()
         uploader.close()
     result.seconds = time.monotonic() - started
     return result

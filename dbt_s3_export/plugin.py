@@ -10,7 +10,10 @@ table it just built.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -23,10 +26,24 @@ from .config import SECRET_OPTIONS, ExportConfig, check_option_names
 from .credentials import ClientCache, ConnectionSettings, redact
 from .errors import S3ExportError
 from .export import ExportResult, run_export
+from .report import ExportRecord, RunReport
 from .source import DuckDBSource
 
 logger = AdapterLogger("S3Export")
 PROFILE_WHERE = "profiles.yml plugin 'dbt_s3_export' config"
+
+
+class _ToDbtLog(logging.Handler):
+    """Passes the engine's log lines (progress of long exports) on to dbt's log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log = logger.warning if record.levelno >= logging.WARNING else logger.info
+        log(record.getMessage())
+
+
+def _log_facts(text: str, facts: Mapping[str, Any]) -> None:
+    """Log ``text``; with --log-format json the event's data.args[0] holds ``facts``."""
+    logger.info(text.replace("{", "{{").replace("}", "}}"), dict(facts))
 
 
 class Plugin(BasePlugin):
@@ -39,12 +56,21 @@ class Plugin(BasePlugin):
         self._defaults = config
         self._clients = ClientCache()
         self._conn: duckdb.DuckDBPyConnection | None = None
+        self._report = RunReport()
+        self._report_lock = threading.Lock()
+        engine_log = logging.getLogger("dbt_s3_export")
+        if not any(isinstance(h, _ToDbtLog) for h in engine_log.handlers):
+            engine_log.addHandler(_ToDbtLog())
+            engine_log.setLevel(logging.INFO)
+            engine_log.propagate = False
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
         self._conn = conn
 
     def store(self, target_config: TargetConfig) -> None:
         payload = target_config.config
+        if isinstance(payload, Mapping) and payload.get("action") == "run_end":
+            return self._run_end(payload)
         if not isinstance(payload, Mapping) or "exports" not in payload:
             raise DbtRuntimeError(
                 "dbt_s3_export: store_relation was called without an export payload; "
@@ -53,18 +79,56 @@ class Plugin(BasePlugin):
         model = str(payload.get("model") or target_config.relation.identifier)
         secrets = self._secrets(payload["exports"])
         destination = ""
+        report, unique_id = self._report_for(payload), payload.get("unique_id")
+        report.hook_ran(unique_id)
         try:
             for cfg, result in self._export_all(model, payload, target_config.relation):
                 destination = cfg.destination
                 if result is not None:
-                    logger.info(result.summary())
+                    record = ExportRecord.of(result, unique_id)
+                    report.add(record)
+                    _log_facts(result.summary(), record.facts())
         except S3ExportError as e:
             # One clear line in dbt's output; the chain stays out of the message, and
             # any secret value that slipped into it is scrubbed as a last resort.
             subject = f"model '{model}'" + (f" exporting to {destination}" if destination else "")
             text = str(e).removeprefix(f"model '{model}': ")
             message = redact(f"s3_export failed for {subject}: {text}", secrets)
+            report.add(ExportRecord(model, unique_id, destination, None, "error", message=message))
             raise DbtRuntimeError(message) from None
+        finally:
+            self._write_artifact(report)
+
+    def _report_for(self, payload: Mapping[str, Any]) -> RunReport:
+        """The report of the payload's dbt invocation; a new invocation starts a new one."""
+        invocation_id = payload.get("invocation_id")
+        with self._report_lock:
+            if invocation_id != self._report.invocation_id:
+                self._report = RunReport(invocation_id)
+            return self._report
+
+    def _run_end(self, payload: Mapping[str, Any]) -> None:
+        """on_run_end(): warn about models that exported nothing, then log the run's totals."""
+        report = self._report_for(payload)
+        warning = report.missing_hooks(payload.get("ran") or [])
+        if warning:
+            logger.warning(warning)
+        lines = report.summary()
+        if lines:
+            _log_facts(lines[0], report.totals())
+        for line in lines[1:]:
+            logger.info(line)
+        self._write_artifact(report)
+
+    def _write_artifact(self, report: RunReport) -> None:
+        """target/s3_export_results.json; a failure to write it never fails the model."""
+        from dbt.adapters.factory import get_adapter_by_type
+
+        try:
+            config = get_adapter_by_type("duckdb").config  # type: ignore[no-untyped-call]
+            report.write(Path(config.project_root) / config.target_path)
+        except Exception as e:  # no dbt project (engine used alone), or a file system error
+            logger.debug(f"s3_export: could not write the results artifact: {e}")
 
     def _secrets(self, entries: Any) -> list[str]:
         """Every credential value in the profile config and the model's entries."""
@@ -111,7 +175,8 @@ class Plugin(BasePlugin):
         for cfg in configs:
             yield cfg, None
             if not cfg.enabled:
-                logger.info(f"s3_export: {model} -> {cfg.destination}: skipped (enabled: false)")
+                off = "enabled: false"
+                yield cfg, ExportResult(model, cfg.destination, cfg.file_format, "", skipped=off)
                 continue
             source = DuckDBSource(cursor, str(relation), cfg.where)
             if cfg.rows == "batch":
