@@ -38,6 +38,7 @@ START_TIMEOUT = 60.0
 # graceful stop waits 15 s for the S3 gateway's own open gRPC stream to the filer.
 # It gets this long after SIGTERM, then SIGKILL.
 STOP_GRACE = 2.0
+PROBE_KEY = ".dbt-s3-export-probe"
 
 
 def free_port() -> int:
@@ -200,10 +201,18 @@ class SeaweedFS:
         )
 
     def create_buckets(self, *buckets: str) -> None:
+        """Create the buckets, each ready to take writes at once.
+
+        SeaweedFS gives a bucket its first volume on the first write, which can
+        take seconds on a new server; a probe object written and deleted here
+        takes that wait out of the first export.
+        """
         s3 = self.client()
         for bucket in buckets:
             with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
                 s3.create_bucket(Bucket=bucket)
+            s3.put_object(Bucket=bucket, Key=PROBE_KEY, Body=b"")
+            s3.delete_object(Bucket=bucket, Key=PROBE_KEY)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
