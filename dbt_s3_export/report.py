@@ -106,9 +106,12 @@ class RunReport:
         totals = self.totals()
         if not totals["exports"]:
             return []
-        counts = [f"{totals[k]} {k}" for k in ("succeeded", "failed", "skipped") if totals[k]]
+        counts = ""
+        if totals["succeeded"] < totals["exports"]:
+            kinds = ("succeeded", "failed", "skipped")
+            counts = " (" + ", ".join(f"{totals[k]} {k}" for k in kinds if totals[k]) + ")"
         lines = [
-            f"s3_export: {plural(totals['exports'], 'export')} this run ({', '.join(counts)}): "
+            f"s3_export: {plural(totals['exports'], 'export')} this run{counts}: "
             f"{plural(totals['rows'], 'row')}, {plural(totals['files'], 'file')}, "
             f"{human_bytes(totals['bytes'])}"
         ]

@@ -235,7 +235,7 @@ def test_demo_succeeds_and_leaves_no_process_behind() -> None:
     assert demo.returncode == 0, output
     assert "Local S3 server (SeaweedFS) ready" in output
     assert "Completed successfully" in output and "all_orders.parquet" in output
-    assert "s3_export: 4 exports this run (4 succeeded)" in output
+    assert "s3_export: 4 exports this run: 17 rows, 6 files, " in output
     assert_nothing_left(marker)
 
 
