@@ -1,8 +1,11 @@
 """Benchmark: this package's export path against the usual ways to put a DuckDB table on S3.
 
-Every measurement runs in a fresh Python subprocess against a fresh moto S3
-server (its own process on 127.0.0.1), so that neither memory nor server state
-carries over from one contender to the next. The parent process samples the
+Every measurement runs in a fresh Python subprocess against a fresh S3 server
+(its own process on 127.0.0.1), so that neither memory nor server state carries
+over from one contender to the next. Two servers (``--servers``): SeaweedFS, a
+real object store written in Go (``weed server``, started as
+``dbt_s3_export.local_s3`` starts it), and moto, AWS's emulation in
+single-threaded Python, which takes a core of its own at these rates. The parent process samples the
 child's resident memory from the outside (no GIL in the way) between the
 moment the child is ready (data source open, clients built) and the moment it
 reports the export done: "peak RSS growth" is the highest sample minus the
@@ -78,6 +81,8 @@ def free_port() -> int:
 class Moto:
     """A fresh moto S3 server process with one empty bucket."""
 
+    name = "moto"
+
     def __init__(self) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -107,6 +112,30 @@ class Moto:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class Seaweed:
+    """A fresh SeaweedFS server (master, volume, filer and S3 in one process), one bucket."""
+
+    name = "seaweedfs"
+
+    def __init__(self) -> None:
+        from dbt_s3_export.local_s3 import SeaweedFS
+
+        self._server = SeaweedFS(
+            access_key=os.environ["AWS_ACCESS_KEY_ID"],
+            secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+        ).start()
+        self._server.create_buckets(BUCKET)
+        self.endpoint = self._server.endpoint
+        assert self._server.proc is not None
+        self.proc = self._server.proc
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+SERVERS = {"seaweedfs": Seaweed, "moto": Moto}
 
 
 def make_data(path: Path, n: int) -> None:
@@ -162,22 +191,22 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def run_one(spec: dict[str, Any]) -> dict[str, Any]:
+def run_one(spec: dict[str, Any], server_name: str) -> dict[str, Any]:
     needs_s3 = spec["contender"] != "local"
-    moto = Moto() if needs_s3 else None
+    server = SERVERS[server_name]() if needs_s3 else None
     try:
-        if moto is not None:
-            spec = {**spec, "endpoint": moto.endpoint}
+        if server is not None:
+            spec = {**spec, "endpoint": server.endpoint}
         result = measure(spec)
-        if moto is not None:
+        if server is not None:
             import psutil
 
-            times = psutil.Process(moto.proc.pid).cpu_times()
+            times = psutil.Process(server.proc.pid).cpu_times()
             result["s3_cpu"] = times.user + times.system
         return result
     finally:
-        if moto is not None:
-            moto.stop()
+        if server is not None:
+            server.stop()
 
 
 def fmt_row(cells: list[str], widths: list[int]) -> str:
@@ -261,6 +290,48 @@ def check_targets(results: dict[str, Any], big: int, huge: int | None) -> None:
             )
 
 
+def measure_all(
+    server: str,
+    names: list[str],
+    formats: list[str],
+    reps: int,
+    n: int,
+    db: Path,
+    work: Path,
+    overrides: dict[str, Any],
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every contender on every format, ``reps`` times, each against a fresh ``server``."""
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {f: {} for f in formats}
+    for rep in range(reps):
+        for fmt in formats:
+            order = [c for c in names if fmt in SUPPORTS[c]]
+            # Alternate who goes first; 'upload' needs the files 'local' wrote.
+            order = order[rep % len(order) :] + order[: rep % len(order)]
+            if "upload" in order:
+                order.remove("upload")
+                if "local" not in order:
+                    order.insert(0, "local")
+                order.insert(order.index("local") + 1, "upload")
+            for name in order:
+                spec = {
+                    "contender": name,
+                    "format": fmt,
+                    "db": str(db),
+                    "n": n,
+                    "local_dir": str(work / f"local-{fmt}"),
+                    "overrides": overrides,
+                }
+                r = run_one(spec, server)
+                runs[fmt].setdefault(name, []).append(r)
+                print(
+                    f"  rep {rep + 1} {fmt:7} {name:11} {r['seconds']:7.2f}s "
+                    f"{r['rss_mb']:6.0f} MB  cpu {r['cpu']:6.2f}s  "
+                    f"server cpu {r.get('s3_cpu', 0):6.2f}s",
+                    flush=True,
+                )
+    return runs
+
+
 def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
@@ -279,6 +350,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
+    ap.add_argument("--servers", default=",".join(SERVERS), help="S3 servers to measure against")
     ap.add_argument(
         "--set",
         action="append",
@@ -294,6 +366,7 @@ def main() -> None:
         sizes, reps, huge = [1_000_000], 1, None
     formats = args.formats.split(",")
     contenders = args.contenders.split(",")
+    servers = args.servers.split(",")
     overrides = dict(kv.split("=", 1) for kv in args.set)
     overrides = {
         k: json.loads(v) if v[:1] in '0123456789[{tf"' else v for k, v in overrides.items()
@@ -312,43 +385,20 @@ def main() -> None:
             started = time.monotonic()
             make_data(db, n)
             print(f"\ngenerated N={n:,} in {time.monotonic() - started:.1f}s")
-            runs: dict[str, dict[str, list[dict[str, Any]]]] = {f: {} for f in formats}
-            n_reps = 1 if n == huge else reps
-            for rep in range(n_reps):
-                for fmt in formats:
-                    order = [c for c in names if fmt in SUPPORTS[c]]
-                    # Alternate who goes first; 'upload' needs the files 'local' wrote.
-                    order = order[rep % len(order) :] + order[: rep % len(order)]
-                    if "upload" in order:
-                        order.remove("upload")
-                        if "local" not in order:
-                            order.insert(0, "local")
-                        order.insert(order.index("local") + 1, "upload")
-                    for name in order:
-                        spec = {
-                            "contender": name,
-                            "format": fmt,
-                            "db": str(db),
-                            "n": n,
-                            "local_dir": str(work / f"local-{fmt}"),
-                            "overrides": overrides,
-                        }
-                        r = run_one(spec)
-                        runs[fmt].setdefault(name, []).append(r)
-                        print(
-                            f"  rep {rep + 1} {fmt:7} {name:11} {r['seconds']:7.2f}s "
-                            f"{r['rss_mb']:6.0f} MB  cpu {r['cpu']:6.2f}s  "
-                            f"server cpu {r.get('s3_cpu', 0):6.2f}s",
-                            flush=True,
-                        )
-            results[str(n)] = {
-                fmt: report(n, fmt, {c: runs[fmt][c] for c in names if c in runs[fmt]})
-                for fmt in formats
-                if runs[fmt]
-            }
+            for server in servers:
+                print(f"\n== {server} ==")
+                n_reps = 1 if n == huge else reps
+                runs = measure_all(server, names, formats, n_reps, n, db, work, overrides)
+                results.setdefault(server, {})[str(n)] = {
+                    fmt: report(n, fmt, {c: runs[fmt][c] for c in names if c in runs[fmt]})
+                    for fmt in formats
+                    if runs[fmt]
+                }
             db.unlink()
         big = max(sizes)
-        check_targets(results, big, huge)
+        for server in servers:
+            print(f"\n== {server} ==")
+            check_targets(results[server], big, huge)
         if args.json:
             args.json.write_text(json.dumps({"overrides": overrides, "results": results}, indent=2))
     finally:

@@ -56,6 +56,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import random
 import secrets
@@ -130,7 +131,12 @@ class RunContext:
     entry: int = 0
     # The model was rebuilt from scratch (dbt's --full-refresh of an incremental model).
     full_refresh: bool = False
-    log: Callable[[str], None] = field(default=lambda message: None, repr=False, compare=False)
+    # Where the run's progress and notices go (dbt's log, from the plugin); by default
+    # the ``dbt_s3_export`` logger.
+    log: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+
+    def info(self, message: str) -> None:
+        (self.log or logging.getLogger("dbt_s3_export").info)(message)
 
     def export_id(self, cfg: ExportConfig) -> str:
         """The export's identity: ``export_id`` if set, else the model's id and the entry."""
@@ -500,13 +506,13 @@ class Lease:
                     continue  # another run took it first
                 self._renewed = time.monotonic()
                 if holder is not None:
-                    self.ctx.log(
+                    self.ctx.info(
                         f"s3_export: took over the lease on {self.cfg.destination} from run "
                         f"{holder.get('generation')} ({_describe_holder(holder)}), which stopped "
                         "renewing it; its files are removed after this run commits"
                     )
                 if owner != self.export_id:
-                    self.ctx.log(
+                    self.ctx.info(
                         f"s3_export: {self.cfg.destination} passes from export '{owner}' to "
                         f"'{self.export_id}' (take_over_from)"
                     )
@@ -519,7 +525,7 @@ class Lease:
                     f"run was killed, its lease expires {self.ttl} s after its last renewal"
                 )
             if not announced:
-                self.ctx.log(
+                self.ctx.info(
                     f"s3_export: waiting for another run of this export to finish writing to "
                     f"{self.cfg.destination} ({_describe_holder(holder)})"
                 )
@@ -720,7 +726,7 @@ class FolderCommit(_Commit):
         if mode not in ("append", "overwrite_partitions") or previous is None:
             return mode
         if self.ctx.full_refresh:
-            self.ctx.log(
+            self.ctx.info(
                 f"s3_export: {self.ctx.model} was rebuilt from scratch (full refresh): its "
                 f"{mode} export replaces everything at {self.cfg.destination}"
             )

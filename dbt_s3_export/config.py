@@ -19,6 +19,7 @@ from . import options as spec
 from .attributes import Problem, content_type_problem, metadata_problem, tags_problem
 from .deadlines import CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT
 from .errors import ConfigError
+from .formats import FILE_FORMATS, FORMATS, compression_suffix, file_extension
 from .source import FilterError, filter_sql
 
 FileFormat = Literal["csv", "parquet", "json", "jsonl"]
@@ -38,7 +39,6 @@ STORAGE_CLASSES = (
     "GLACIER_IR",
     "EXPRESS_ONEZONE",
 )
-FILE_FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "json", "jsonl")
 MODES: tuple[Mode, ...] = (
     "replace",
     "append",
@@ -55,18 +55,6 @@ DEFAULT_FILENAME_TEMPLATE = "part-{run_id}-{part}"
 _FIELD_BYTES = {"model": 0, "run_id": 24, "part": 5, "invocation_id": 36, "date": 10}
 # Each partition is at least one file; past this a partitioning is most likely a mistake.
 DEFAULT_MAX_PARTITIONS = 10_000
-
-# Extensions a single-object key may end with, per format. The first is the one
-# given to files the export names itself.
-EXTENSIONS: dict[str, tuple[str, ...]] = {
-    "csv": (".csv", ".tsv", ".txt"),
-    "parquet": (".parquet", ".pq"),
-    "json": (".json",),
-    "jsonl": (".jsonl", ".ndjson"),
-}
-TEXT_COMPRESSIONS = ("none", "gzip", "zstd")
-PARQUET_COMPRESSIONS = ("none", "snappy", "zstd", "gzip", "lz4", "brotli")
-COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
 
 # Option names whose values are credentials: never logged, rendered or echoed.
 SECRET_OPTIONS = spec.SECRETS
@@ -166,15 +154,12 @@ class ExportConfig:
         """The effective compression codec, with the format's default applied."""
         if self.compression is not None:
             return self.compression
-        return "snappy" if self.file_format == "parquet" else "none"
+        return FORMATS[self.file_format].default_codec
 
     @property
     def extension(self) -> str:
         """The extension of files the export names itself (``.csv.gz`` and so on)."""
-        ext = EXTENSIONS[self.file_format][0]
-        if self.file_format != "parquet":
-            ext += COMPRESSION_SUFFIX.get(self.codec, "")
-        return ext
+        return file_extension(self.file_format, self.codec)
 
     @property
     def destination(self) -> str:
@@ -639,7 +624,7 @@ class _Parser:
         for literal, name, _, _ in string.Formatter().parse(template):
             longest += len(literal.encode()) + _FIELD_BYTES.get(name or "", 0)
         prefix = kw["key"] if kw["key"].endswith("/") or kw["key"] == "" else kw["key"] + "/"
-        ext = EXTENSIONS[kw["file_format"]][0] + ".zst"  # the longest extension
+        ext = FORMATS[kw["file_format"]].extensions[0] + ".zst"  # the longest extension
         size = len(prefix.encode()) + longest + len(ext)
         if size > MAX_KEY_BYTES:
             raise self.fail(
@@ -780,8 +765,7 @@ class _Parser:
 
     def compression(self, kw: dict[str, Any]) -> None:
         fmt = kw["file_format"]
-        allowed = PARQUET_COMPRESSIONS if fmt == "parquet" else TEXT_COMPRESSIONS
-        codec = self.choice("compression", allowed)
+        codec = self.choice("compression", FORMATS[fmt].codecs)
         kw["compression"] = codec
         level = self.integer("compression_level", minimum=-7, maximum=22)
         if level is not None:
@@ -827,27 +811,28 @@ class _Parser:
 
     def check_extension(self, key: str, fmt: str, codec: str | None) -> None:
         name = key.rsplit("/", 1)[-1].lower()
-        suffix = COMPRESSION_SUFFIX.get(codec or "", "") if fmt != "parquet" else ""
+        suffix = compression_suffix(fmt, codec)
+        extensions = FORMATS[fmt].extensions
         if suffix and not name.endswith(suffix):
             raise self.fail(
                 "key",
                 f"{key!r} is {codec}-compressed but does not end with {suffix}",
-                f"End the key with {EXTENSIONS[fmt][0]}{suffix}",
+                f"End the key with {extensions[0]}{suffix}",
             )
         if suffix:
             name = name[: -len(suffix)]
-        if any(name.endswith(ext) for ext in EXTENSIONS[fmt]):
+        if any(name.endswith(ext) for ext in extensions):
             if suffix == "" and (name.endswith(".gz") or name.endswith(".zst")):
                 raise self.fail(
                     "key", f"{key!r} ends like a compressed file but compression is not set"
                 )
             return
-        wanted = " or ".join(e + suffix for e in EXTENSIONS[fmt])
-        for other, exts in EXTENSIONS.items():
-            if other != fmt and any(name.endswith(e) for e in exts):
+        wanted = " or ".join(e + suffix for e in extensions)
+        for other in FORMATS.values():
+            if other.name != fmt and any(name.endswith(e) for e in other.extensions):
                 raise self.fail(
                     "key",
-                    f"{key!r} has a {other} extension but file_format is {fmt!r}",
+                    f"{key!r} has a {other.name} extension but file_format is {fmt!r}",
                     f"End the key with {wanted}, or change file_format",
                 )
         raise self.fail(

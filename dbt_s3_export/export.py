@@ -43,6 +43,7 @@ from .errors import (
 )
 from .files import FileNaming, FileRoller, WrittenFile, slices
 from .partitioning import check_partition_types
+from .progress import Progress, human_bytes, plural
 from .transfer import Uploader
 
 if TYPE_CHECKING:
@@ -79,21 +80,11 @@ class ExportResult:
     def summary(self) -> str:
         if self.skipped:
             return f"s3_export: {self.model} -> {self.destination}: skipped ({self.skipped})"
-        files = len(self.files)
         return (
             f"s3_export: {self.model} -> {self.destination} ({self.file_format}): "
-            f"{self.rows} rows, {files} file{'s' if files != 1 else ''}, "
-            f"{_human_bytes(self.bytes)}, {self.seconds:.2f}s"
+            f"{plural(self.rows, 'row')}, {plural(len(self.files), 'file')}, "
+            f"{human_bytes(self.bytes)}, {self.seconds:.2f}s"
         )
-
-
-def _human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def object_args(cfg: ExportConfig, owner: dict[str, str]) -> dict[str, Any]:
@@ -189,6 +180,7 @@ def run_export(
         object_args=object_args(cfg, {} if cfg.is_prefix else owner_metadata(ctx.export_id(cfg))),
     )
     roller: FileRoller | None = None
+    meter = Progress(f"{ctx.model} -> {cfg.destination}", log=ctx.log)
     try:
         reader = source.open(cfg.partition_cols, cfg.batch_size)
         try:
@@ -196,6 +188,7 @@ def run_export(
             if cfg.partition_cols and not cfg.include_partition_cols:
                 schema = pa.schema([f for f in schema if f.name not in cfg.partition_cols])
             roller = FileRoller(cfg, uploader, schema, naming, if_absent=commit.if_absent)
+            meter.watch(roller.written)
             for piece in slices(reader, cfg):
                 roller.write(piece)
             roller.close(ensure_one_file=not cfg.partition_cols)
@@ -206,6 +199,7 @@ def run_export(
         listed = [_listed(f) for f in result.files]
         commit.publish(listed, _manifest_fields(cfg, ctx, result, schema))
     except BaseException as e:
+        meter.stop()
         if roller is not None:
             roller.abort()
         with contextlib.suppress(BaseException):
@@ -226,6 +220,7 @@ def run_export(
             "finishes the clean-up"
         ) from e
     finally:
+        meter.stop()
         uploader.close()
     result.seconds = time.monotonic() - started
     return result

@@ -17,9 +17,10 @@ import pyarrow as pa
 
 from .config import MAX_KEY_BYTES, ExportConfig
 from .errors import PartitionError
+from .formats import content_type
 from .partitioning import PartitionSlice, cap_partitions, longest_segment, split_by_partition
 from .transfer import ObjectSink, Uploader
-from .writers import FormatOptions, FormatWriter, content_type, open_writer
+from .writers import FormatOptions, FormatWriter, open_writer
 
 
 @dataclass(frozen=True)
@@ -49,18 +50,9 @@ class WrittenFile:
     partition: str = ""
 
 
-def file_content_type(cfg: ExportConfig) -> str:
-    """The format's media type; a compressed text file is a gzip or zstd file.
-
-    Content-Encoding is left unset on purpose: with it, HTTP clients would
-    silently decompress a ``.csv.gz`` download and save plain text under a
-    ``.gz`` name.
-    """
-    if cfg.content_type:
-        return cfg.content_type
-    if cfg.file_format != "parquet" and cfg.codec in ("gzip", "zstd"):
-        return f"application/{cfg.codec}"
-    return content_type(cfg.file_format)
+def file_content_type(cfg: ExportConfig, key: str) -> str:
+    """The configured content_type, else the type of the key's extension (formats.py)."""
+    return cfg.content_type or content_type(key, cfg.file_format)
 
 
 def slices(reader: pa.RecordBatchReader, cfg: ExportConfig) -> Iterator[PartitionSlice]:
@@ -111,6 +103,13 @@ class FileRoller:
         self._writer: FormatWriter | None = None
         self._rows = 0
 
+    def written(self) -> tuple[int, int, int]:
+        """Rows and bytes written so far, and files uploaded (read by the progress thread)."""
+        files, sink = list(self.files), self._sink
+        rows = sum(f.rows for f in files) + (self._rows if sink is not None else 0)
+        size = sum(f.bytes for f in files) + (sink.size if sink is not None else 0)
+        return rows, size, len(self.uploader.completed)
+
     def _key(self, path: str) -> str:
         if not self.cfg.is_prefix:
             return self.cfg.key
@@ -138,7 +137,9 @@ class FileRoller:
     def _open(self, path: str) -> None:
         key = self._key(path)
         self._path = path
-        self._sink = self.uploader.open(key, file_content_type(self.cfg), if_absent=self.if_absent)
+        self._sink = self.uploader.open(
+            key, file_content_type(self.cfg, key), if_absent=self.if_absent
+        )
         self._writer = open_writer(self.opts, self.schema, cast(BinaryIO, self._sink))
         self._rows = 0
 

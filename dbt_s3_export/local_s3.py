@@ -34,6 +34,11 @@ from typing import Any
 DEFAULT_ACCESS_KEY = "local-access-key"
 DEFAULT_SECRET_KEY = "local-secret-key"
 START_TIMEOUT = 60.0
+# SeaweedFS writes every object through to its files as it arrives, but its
+# graceful stop waits 15 s for the S3 gateway's own open gRPC stream to the filer.
+# It gets this long after SIGTERM, then SIGKILL.
+STOP_GRACE = 2.0
+PROBE_KEY = ".dbt-s3-export-probe"
 
 
 def free_port() -> int:
@@ -123,6 +128,8 @@ class SeaweedFS:
             # Small volumes: a test server needs megabytes, not the 30 GB default.
             "-master.volumeSizeLimitMB=256",
             "-volume.max=1000",
+            # No 10 s pause between leaving the cluster and stopping: there is no cluster.
+            "-volume.preStopSeconds=0",
             *(f"-{name}={port}" for name, port in ports.items()),
         ]
 
@@ -146,6 +153,15 @@ class SeaweedFS:
             )
         finally:
             log.close()
+        try:
+            self._wait_until_ready()
+        except BaseException:  # Ctrl-C or SIGTERM while starting included: leave nothing behind
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ready(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -153,9 +169,8 @@ class SeaweedFS:
                     f"SeaweedFS exited with {self.proc.returncode}; see {self.log_path}"
                 )
             if self._ready():
-                return self
+                return
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"SeaweedFS did not start within {START_TIMEOUT:.0f} s")
 
     def _ready(self) -> bool:
@@ -186,10 +201,18 @@ class SeaweedFS:
         )
 
     def create_buckets(self, *buckets: str) -> None:
+        """Create the buckets, each ready to take writes at once.
+
+        SeaweedFS gives a bucket its first volume on the first write, which can
+        take seconds on a new server; a probe object written and deleted here
+        takes that wait out of the first export.
+        """
         s3 = self.client()
         for bucket in buckets:
             with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
                 s3.create_bucket(Bucket=bucket)
+            s3.put_object(Bucket=bucket, Key=PROBE_KEY, Body=b"")
+            s3.delete_object(Bucket=bucket, Key=PROBE_KEY)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -197,7 +220,7 @@ class SeaweedFS:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(10)
+                proc.wait(STOP_GRACE)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -223,6 +246,40 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def banner(server: SeaweedFS, buckets: list[str], keep: str | None) -> str:
+    """What to put in profiles.yml to export to this server."""
+    where = (
+        f"in {keep}" if keep else "in a temporary folder, removed when it stops (--dir keeps it)"
+    )
+    return f"""\
+Local S3 server (SeaweedFS) ready at {server.endpoint}
+  buckets: {", ".join(buckets) or "none (start it with --bucket NAME)"}
+  data:    {where}
+Ctrl-C stops it.
+
+Plugin config for your duckdb output in profiles.yml:
+
+      plugins:
+        - module: dbt_s3_export
+          config:
+            endpoint_url: {server.endpoint}
+            region: us-east-1
+            access_key_id: {server.access_key}
+            secret_access_key: {server.secret_key}
+
+Other S3 clients take the same keys: AWS_ACCESS_KEY_ID={server.access_key} \
+AWS_SECRET_ACCESS_KEY={server.secret_key}"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m dbt_s3_export.local_s3",
@@ -234,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--access-key", default=DEFAULT_ACCESS_KEY)
     parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY)
     args = parser.parse_args(argv)
+    if not port_is_free(args.port):
+        parser.error(f"port {args.port} is already in use on 127.0.0.1; choose another with --port")
     if args.dir:
         Path(args.dir).mkdir(parents=True, exist_ok=True)
     server = SeaweedFS(
@@ -243,23 +302,18 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
     )
     signal.signal(signal.SIGTERM, _interrupt)
-    with server:
-        server.create_buckets(*args.bucket)
-        print(
-            f"local S3 (SeaweedFS) ready at {server.endpoint}\n"
-            f"  buckets:           {', '.join(args.bucket) or '(none; pass --bucket NAME)'}\n"
-            f"  endpoint_url:      {server.endpoint}\n"
-            f"  access_key_id:     {server.access_key}\n"
-            f"  secret_access_key: {server.secret_key}\n"
-            "Export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY with these values (or put them in\n"
-            "the plugin config) and set endpoint_url in profiles.yml. Ctrl-C stops the server.",
-            flush=True,
-        )
-        try:
+    try:
+        with server:
+            server.create_buckets(*args.bucket)
+            print(banner(server, args.bucket, args.dir), flush=True)
             while server.proc is not None and server.proc.poll() is None:
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            return 0
+            log = server.log_path.read_text(errors="replace").splitlines()[-20:]
+            print(
+                "SeaweedFS stopped by itself; the end of its log:", *log, sep="\n", file=sys.stderr
+            )
+    except KeyboardInterrupt:
+        return 0
     return 1
 
 

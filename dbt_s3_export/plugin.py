@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -26,10 +27,16 @@ from .credentials import ClientCache, ConnectionSettings, redact, url_secrets
 from .duckdb_s3 import DuckDBS3Config, destination_of, profile_secrets
 from .errors import S3ExportError, brief
 from .export import ExportResult, run_export
+from .report import ExportRecord, RunReport
 from .source import export_source, relation_sql
 
 logger = AdapterLogger("S3Export")
 PROFILE_WHERE = "profiles.yml plugin 'dbt_s3_export' config"
+
+
+def _log_facts(text: str, facts: Mapping[str, Any]) -> None:
+    """Log ``text``; with --log-format json the event's data.args[0] holds ``facts``."""
+    logger.info(text.replace("{", "{{").replace("}", "}}"), dict(facts))
 
 
 class Plugin(BasePlugin):
@@ -55,12 +62,16 @@ class Plugin(BasePlugin):
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._done: set[tuple[str, str, str]] = set()
+        self._report = RunReport()
+        self._report_lock = threading.Lock()
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
         self._conn = conn
 
     def store(self, target_config: TargetConfig) -> None:
         payload = target_config.config
+        if isinstance(payload, Mapping) and payload.get("action") == "run_end":
+            return self._run_end(payload)
         if not isinstance(payload, Mapping) or "exports" not in payload:
             raise DbtRuntimeError(
                 "dbt_s3_export: store_relation was called without an export payload; "
@@ -71,6 +82,8 @@ class Plugin(BasePlugin):
         secrets = self._secrets(entries)
         self._warn_about_credentials(model, entries, adhoc=payload.get("unique_id") is None)
         destination = ""
+        report, unique_id = self._report_for(payload), payload.get("unique_id")
+        report.hook_ran(unique_id)
         try:
             configs = []
             for i, entry in enumerate(entries):
@@ -81,25 +94,63 @@ class Plugin(BasePlugin):
             for i, cfg in enumerate(configs):
                 destination = cfg.destination
                 result = self._export(cfg, i, model, payload, target_config.relation)
-                if result is not None:
-                    logger.info(result.summary())
+                record = ExportRecord.of(result, unique_id)
+                report.add(record)
+                _log_facts(result.summary(), record.facts())
         except DbtRuntimeError:
             raise
         except Exception as e:
-            # One clear line in dbt's output; the chain stays out of the message, and
-            # any secret value that slipped into it is scrubbed as a last resort.
+            # One line in dbt's output, naming the model and the destination once; the
+            # chain stays out of it, and any secret value that slipped in is scrubbed.
             subject = f"model '{model}'" + (f" exporting to {destination}" if destination else "")
             secrets += self._clients.secrets()
             message = redact(f"s3_export failed for {subject}: {brief(e)}", secrets)
+            report.add(ExportRecord(model, unique_id, destination, None, "error", message=message))
             raise DbtRuntimeError(message) from None
+        finally:
+            self._write_artifact(report)
+
+    def _report_for(self, payload: Mapping[str, Any]) -> RunReport:
+        """The report of the payload's dbt invocation; a new invocation starts a new one."""
+        invocation_id = payload.get("invocation_id")
+        with self._report_lock:
+            if invocation_id != self._report.invocation_id:
+                self._report = RunReport(invocation_id)
+            return self._report
+
+    def _run_end(self, payload: Mapping[str, Any]) -> None:
+        """on_run_end(): warn about models that exported nothing, then log the run's totals."""
+        report = self._report_for(payload)
+        warning = report.missing_hooks(payload.get("ran") or [])
+        if warning:
+            logger.warning(warning)
+        lines = report.summary()
+        if lines:
+            _log_facts(lines[0], report.totals())
+        for line in lines[1:]:
+            logger.info(line)
+        self._write_artifact(report)
+
+    def _write_artifact(self, report: RunReport) -> None:
+        """target/s3_export_results.json; a failure to write it never fails the model."""
+        from dbt.adapters.factory import get_adapter_by_type
+
+        try:
+            config = get_adapter_by_type("duckdb").config  # type: ignore[no-untyped-call]
+            report.write(Path(config.project_root) / config.target_path)
+        except Exception as e:  # no dbt project (engine used alone), or a file system error
+            logger.debug(f"s3_export: could not write the results artifact: {e}")
 
     def _export(
         self, cfg: ExportConfig, entry: int, model: str, payload: Mapping[str, Any], relation: Any
-    ) -> ExportResult | None:
+    ) -> ExportResult:
         """Run one export entry, at most once per dbt invocation."""
+
+        def skipped(reason: str) -> ExportResult:
+            return ExportResult(model, cfg.destination, cfg.file_format, "", skipped=reason)
+
         if not cfg.enabled:
-            logger.info(f"s3_export: {model} -> {cfg.destination}: skipped (enabled: false)")
-            return None
+            return skipped("enabled: false")
         ctx = RunContext(
             model=model,
             unique_id=payload.get("unique_id"),
@@ -113,11 +164,7 @@ class Plugin(BasePlugin):
         done = (ctx.invocation_id or "", ctx.export_id(cfg), cfg.destination)
         with self._lock:
             if ctx.invocation_id and done in self._done:
-                logger.info(
-                    f"s3_export: {model} -> {cfg.destination}: skipped (already exported in "
-                    "this dbt invocation; is the export hook set twice?)"
-                )
-                return None
+                return skipped("already exported in this dbt invocation; is the hook set twice?")
             self._done.add(done)
         source = export_source(
             self._cursor(),

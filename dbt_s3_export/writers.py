@@ -590,12 +590,3 @@ def open_writer(opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> Forma
     if opts.file_format in ("json", "jsonl"):
         return JsonFormatWriter(opts, schema, sink)
     raise S3ExportError(f"unsupported file_format {opts.file_format!r}")
-
-
-def content_type(file_format: str) -> str:
-    return {
-        "csv": "text/csv",
-        "parquet": "application/vnd.apache.parquet",
-        "json": "application/json",
-        "jsonl": "application/x-ndjson",
-    }[file_format]
