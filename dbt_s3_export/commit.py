@@ -198,11 +198,11 @@ class Manifest:
     @classmethod
     def parse(cls, stored: StoredObject, cfg: ExportConfig) -> Manifest:
         """Check the manifest's shape; a foreign or damaged one raises ``CorruptManifest``."""
-        where = f"s3://{cfg.bucket}/{stored.key}"
+        location = f"s3://{cfg.bucket}/{stored.key}"
 
         def bad(problem: str) -> CorruptManifest:
             return CorruptManifest(
-                f"{where} is not a manifest this version of dbt-s3-export can read: {problem}. "
+                f"{location} is not a manifest this version of dbt-s3-export can read: {problem}. "
                 "Nothing was changed. If it was edited by hand, restore it (from the bucket's "
                 "versions or a backup). To start the folder afresh instead, delete it and "
                 f"{cfg.prefix}{LEASE_NAME}: the next run then writes a new export and leaves "
@@ -406,8 +406,8 @@ def _claims_inside(store: Store, cfg: ExportConfig, prefix: str) -> Iterator[tup
             yield folder, _describe_owner(_decode(record.body) if record else {})
 
 
-def _conflict(cfg: ExportConfig, me: str, where: str, owner: str, relation: str) -> Exception:
-    here = f"s3://{cfg.bucket}/{where}"
+def _conflict(cfg: ExportConfig, me: str, folder: str, owner: str, relation: str) -> Exception:
+    here = f"s3://{cfg.bucket}/{folder}"
     if relation == "same":
         return OwnershipConflict(
             f"{here} belongs to export {owner}, and this export is '{me}'. Two exports "

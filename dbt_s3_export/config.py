@@ -190,20 +190,20 @@ class ExportConfig:
         options: Mapping[str, Any],
         defaults: Mapping[str, Any] | None = None,
         *,
-        where: str = "",
+        context: str = "",
     ) -> ExportConfig:
         """Validate ``options`` laid over ``defaults``; raise ``ConfigError`` on the first fault."""
         if not isinstance(options, Mapping):
             raise ConfigError(
-                where,
+                context,
                 None,
                 f"expected a mapping of options, got {type(options).__name__} {options!r}",
                 "Write s3_export as a dict such as {bucket: ..., key: ..., file_format: ...}",
             )
-        check_option_names(options, where=where)
+        check_option_names(options, context=context)
         merged = overlay(defaults or {}, options)
-        _expand_to(merged, options, where)
-        return _Parser(merged, where).build()
+        _expand_to(merged, options, context)
+        return _Parser(merged, context).build()
 
 
 def overlay(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,14 +217,14 @@ def overlay(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def _expand_to(merged: dict[str, Any], options: Mapping[str, Any], where: str) -> None:
+def _expand_to(merged: dict[str, Any], options: Mapping[str, Any], context: str) -> None:
     """``to: s3://bucket/key`` is shorthand for ``bucket`` + ``key``; they must agree."""
     to = merged.pop("to", None)
     if to is None:
         return
     if not isinstance(to, str) or not to.startswith("s3://") or "/" not in to[5:]:
         raise ConfigError(
-            where,
+            context,
             "to",
             f"must look like s3://bucket/key, got {to!r}",
             "For example s3://my-bucket/orders/",
@@ -234,7 +234,7 @@ def _expand_to(merged: dict[str, Any], options: Mapping[str, Any], where: str) -
         given = options.get(name)
         if given is not None and given != value:
             raise ConfigError(
-                where,
+                context,
                 name,
                 f"is {given!r} but 'to' ({to!r}) says {value!r}",
                 "Give either 'to' or 'bucket' and 'key', not both",
@@ -242,17 +242,17 @@ def _expand_to(merged: dict[str, Any], options: Mapping[str, Any], where: str) -
         merged[name] = value
 
 
-def check_option_names(options: Mapping[str, Any], *, where: str) -> None:
+def check_option_names(options: Mapping[str, Any], *, context: str) -> None:
     """Reject unknown option names, suggesting the closest known one."""
     known = ExportConfig.option_names()
     for name in options:
         if not isinstance(name, str):
-            raise ConfigError(where, repr(name), "option names must be strings")
+            raise ConfigError(context, repr(name), "option names must be strings")
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
             hint = f"Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(
-                where,
+                context,
                 name,
                 "unknown option",
                 (hint + " " if hint else "") + "Known options: " + ", ".join(sorted(known)),
@@ -263,7 +263,7 @@ def check_option_names(options: Mapping[str, Any], *, where: str) -> None:
     for name in spec.unsupported_output_options(spec.DUCKDB, set(options)):
         engines = ", ".join(spec.BY_NAME[name].adapters)
         raise ConfigError(
-            where,
+            context,
             name,
             f"is honoured on {engines}, not by the dbt-duckdb plugin",
             "Drop it, or use the plugin's equivalent (max_rows_per_file for max_file_size_mb)"
@@ -333,12 +333,12 @@ def check_delimiter(parser: _Parser, delimiter: str) -> None:
 
 
 class _Parser:
-    def __init__(self, raw: dict[str, Any], where: str) -> None:
+    def __init__(self, raw: dict[str, Any], context: str) -> None:
         self.raw = raw
-        self.where = where
+        self.context = context
 
     def fail(self, option: str, problem: str, fix: str = "") -> ConfigError:
-        return ConfigError(self.where, option, problem, fix)
+        return ConfigError(self.context, option, problem, fix)
 
     def _shown(self, option: str) -> str:
         value = self.raw[option]

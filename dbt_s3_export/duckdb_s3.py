@@ -43,7 +43,7 @@ _SECRET_VALUES = ("access_key_id", "secret_access_key", "session_token")
 _DEFAULT_SCOPES = ("s3://", "s3a://", "s3n://")
 
 
-def _flag(value: Any, where: str, name: str) -> bool:
+def _flag(value: Any, context: str, name: str) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -51,7 +51,7 @@ def _flag(value: Any, where: str, name: str) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ConfigError(where, name, f"must be true or false, got {value!r}")
+    raise ConfigError(context, name, f"must be true or false, got {value!r}")
 
 
 def _endpoint(host: str, use_ssl: bool) -> dict[str, Any]:
@@ -69,7 +69,7 @@ def _endpoint(host: str, use_ssl: bool) -> dict[str, Any]:
 
 
 def _options(
-    values: Mapping[str, Any], names: Mapping[str, str], prefix: str, where: str
+    values: Mapping[str, Any], names: Mapping[str, str], prefix: str, context: str
 ) -> dict[str, Any]:
     """One settings block or secret as export options."""
     options: dict[str, Any] = {}
@@ -79,21 +79,22 @@ def _options(
             options[option] = str(value)
     endpoint = values.get(prefix + "endpoint")
     use_ssl = values.get(prefix + "use_ssl")
-    ssl = True if use_ssl is None else _flag(use_ssl, where, prefix + "use_ssl")
+    ssl = True if use_ssl is None else _flag(use_ssl, context, prefix + "use_ssl")
     if endpoint:
         for option, value in _endpoint(str(endpoint), ssl).items():
             options.setdefault(option, value)
     style = values.get(prefix + "url_style")
     if style:
         if str(style).lower() not in ("path", "vhost"):
-            raise ConfigError(where, prefix + "url_style", f"must be path or vhost, got {style!r}")
+            problem = f"must be path or vhost, got {style!r}"
+            raise ConfigError(context, prefix + "url_style", problem)
         options["path_style"] = str(style).lower() == "path"
     has_id = "access_key_id" in options
     if has_id != ("secret_access_key" in options):
         duckdb_name = {option: prefix + name for name, option in names.items()}
         given, missing = ("access_key_id", "secret_access_key")[:: 1 if has_id else -1]
         raise ConfigError(
-            where,
+            context,
             duckdb_name[missing],
             f"is missing while {duckdb_name[given]} is set",
             "Give both, or neither to use the AWS credential chain",
@@ -125,10 +126,10 @@ class DuckDBS3Config:
             if str(entry.get("type", "")).lower() != "s3":
                 continue  # gcs, r2, azure, huggingface... are not for s3:// paths
             name = entry.get("name") or f"#{i + 1}"
-            where = f"profiles.yml secrets entry {name}"
+            context = f"profiles.yml secrets entry {name}"
             scope = entry.get("scope")
             scopes = (scope,) if isinstance(scope, str) else tuple(scope or _DEFAULT_SCOPES)
-            parsed.append(_Secret(scopes, _options(entry, _SECRET_OPTIONS, "", where)))
+            parsed.append(_Secret(scopes, _options(entry, _SECRET_OPTIONS, "", context)))
         return cls(_options(lowered, _SETTING_OPTIONS, "s3_", SETTINGS_WHERE), tuple(parsed))
 
     def defaults_for(self, destination: str | None) -> dict[str, Any]:

@@ -21,13 +21,13 @@ def brief(e: BaseException) -> str:
 class ConfigError(S3ExportError):
     """The export configuration is invalid; raised before any data is read or sent."""
 
-    def __init__(self, where: str, option: str | None, problem: str, fix: str = "") -> None:
-        self.where = where
+    def __init__(self, context: str, option: str | None, problem: str, fix: str = "") -> None:
+        self.context = context
         self.option = option
         self.problem = problem
         self.fix = fix
-        # ``where`` is the place in the configuration ("s3_export[1]", the profile), if any.
-        subject = [part for part in (where, f"option '{option}'" if option else "") if part]
+        # ``context`` is the place in the configuration ("s3_export[1]", the profile), if any.
+        subject = [part for part in (context, f"option '{option}'" if option else "") if part]
         text = ": ".join([*subject, problem])
         if fix:
             text += f". {fix}"

@@ -31,7 +31,7 @@ from .report import ExportRecord, RunReport
 from .source import export_source, relation_sql
 
 logger = AdapterLogger("S3Export")
-PROFILE_WHERE = "profiles.yml plugin 'dbt_s3_export' config"
+PROFILE_CONTEXT = "profiles.yml plugin 'dbt_s3_export' config"
 
 
 def _log_facts(text: str, facts: Mapping[str, Any]) -> None:
@@ -47,7 +47,7 @@ class Plugin(BasePlugin):
         known = ExportConfig.option_names()
         config = {k: v for k, v in (plugin_config or {}).items() if k in known or k not in settings}
         try:
-            check_option_names(config, where=PROFILE_WHERE)
+            check_option_names(config, context=PROFILE_CONTEXT)
         except S3ExportError as e:
             raise DbtRuntimeError(str(e)) from None
         # A fault in DuckDB's own S3 configuration fails exports, not every dbt command.
@@ -89,8 +89,9 @@ class Plugin(BasePlugin):
             for i, entry in enumerate(entries):
                 raw = {**self._defaults, **(entry if isinstance(entry, Mapping) else {})}
                 destination = destination_of(raw) or ""
-                where = f"s3_export[{i}]" if len(entries) > 1 else ""
-                configs.append(ExportConfig.parse(entry, self._defaults_for(entry), where=where))
+                context = f"s3_export[{i}]" if len(entries) > 1 else ""
+                defaults = self._defaults_for(entry)
+                configs.append(ExportConfig.parse(entry, defaults, context=context))
             for i, cfg in enumerate(configs):
                 destination = cfg.destination
                 result = self._export(cfg, i, model, payload, target_config.relation)

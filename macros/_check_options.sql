@@ -6,7 +6,7 @@
   how to reach S3 dropped. Anything this warehouse cannot honour fails here,
   before a statement is sent.
 -#}
-{% macro _check_options(entry, adapter_name, where) %}
+{% macro _check_options(entry, adapter_name, context) %}
   {%- set spec = dbt_s3_export._option_spec() -%}
   {%- set opts = {} -%}
   {%- for name, value in entry.items() -%}
@@ -19,7 +19,7 @@
         {%- endif -%}
       {%- endfor -%}
       {%- set close = close | sort(attribute='distance') | map(attribute='name') | list -%}
-      {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'unknown option',
+      {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'unknown option',
             ("Did you mean '" ~ close[0] ~ "'? " if close else '')
             ~ 'Known options: ' ~ (spec.keys() | sort | join(', '))) -}}
     {%- endif -%}
@@ -28,31 +28,31 @@
       {#- null means unset, as in the plugin -#}
     {%- elif adapter_name not in option.adapters -%}
       {%- if option.scope == 'output' -%}
-        {{- dbt_s3_export._s3_fail(where, name, adapter_name,
+        {{- dbt_s3_export._s3_fail(context, name, adapter_name,
               'is not supported on ' ~ adapter_name ~ ' (honoured on ' ~ (option.adapters | join(', ')) ~ ')',
               dbt_s3_export._s3_unsupported_fix(name, adapter_name)) -}}
       {%- endif -%}
     {%- else -%}
-      {%- do opts.update({name: dbt_s3_export._s3_typed(name, value, option, adapter_name, where)}) -%}
+      {%- do opts.update({name: dbt_s3_export._s3_typed(name, value, option, adapter_name, context)}) -%}
     {%- endif -%}
   {%- endfor -%}
   {#- to: s3://bucket/key is shorthand for bucket + key; they must agree. -#}
   {%- if opts.get('to') is not none -%}
     {%- set to = opts.pop('to') -%}
     {%- if not to.startswith('s3://') or '/' not in to[5:] -%}
-      {{- dbt_s3_export._s3_fail(where, 'to', adapter_name, "must look like s3://bucket/key, got '" ~ to ~ "'", 'For example s3://my-bucket/orders/') -}}
+      {{- dbt_s3_export._s3_fail(context, 'to', adapter_name, "must look like s3://bucket/key, got '" ~ to ~ "'", 'For example s3://my-bucket/orders/') -}}
     {%- endif -%}
     {%- set parts = to[5:].split('/', 1) -%}
     {%- for name, value in [('bucket', parts[0]), ('key', parts[1])] -%}
       {%- if opts.get(name) is not none and opts[name] != value -%}
-        {{- dbt_s3_export._s3_fail(where, name, adapter_name, "is '" ~ opts[name] ~ "' but 'to' (" ~ to ~ ") says '" ~ value ~ "'", "Give either 'to' or 'bucket' and 'key', not both") -}}
+        {{- dbt_s3_export._s3_fail(context, name, adapter_name, "is '" ~ opts[name] ~ "' but 'to' (" ~ to ~ ") says '" ~ value ~ "'", "Give either 'to' or 'bucket' and 'key', not both") -}}
       {%- endif -%}
       {%- do opts.update({name: value}) -%}
     {%- endfor -%}
   {%- endif -%}
   {%- for name in ['bucket', 'key', 'file_format'] -%}
     {%- if opts.get(name) is none -%}
-      {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'is required but missing', 'Add it to the s3_export meta') -}}
+      {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'is required but missing', 'Add it to the s3_export meta') -}}
     {%- endif -%}
   {%- endfor -%}
   {%- for name, option in spec.items() -%}
@@ -61,25 +61,25 @@
     {%- endif -%}
   {%- endfor -%}
   {%- if opts.bucket.startswith('s3://') or not modules.re.match('^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$', opts.bucket) -%}
-    {{- dbt_s3_export._s3_fail(where, 'bucket', adapter_name, "'" ~ opts.bucket ~ "' is not a bare S3 bucket name", 'Bucket names are 3 to 63 lowercase letters, digits, dots and hyphens; put the path in key') -}}
+    {{- dbt_s3_export._s3_fail(context, 'bucket', adapter_name, "'" ~ opts.bucket ~ "' is not a bare S3 bucket name", 'Bucket names are 3 to 63 lowercase letters, digits, dots and hyphens; put the path in key') -}}
   {%- endif -%}
   {%- if opts.key.startswith('/') or opts.key.startswith('s3://') or '//' in opts.key -%}
-    {{- dbt_s3_export._s3_fail(where, 'key', adapter_name, "must be a path inside the bucket, got '" ~ opts.key ~ "'", 'No leading /, no s3://, no empty segments') -}}
+    {{- dbt_s3_export._s3_fail(context, 'key', adapter_name, "must be a path inside the bucket, got '" ~ opts.key ~ "'", 'No leading /, no s3://, no empty segments') -}}
   {%- endif -%}
   {%- set cols = opts.get('partition_cols') or [] -%}
   {%- for col in cols -%}
     {%- if not modules.re.match('^[A-Za-z0-9][A-Za-z0-9_.~-]*$', col) -%}
-      {{- dbt_s3_export._s3_fail(where, 'partition_cols', adapter_name, "column name '" ~ col ~ "' would need escaping in a folder name, or starts with '_' or '.' (hidden from readers)", 'Rename the column in the model and partition by that') -}}
+      {{- dbt_s3_export._s3_fail(context, 'partition_cols', adapter_name, "column name '" ~ col ~ "' would need escaping in a folder name, or starts with '_' or '.' (hidden from readers)", 'Rename the column in the model and partition by that') -}}
     {%- endif -%}
     {%- if (cols | select('equalto', col) | list | length) > 1 -%}
-      {{- dbt_s3_export._s3_fail(where, 'partition_cols', adapter_name, "names column '" ~ col ~ "' twice", 'List each partition column once') -}}
+      {{- dbt_s3_export._s3_fail(context, 'partition_cols', adapter_name, "names column '" ~ col ~ "' twice", 'List each partition column once') -}}
     {%- endif -%}
   {%- endfor -%}
   {%- do opts.update({'partition_cols': cols}) -%}
   {%- set delimiter = opts.get('csv_delimiter', ',') -%}
   {%- set delimiter = {'\\t': '\t', 'tab': '\t'}.get(delimiter, delimiter) -%}
   {%- if delimiter | length != 1 or delimiter in ['"', '\n', '\r'] -%}
-    {{- dbt_s3_export._s3_fail(where, 'csv_delimiter', adapter_name, 'must be one character other than a quote or line break', 'For tabs write "\\t"') -}}
+    {{- dbt_s3_export._s3_fail(context, 'csv_delimiter', adapter_name, 'must be one character other than a quote or line break', 'For tabs write "\\t"') -}}
   {%- endif -%}
   {%- do opts.update({'csv_delimiter': delimiter}) -%}
   {%- set is_prefix = (cols | length > 0) or opts.key.endswith('/') or opts.key == '' -%}
@@ -87,62 +87,62 @@
     {%- do opts.update({'key': opts.key ~ '/'}) -%}
   {%- endif -%}
   {%- if opts.mode == 'append' and not is_prefix -%}
-    {{- dbt_s3_export._s3_fail(where, 'mode', adapter_name, "append adds files beside earlier ones, but key '" ~ opts.key ~ "' names one object", "End the key with '/' to export into a folder") -}}
+    {{- dbt_s3_export._s3_fail(context, 'mode', adapter_name, "append adds files beside earlier ones, but key '" ~ opts.key ~ "' names one object", "End the key with '/' to export into a folder") -}}
   {%- endif -%}
   {%- if opts.mode == 'overwrite_partitions' and not cols -%}
-    {{- dbt_s3_export._s3_fail(where, 'mode', adapter_name, 'overwrite_partitions replaces the partitions this run writes, but partition_cols is not set', 'Set partition_cols, or use mode replace') -}}
+    {{- dbt_s3_export._s3_fail(context, 'mode', adapter_name, 'overwrite_partitions replaces the partitions this run writes, but partition_cols is not set', 'Set partition_cols, or use mode replace') -}}
   {%- endif -%}
   {%- if opts.get('max_rows_per_file') and not is_prefix -%}
-    {{- dbt_s3_export._s3_fail(where, 'key', adapter_name, "names one object but max_rows_per_file splits the output into files", "End the key with '/' to export into a folder") -}}
+    {{- dbt_s3_export._s3_fail(context, 'key', adapter_name, "names one object but max_rows_per_file splits the output into files", "End the key with '/' to export into a folder") -}}
   {%- endif -%}
-  {%- do opts.update({'is_prefix': is_prefix, 'destination': 's3://' ~ opts.bucket ~ '/' ~ opts.key, 'where_label': where, 'adapter': adapter_name}) -%}
+  {%- do opts.update({'is_prefix': is_prefix, 'destination': 's3://' ~ opts.bucket ~ '/' ~ opts.key, 'context': context, 'adapter': adapter_name}) -%}
   {{- return(opts) -}}
 {% endmacro %}
 
 {#- One value checked against its spec entry's type and choices. -#}
-{% macro _s3_typed(name, value, option, adapter_name, where) %}
+{% macro _s3_typed(name, value, option, adapter_name, context) %}
   {%- set kind = option.type -%}
   {%- set is_bool = value is sameas true or value is sameas false -%}
   {%- if kind == 'flag' and value is string and (value | trim | lower) in ['true', 'false'] -%}
     {{- return((value | trim | lower) == 'true') -}}
   {%- elif kind in ['boolean', 'flag'] -%}
     {%- if not is_bool -%}
-      {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must be true or false, got ' ~ dbt_s3_export._s3_shown(name, value, option), 'Write it unquoted: true or false') -}}
+      {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'must be true or false, got ' ~ dbt_s3_export._s3_shown(name, value, option), 'Write it unquoted: true or false') -}}
     {%- endif -%}
   {%- elif kind == 'integer' -%}
     {%- if is_bool or value is not number or (value | int) != value or value < 1 -%}
-      {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must be a whole number of at least 1, got ' ~ dbt_s3_export._s3_shown(name, value, option)) -}}
+      {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'must be a whole number of at least 1, got ' ~ dbt_s3_export._s3_shown(name, value, option)) -}}
     {%- endif -%}
   {%- elif kind == 'number' -%}
     {%- if is_bool or value is not number or value <= 0 -%}
-      {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must be a positive number, got ' ~ dbt_s3_export._s3_shown(name, value, option)) -}}
+      {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'must be a positive number, got ' ~ dbt_s3_export._s3_shown(name, value, option)) -}}
     {%- endif -%}
   {%- elif kind == 'string_list' -%}
     {%- if value is string or value is mapping or value is not iterable -%}
-      {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must be a list of column names, got ' ~ value, "Write it as a list, e.g. ['" ~ value ~ "']") -}}
+      {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'must be a list of column names, got ' ~ value, "Write it as a list, e.g. ['" ~ value ~ "']") -}}
     {%- endif -%}
     {%- for item in value -%}
       {%- if item is not string or item == '' -%}
-        {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must hold non-empty column names, got ' ~ item) -}}
+        {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'must hold non-empty column names, got ' ~ item) -}}
       {%- endif -%}
     {%- endfor -%}
     {{- return(value | list) -}}
   {%- elif kind == 'mapping' -%}
     {%- if value is not mapping -%}
-      {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must be a mapping of names to text, got ' ~ value) -}}
+      {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'must be a mapping of names to text, got ' ~ value) -}}
     {%- endif -%}
   {%- else -%}
     {%- if value is not string -%}
-      {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must be a string, got ' ~ dbt_s3_export._s3_shown(name, value, option),
+      {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'must be a string, got ' ~ dbt_s3_export._s3_shown(name, value, option),
             'Quote it in YAML' if option.secret else '') -}}
     {%- endif -%}
     {%- if value == '' and name not in ['key', 'where'] -%}
-      {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must not be empty') -}}
+      {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'must not be empty') -}}
     {%- endif -%}
     {%- if option.choices -%}
       {%- set lowered = value | lower if (option.choices | join('')) == (option.choices | join('') | lower) else value -%}
       {%- if lowered not in option.choices -%}
-        {{- dbt_s3_export._s3_fail(where, name, adapter_name, 'must be one of ' ~ (option.choices | join(', ')) ~ ", got '" ~ value ~ "'") -}}
+        {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'must be one of ' ~ (option.choices | join(', ')) ~ ", got '" ~ value ~ "'") -}}
       {%- endif -%}
       {{- return(lowered) -}}
     {%- endif -%}
@@ -168,8 +168,8 @@
 {% endmacro %}
 
 {#- Every failure of a warehouse export: the model, the option, the adapter, the fix. -#}
-{% macro _s3_fail(where, option, adapter_name, problem, fix='') %}
+{% macro _s3_fail(context, option, adapter_name, problem, fix='') %}
   {{- exceptions.raise_compiler_error(
-        'export_to_s3: ' ~ where ~ (": option '" ~ option ~ "'" if option else '') ~ ' on ' ~ adapter_name
+        'export_to_s3: ' ~ context ~ (": option '" ~ option ~ "'" if option else '') ~ ' on ' ~ adapter_name
         ~ ': ' ~ problem ~ ('. ' ~ fix if fix else '')) -}}
 {% endmacro %}

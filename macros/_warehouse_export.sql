@@ -17,8 +17,8 @@
   {%- set plans = [] -%}
   {%- set rendered = [] -%}
   {%- for entry in entries -%}
-    {%- set where = "model '" ~ node.name ~ "' s3_export" ~ ('[' ~ loop.index0 ~ ']' if entries | length > 1 else '') -%}
-    {%- set opts = dbt_s3_export._check_options(entry, adapter_name, where) -%}
+    {%- set context = "model '" ~ node.name ~ "' s3_export" ~ ('[' ~ loop.index0 ~ ']' if entries | length > 1 else '') -%}
+    {%- set opts = dbt_s3_export._check_options(entry, adapter_name, context) -%}
     {%- if not opts.enabled -%}
       {%- do log('s3_export: ' ~ node.name ~ ' -> ' ~ opts.destination ~ ': skipped (enabled: false)', info=True) -%}
     {%- else -%}
@@ -44,7 +44,7 @@
 {% endmacro %}
 
 {% macro default__s3_unload_plan(relation, opts, columns, run_id, model_name) %}
-  {{- dbt_s3_export._s3_fail(opts.where_label, none, adapter.type(),
+  {{- dbt_s3_export._s3_fail(opts.context, none, adapter.type(),
         'no native unload for this adapter', 'Use dbt-duckdb with the dbt_s3_export plugin, or one of snowflake, redshift, bigquery, databricks, spark, athena') -}}
 {% endmacro %}
 
@@ -120,7 +120,7 @@
       {%- endfor -%}
     {%- endif -%}
     {%- if not found -%}
-      {{- dbt_s3_export._s3_fail(opts.where_label, 'partition_cols', opts.adapter,
+      {{- dbt_s3_export._s3_fail(opts.context, 'partition_cols', opts.adapter,
             "names column '" ~ col ~ "', which the model does not have",
             'Columns: ' ~ (columns | map(attribute='name') | join(', '))) -}}
     {%- endif -%}
@@ -130,7 +130,7 @@
     {%- do data.append(column) -%}
   {%- endfor -%}
   {%- if parts and not data -%}
-    {{- dbt_s3_export._s3_fail(opts.where_label, 'partition_cols', opts.adapter,
+    {{- dbt_s3_export._s3_fail(opts.context, 'partition_cols', opts.adapter,
           'leaves no column for the files', 'Partition by fewer columns') -}}
   {%- endif -%}
   {{- return({'data': data, 'parts': parts}) -}}
@@ -173,17 +173,17 @@
 {#- Fail unless the output needs no generation folder: warehouses that cannot delete write one per run. -#}
 {% macro _s3_generation_modes(opts, why) %}
   {%- if opts.mode not in ['replace', 'append'] -%}
-    {{- dbt_s3_export._s3_fail(opts.where_label, 'mode', opts.adapter,
+    {{- dbt_s3_export._s3_fail(opts.context, 'mode', opts.adapter,
           opts.mode ~ ' needs to look at or remove what is already in S3, which ' ~ why,
           'Use mode replace (each run writes a new generation folder; readers take the newest) or append (readers take all)') -}}
   {%- endif -%}
   {%- if not opts.is_prefix -%}
-    {{- dbt_s3_export._s3_fail(opts.where_label, 'key', opts.adapter,
+    {{- dbt_s3_export._s3_fail(opts.context, 'key', opts.adapter,
           "names one object ('" ~ opts.key ~ "'), but " ~ opts.adapter ~ ' names the files of an unload itself',
           "End the key with '/' to export into a folder") -}}
   {%- endif -%}
   {%- if opts.file_format == 'json' -%}
-    {{- dbt_s3_export._s3_fail(opts.where_label, 'file_format', opts.adapter,
+    {{- dbt_s3_export._s3_fail(opts.context, 'file_format', opts.adapter,
           'json is one array per file, but ' ~ opts.adapter ~ ' writes JSON as one object per line',
           'Use file_format jsonl') -}}
   {%- endif -%}

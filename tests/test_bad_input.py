@@ -31,7 +31,7 @@ from .engine import engine_client
 from .faultproxy import STATUS, FaultProxy, Rule
 from .support import REPO, DbtProject, S3Server
 
-WHERE = ""  # a model's only s3_export entry; the plugin names the model itself
+CONTEXT = ""  # a model's only s3_export entry; the plugin names the model itself
 BASE = {"bucket": "exports", "key": "out/orders.csv", "file_format": "csv"}
 
 # What was wrong (as the user wrote it) -> options laid over BASE (None removes one).
@@ -121,7 +121,7 @@ def config_message(case: str) -> str:
     options = {**BASE, **CONFIG_CASES[case]}
     options = {k: v for k, v in options.items() if v is not None}
     with pytest.raises(S3ExportError) as failure:
-        ExportConfig.parse(options, where=WHERE)
+        ExportConfig.parse(options, context=CONTEXT)
     return str(failure.value)
 
 
@@ -146,7 +146,7 @@ def _export(
     **options: Any,
 ) -> str:
     opts = {"bucket": ctx.bucket, "key": "out/", "file_format": "csv", **options}
-    cfg = ExportConfig.parse(opts, where=WHERE)
+    cfg = ExportConfig.parse(opts, context=CONTEXT)
     client = engine_client(endpoint or ctx.endpoint)
     source = ArrowSource(data) if isinstance(data, pa.Table) else data
     run = RunContext(model=model, unique_id=f"model.shop.{model}")
@@ -211,7 +211,7 @@ def _silent(ctx: Any) -> str:
                 "read_timeout": 2,
                 "total_timeout": 13,  # a second attempt might end after 13 s: none is made
             },
-            where=WHERE,
+            context=CONTEXT,
         )
         client = ClientCache().get(ConnectionSettings.of(cfg))
         with pytest.raises(S3ExportError) as failure:

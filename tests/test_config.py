@@ -15,7 +15,7 @@ BASE = {"bucket": "my-output-bucket", "key": "orders/all_orders.parquet", "file_
 def parse(**overrides: Any) -> ExportConfig:
     options = {**BASE, **overrides}
     return ExportConfig.parse(
-        {k: v for k, v in options.items() if v is not None}, where="model 'orders' s3_export"
+        {k: v for k, v in options.items() if v is not None}, context="model 'orders' s3_export"
     )
 
 

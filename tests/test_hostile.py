@@ -495,7 +495,7 @@ con.execute(
 )
 cfg = ExportConfig.parse(
     {"bucket": sys.argv[2], "key": "out/", "file_format": "csv", "partition_cols": ["p"]},
-    where="model 'orders' s3_export",
+    context="model 'orders' s3_export",
 )
 try:
     client = engine_client(sys.argv[1])

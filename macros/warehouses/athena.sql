@@ -7,17 +7,17 @@
 -#}
 {% macro athena__s3_unload_plan(relation, opts, columns, run_id, model_name) %}
   {%- set fail = dbt_s3_export._s3_fail -%}
-  {%- set where = opts.where_label -%}
+  {%- set context = opts.context -%}
   {%- do dbt_s3_export._s3_generation_modes(opts, "Athena's UNLOAD cannot") -%}
   {%- if opts.file_format == 'csv' and opts.csv_header -%}
-    {{- fail(where, 'csv_header', opts.adapter, "Athena's UNLOAD writes text files without a header row", 'Set csv_header: false') -}}
+    {{- fail(context, 'csv_header', opts.adapter, "Athena's UNLOAD writes text files without a header row", 'Set csv_header: false') -}}
   {%- endif -%}
   {%- set codec = opts.get('compression') -%}
   {%- set allowed = ['snappy', 'gzip', 'zstd', 'lz4'] if opts.file_format == 'parquet' else ['gzip', 'zstd'] -%}
   {%- if opts.file_format != 'parquet' and codec in [none, 'none'] -%}
-    {{- fail(where, 'compression', opts.adapter, "Athena's UNLOAD compresses text files (gzip unless told otherwise)", 'Set compression: gzip or zstd') -}}
+    {{- fail(context, 'compression', opts.adapter, "Athena's UNLOAD compresses text files (gzip unless told otherwise)", 'Set compression: gzip or zstd') -}}
   {%- elif codec is not none and codec not in allowed -%}
-    {{- fail(where, 'compression', opts.adapter, 'Athena unloads ' ~ opts.file_format ~ ' with ' ~ (allowed | join(', ')) ~ ', got ' ~ codec) -}}
+    {{- fail(context, 'compression', opts.adapter, 'Athena unloads ' ~ opts.file_format ~ ' with ' ~ (allowed | join(', ')) ~ ', got ' ~ codec) -}}
   {%- endif -%}
   {%- set split = dbt_s3_export._s3_split_columns(opts, columns) -%}
   {%- set lit = dbt_s3_export._s3_literal -%}

@@ -8,20 +8,20 @@
 -#}
 {% macro bigquery__s3_unload_plan(relation, opts, columns, run_id, model_name) %}
   {%- set fail = dbt_s3_export._s3_fail -%}
-  {%- set where = opts.where_label -%}
+  {%- set context = opts.context -%}
   {%- do dbt_s3_export._s3_generation_modes(opts, 'BigQuery cannot') -%}
   {%- if not opts.get('connection') -%}
-    {{- fail(where, 'connection', opts.adapter, 'is required: BigQuery writes to S3 only through a BigQuery Omni connection',
+    {{- fail(context, 'connection', opts.adapter, 'is required: BigQuery writes to S3 only through a BigQuery Omni connection',
           'Set connection: <project>.<aws-region>.<connection name>') -}}
   {%- endif -%}
   {%- if opts.partition_cols -%}
-    {{- fail(where, 'partition_cols', opts.adapter, 'EXPORT DATA cannot write Hive partition folders',
+    {{- fail(context, 'partition_cols', opts.adapter, 'EXPORT DATA cannot write Hive partition folders',
           'Drop partition_cols, or export each partition with its own entry and a where filter') -}}
   {%- endif -%}
   {%- set codec = opts.get('compression') -%}
   {%- set allowed = ['snappy', 'gzip', 'zstd'] if opts.file_format == 'parquet' else ['none', 'gzip'] -%}
   {%- if codec is not none and codec not in allowed -%}
-    {{- fail(where, 'compression', opts.adapter, 'BigQuery exports ' ~ opts.file_format ~ ' with ' ~ (allowed | join(', ')) ~ ', got ' ~ codec) -}}
+    {{- fail(context, 'compression', opts.adapter, 'BigQuery exports ' ~ opts.file_format ~ ' with ' ~ (allowed | join(', ')) ~ ', got ' ~ codec) -}}
   {%- endif -%}
   {%- set ext = {'csv': 'csv', 'parquet': 'parquet', 'jsonl': 'json'}[opts.file_format] ~ ('.gz' if codec == 'gzip' and opts.file_format != 'parquet' else '') -%}
   {%- set uri = opts.destination ~ run_id ~ '/part-*.' ~ ext -%}

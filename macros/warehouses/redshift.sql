@@ -12,18 +12,18 @@
 -#}
 {% macro redshift__s3_unload_plan(relation, opts, columns, run_id, model_name) %}
   {%- set fail = dbt_s3_export._s3_fail -%}
-  {%- set where = opts.where_label -%}
+  {%- set context = opts.context -%}
   {%- do dbt_s3_export._s3_generation_modes(opts, "Redshift's UNLOAD cannot") -%}
   {%- set auth = dbt_s3_export._s3_key_auth(opts, 'iam_role', 'an IAM role the cluster may assume, or default') -%}
   {%- set codec = opts.get('compression') -%}
   {%- if opts.file_format == 'parquet' and codec not in [none, 'snappy'] -%}
-    {{- fail(where, 'compression', opts.adapter, "Redshift writes Parquet with snappy only, got " ~ codec, 'Drop compression or set it to snappy') -}}
+    {{- fail(context, 'compression', opts.adapter, "Redshift writes Parquet with snappy only, got " ~ codec, 'Drop compression or set it to snappy') -}}
   {%- elif opts.file_format != 'parquet' and codec not in [none, 'none', 'gzip', 'zstd'] -%}
-    {{- fail(where, 'compression', opts.adapter, 'Redshift compresses text files with gzip or zstd, got ' ~ codec, 'Use gzip, zstd or none') -}}
+    {{- fail(context, 'compression', opts.adapter, 'Redshift compresses text files with gzip or zstd, got ' ~ codec, 'Use gzip, zstd or none') -}}
   {%- endif -%}
   {%- set size = opts.get('max_file_size_mb') -%}
   {%- if size is not none and (size < 5 or size > 6200) -%}
-    {{- fail(where, 'max_file_size_mb', opts.adapter, 'Redshift accepts 5 to 6200 MB, got ' ~ size) -}}
+    {{- fail(context, 'max_file_size_mb', opts.adapter, 'Redshift accepts 5 to 6200 MB, got ' ~ size) -}}
   {%- endif -%}
   {%- set split = dbt_s3_export._s3_split_columns(opts, columns) -%}
   {%- set query = dbt_s3_export._s3_select('*', relation, opts) -%}
@@ -68,24 +68,24 @@
 -#}
 {% macro _s3_key_auth(opts, role_option, role_doc) %}
   {%- set fail = dbt_s3_export._s3_fail -%}
-  {%- set where = opts.where_label -%}
+  {%- set context = opts.context -%}
   {%- set has_id = opts.get('access_key_id') is not none -%}
   {%- if has_id != (opts.get('secret_access_key') is not none) -%}
-    {{- fail(where, 'secret_access_key' if has_id else 'access_key_id', opts.adapter, 'is missing while its pair is set', 'Give both or neither') -}}
+    {{- fail(context, 'secret_access_key' if has_id else 'access_key_id', opts.adapter, 'is missing while its pair is set', 'Give both or neither') -}}
   {%- endif -%}
   {%- if opts.get('session_token') is not none and not has_id -%}
-    {{- fail(where, 'session_token', opts.adapter, 'needs access_key_id and secret_access_key', 'Give all three') -}}
+    {{- fail(context, 'session_token', opts.adapter, 'needs access_key_id and secret_access_key', 'Give all three') -}}
   {%- endif -%}
   {%- if has_id and not opts.keys_in_sql -%}
-    {{- fail(where, 'access_key_id', opts.adapter, 'would have to go into the SQL sent to ' ~ opts.adapter
+    {{- fail(context, 'access_key_id', opts.adapter, 'would have to go into the SQL sent to ' ~ opts.adapter
           ~ ", where the warehouse's query history keeps it",
           'Set ' ~ role_option ~ ' (' ~ role_doc ~ ') instead, or set keys_in_sql: true to accept that') -}}
   {%- endif -%}
   {%- if has_id and opts.get(role_option) -%}
-    {{- fail(where, role_option, opts.adapter, 'and access keys are both set', 'Use one of them') -}}
+    {{- fail(context, role_option, opts.adapter, 'and access keys are both set', 'Use one of them') -}}
   {%- endif -%}
   {%- if not has_id and not opts.get(role_option) and not (opts.adapter == 'snowflake' and opts.get('stage')) -%}
-    {{- fail(where, role_option, opts.adapter, 'is required: it is how ' ~ opts.adapter ~ ' reaches the bucket',
+    {{- fail(context, role_option, opts.adapter, 'is required: it is how ' ~ opts.adapter ~ ' reaches the bucket',
           'Set ' ~ role_option ~ ' to ' ~ role_doc) -}}
   {%- endif -%}
   {%- if not has_id -%}

@@ -17,33 +17,33 @@
 -#}
 {% macro snowflake__s3_unload_plan(relation, opts, columns, run_id, model_name) %}
   {%- set fail = dbt_s3_export._s3_fail -%}
-  {%- set where = opts.where_label -%}
+  {%- set context = opts.context -%}
   {%- set stage = opts.get('stage') -%}
   {%- if opts.file_format == 'json' -%}
-    {{- fail(where, 'file_format', opts.adapter, 'json is one array per file, but Snowflake unloads JSON as one object per line', 'Use file_format jsonl') -}}
+    {{- fail(context, 'file_format', opts.adapter, 'json is one array per file, but Snowflake unloads JSON as one object per line', 'Use file_format jsonl') -}}
   {%- endif -%}
   {%- if stage and opts.get('storage_integration') -%}
-    {{- fail(where, 'storage_integration', opts.adapter, 'and stage are both set; a stage carries its own integration', 'Use one of them') -}}
+    {{- fail(context, 'storage_integration', opts.adapter, 'and stage are both set; a stage carries its own integration', 'Use one of them') -}}
   {%- endif -%}
   {%- set needs_stage = (opts.is_prefix and opts.mode in ['replace', 'overwrite_partitions']) or opts.mode in ['error_if_exists', 'skip_if_exists'] -%}
   {%- if needs_stage and not stage -%}
-    {{- fail(where, 'mode', opts.adapter, opts.mode ~ (' of a folder' if opts.is_prefix else '')
+    {{- fail(context, 'mode', opts.adapter, opts.mode ~ (' of a folder' if opts.is_prefix else '')
           ~ ' has to list and remove files, which Snowflake does only on a named stage',
           'Set stage: <database>.<schema>.<stage>, an external stage whose URL is s3://' ~ opts.bucket ~ '/, or use mode append') -}}
   {%- endif -%}
   {%- set auth = dbt_s3_export._s3_key_auth(opts, 'storage_integration', 'a storage integration granted on the bucket') -%}
   {%- set split = dbt_s3_export._s3_split_columns(opts, columns) -%}
   {%- if split.parts and not opts.include_partition_cols -%}
-    {{- fail(where, 'include_partition_cols', opts.adapter, 'Snowflake keeps the partition columns inside the files too (PARTITION BY reads them from the unloaded columns)',
+    {{- fail(context, 'include_partition_cols', opts.adapter, 'Snowflake keeps the partition columns inside the files too (PARTITION BY reads them from the unloaded columns)',
           'Set include_partition_cols: true') -}}
   {%- endif -%}
   {%- set codec = opts.get('compression') -%}
   {%- set allowed = ['snappy', 'none'] if opts.file_format == 'parquet' else ['none', 'gzip', 'zstd'] -%}
   {%- if codec is not none and codec not in allowed -%}
-    {{- fail(where, 'compression', opts.adapter, 'Snowflake unloads ' ~ opts.file_format ~ ' with ' ~ (allowed | join(', ')) ~ ', got ' ~ codec) -}}
+    {{- fail(context, 'compression', opts.adapter, 'Snowflake unloads ' ~ opts.file_format ~ ' with ' ~ (allowed | join(', ')) ~ ', got ' ~ codec) -}}
   {%- endif -%}
   {%- if opts.get('sse') and (stage or opts.sse == 'aws:kms:dsse') -%}
-    {{- fail(where, 'sse', opts.adapter, 'a stage sets its own encryption, and Snowflake knows AES256 and aws:kms only',
+    {{- fail(context, 'sse', opts.adapter, 'a stage sets its own encryption, and Snowflake knows AES256 and aws:kms only',
           'Set ENCRYPTION on the stage, or use sse AES256 or aws:kms with storage_integration') -}}
   {%- endif -%}
   {%- set lit = dbt_s3_export._s3_literal -%}
@@ -151,7 +151,7 @@
         {%- if opts.is_prefix or row[0].endswith('/' ~ opts.key) -%}{%- do exists.append(row[0]) -%}{%- endif -%}
       {%- endfor -%}
       {%- if exists and opts.mode == 'error_if_exists' -%}
-        {{- dbt_s3_export._s3_fail(opts.where_label, 'mode', 'snowflake', 'error_if_exists: ' ~ plan.destination ~ ' already holds ' ~ exists[0], 'Remove it, or use another mode') -}}
+        {{- dbt_s3_export._s3_fail(opts.context, 'mode', 'snowflake', 'error_if_exists: ' ~ plan.destination ~ ' already holds ' ~ exists[0], 'Remove it, or use another mode') -}}
       {%- elif exists -%}
         {%- do log('s3_export: ' ~ plan.model ~ ' -> ' ~ plan.destination ~ ': skipped (' ~ exists[0] ~ ' already exists)', info=True) -%}
         {{- return(none) -}}
@@ -193,7 +193,7 @@
   {%- for row in listed -%}
     {%- set name = row[0] | string -%}
     {%- if not name.startswith(root) -%}
-      {{- dbt_s3_export._s3_fail(opts.where_label, 'stage', 'snowflake', "LIST @" ~ plan.stage ~ '/' ~ opts.key ~ " returned '" ~ name ~ "', which is not under " ~ root,
+      {{- dbt_s3_export._s3_fail(opts.context, 'stage', 'snowflake', "LIST @" ~ plan.stage ~ '/' ~ opts.key ~ " returned '" ~ name ~ "', which is not under " ~ root,
             'The URL of the stage must be s3://' ~ opts.bucket ~ '/ (the bucket root), so that @stage/<key> is s3://<bucket>/<key>') -}}
     {%- endif -%}
     {%- set rel = name[root | length:] -%}

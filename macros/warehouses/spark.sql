@@ -12,24 +12,24 @@
 -#}
 {% macro spark__s3_unload_plan(relation, opts, columns, run_id, model_name) %}
   {%- set fail = dbt_s3_export._s3_fail -%}
-  {%- set where = opts.where_label -%}
+  {%- set context = opts.context -%}
   {%- if not opts.is_prefix -%}
-    {{- fail(where, 'key', opts.adapter, "names one object ('" ~ opts.key ~ "'), but Spark writes a folder of part files",
+    {{- fail(context, 'key', opts.adapter, "names one object ('" ~ opts.key ~ "'), but Spark writes a folder of part files",
           "End the key with '/' to export into a folder") -}}
   {%- endif -%}
   {%- if opts.mode not in ['replace', 'append', 'overwrite_partitions'] -%}
-    {{- fail(where, 'mode', opts.adapter, opts.mode ~ ' needs to look at the destination before writing, which a Spark INSERT cannot',
+    {{- fail(context, 'mode', opts.adapter, opts.mode ~ ' needs to look at the destination before writing, which a Spark INSERT cannot',
           'Use replace, append or overwrite_partitions') -}}
   {%- endif -%}
   {%- if opts.file_format == 'json' -%}
-    {{- fail(where, 'file_format', opts.adapter, 'json is one array per file, but Spark writes JSON as one object per line',
+    {{- fail(context, 'file_format', opts.adapter, 'json is one array per file, but Spark writes JSON as one object per line',
           'Use file_format jsonl') -}}
   {%- endif -%}
   {%- set fmt = {'csv': 'csv', 'parquet': 'parquet', 'jsonl': 'json'}[opts.file_format] -%}
   {%- set codec = opts.get('compression') -%}
   {%- set allowed = ['none', 'snappy', 'gzip', 'zstd', 'lz4'] if fmt == 'parquet' else ['none', 'gzip'] -%}
   {%- if codec is not none and codec not in allowed -%}
-    {{- fail(where, 'compression', opts.adapter, codec ~ ' is not a codec Spark writes ' ~ opts.file_format ~ ' with',
+    {{- fail(context, 'compression', opts.adapter, codec ~ ' is not a codec Spark writes ' ~ opts.file_format ~ ' with',
           'Use one of ' ~ (allowed | join(', '))) -}}
   {%- endif -%}
   {%- set split = dbt_s3_export._s3_split_columns(opts, columns) -%}
