@@ -785,7 +785,7 @@ class CatalogConfig:
     """Where an Iceberg table is registered: a Glue, REST or SQL catalog."""
 
     type: CatalogType
-    name: str = "dbt_s3_export"
+    name: str = "default"
     uri: str | None = field(default=None, repr=False)
     warehouse: str | None = None
     token: str | None = field(default=None, repr=False)

@@ -21,7 +21,7 @@ from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
 from .commit import RunContext
-from .config import SECRET_OPTIONS, ExportConfig, check_option_names
+from .config import SECRET_OPTIONS, ExportConfig, catalog_secret_values, check_option_names
 from .credentials import ClientCache, ConnectionSettings, redact
 from .errors import S3ExportError
 from .export import ExportResult, run_export
@@ -119,6 +119,7 @@ class Plugin(BasePlugin):
                 found += [
                     str(v) for k, v in options.items() if k in SECRET_OPTIONS and v is not None
                 ]
+                found += catalog_secret_values(options.get("catalog"))
         return found
 
     def _warn_about_credentials(self, model: str, entries: Any, *, adhoc: bool) -> None:
@@ -126,6 +127,8 @@ class Plugin(BasePlugin):
         in_meta = {
             name for entry in entries if isinstance(entry, Mapping) for name in entry
         } & SECRET_OPTIONS
+        if any(catalog_secret_values(e.get("catalog")) for e in entries if isinstance(e, Mapping)):
+            in_meta.add("catalog")
         if in_meta and adhoc:
             logger.warning(
                 f"s3_export: the export of '{model}' was given credentials "
