@@ -221,6 +221,11 @@ class ExportConfig:
                     merged.pop(name, None)
         merged.update(options)
         merged.update(_layered_mappings(defaults or {}, options))
+        # A profile's catalog serves its Iceberg exports, its glue the exports that name a table.
+        if "catalog" not in options and merged.get("file_format") != "iceberg":
+            merged.pop("catalog", None)
+        if "glue" not in options:
+            merged.pop("glue", None)
         _expand_to(merged, options, where)
         return _Parser(merged, where).build()
 

@@ -350,7 +350,7 @@ class IcebergWriter:
         catalog = load_catalog(cfg, self.storage)
         namespace, table_name = str(cfg.namespace), str(cfg.table)
         with _catalog_errors(cfg, self.name):
-            catalog.create_namespace_if_not_exists(namespace)
+            _create_namespace(catalog, namespace)
             try:
                 table = catalog.load_table((namespace, table_name))
             except NoSuchTableError:
@@ -556,6 +556,15 @@ class IcebergWriter:
                 producer.delete_data_file(data_file)
             for data_file in files:
                 producer.append_data_file(data_file)
+
+
+def _create_namespace(catalog: Any, namespace: str) -> None:
+    """Create the namespace unless it exists; a run creating it at the same moment is fine."""
+    try:
+        catalog.create_namespace_if_not_exists(namespace)
+    except Exception:
+        if (namespace,) not in {tuple(n) for n in catalog.list_namespaces()}:
+            raise
 
 
 def _iceberg_codec(codec: str) -> str:
