@@ -170,7 +170,7 @@ def run_export(
         return export_table(cfg, source, client, ctx, result)
     # What is wrong with the model's columns is found before anything is claimed or written.
     check_columns(cfg, source.schema())
-    glue = GlueRegistration(cfg, ctx) if cfg.glue is not None else None
+    glue = GlueRegistration(cfg, ctx, source.schema()) if cfg.glue is not None else None
     if glue is not None:
         glue.prepare()
     commit = open_commit(client, cfg, ctx)
@@ -228,7 +228,7 @@ def run_export(
     registered: Exception | None = None
     if glue is not None:  # still under the lease, so runs of the export take turns
         try:
-            glue.publish(commit, schema)
+            glue.publish(commit)
         except Exception as e:
             registered = e
     try:

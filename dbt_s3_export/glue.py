@@ -245,10 +245,11 @@ def partition_values(path: str) -> list[str]:
 class GlueRegistration:
     """One run's registration of its export in Glue: checked before, done after the commit."""
 
-    def __init__(self, cfg: ExportConfig, ctx: RunContext) -> None:
+    def __init__(self, cfg: ExportConfig, ctx: RunContext, schema: pa.Schema) -> None:
         assert cfg.glue is not None
         self.cfg = cfg
         self.ctx = ctx
+        self.schema = schema  # the model's columns, partition columns included
         self.target = cfg.glue
         self.export_id = ctx.export_id(cfg)
         self.name = f"{self.target.database}.{self.target.table}"
@@ -305,7 +306,7 @@ class GlueRegistration:
             "take_over_from to its export id) to let this export register it"
         )
 
-    def publish(self, commit: Commit, schema: pa.Schema) -> None:
+    def publish(self, commit: Commit) -> None:
         """After the commit, under the lease: bring the table in line with the manifest."""
         assert isinstance(commit, FolderCommit) and commit.lease is not None
         cfg = self.cfg
@@ -313,7 +314,7 @@ class GlueRegistration:
         manifest = json.loads(stored.body) if stored is not None else {}
         if manifest.get("generation") != commit.generation:
             return  # a later run committed since, and registers its own export
-        wanted = table_input(cfg, self.target, schema, self.export_id)
+        wanted = table_input(cfg, self.target, self.schema, self.export_id)
         commit.lease.check()
         current = self._table()
         keys_changed = False

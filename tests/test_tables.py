@@ -1,4 +1,4 @@
-"""Iceberg and Delta tables through real ``dbt run``s, read back with pyiceberg, deltalake and DuckDB.
+"""Iceberg and Delta tables through real ``dbt run``s, read back with pyiceberg, deltalake, DuckDB.
 
 One dbt project holds a model per format and mode; three runs with changing data
 check every mode after each run, schema evolution, ``rows: batch`` with ``where``, and
@@ -138,7 +138,7 @@ class Reader:
         # DuckDB has no Delta reader for its 2.x Python package: it reads the table
         # through deltalake's Arrow dataset (the files the log lists, nothing else).
         dataset = self.delta(name).to_pyarrow_dataset()
-        return duckdb.sql("select * from dataset").to_arrow_table()
+        return duckdb.from_arrow(dataset).to_arrow_table()
 
     def rows(self, fmt: str, name: str, columns: tuple[str, ...] = ("id", "p", "v")) -> list[Any]:
         table = self.arrow(fmt, name)
