@@ -347,9 +347,9 @@ class IcebergWriter:
         cfg = self.cfg
         schema = table_types(source.schema(), "iceberg")
         self._check_columns(schema)
-        catalog = load_catalog(cfg, self.storage)
         namespace, table_name = str(cfg.namespace), str(cfg.table)
         with _catalog_errors(cfg, self.name):
+            catalog = load_catalog(cfg, self.storage)
             _create_namespace(catalog, namespace)
             try:
                 table = catalog.load_table((namespace, table_name))

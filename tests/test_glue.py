@@ -15,7 +15,9 @@ from typing import Any
 import boto3
 import pytest
 
-from .support import HOOK, DbtProject, MotoServer, list_keys, s3_client
+from .faultproxy import STRIP_CONDITIONS, FaultProxy, Rule
+from .support import HOOK, DbtProject, MotoServer, free_port, list_keys, s3_client
+from .test_secrets import DBT_META_COPIES
 from .test_tables import data_sql, rows, storage
 
 
@@ -150,7 +152,9 @@ def test_file_exports_registered_in_glue(tmp_path: Path, moto: MotoServer) -> No
 
 
 @pytest.mark.dbt
-def test_a_glue_table_of_another_export_is_refused(tmp_path: Path, moto: MotoServer) -> None:
+def test_refusals_before_anything_is_written(tmp_path: Path, moto: MotoServer) -> None:
+    """A Glue table of another export, a server that ignores conditional writes (Delta
+    would lose commits there), and a REST catalog whose token must not leak."""
     moto.create_bucket("glue-owned")
     client = glue(moto.endpoint)
     client.create_database(DatabaseInput={"Name": "owned"})
@@ -166,8 +170,38 @@ def test_a_glue_table_of_another_export_is_refused(tmp_path: Path, moto: MotoSer
         "glue": {"database": "owned", "table": "orders", "endpoint_url": moto.endpoint},
     }
     model(project, "orders", entry, data_sql(1))
-    result = project.dbt("run", check=False)
+    proxy = FaultProxy(moto.endpoint).start()
+    proxy.add(Rule(STRIP_CONDITIONS, times=None))
+    unsafe = {"bucket": "glue-owned", "key": "delta/", "file_format": "delta"}
+    model(project, "unsafe", {**unsafe, "endpoint_url": proxy.endpoint}, data_sql(1))
+    token = "rest-token-0123456789"
+    rest = {
+        "bucket": "glue-owned",
+        "key": "rest/",
+        "file_format": "iceberg",
+        "namespace": "lake",
+        "table": "rest",
+        "catalog": {"type": "rest", "uri": f"http://127.0.0.1:{free_port()}", "token": token},
+    }
+    model(project, "rest", rest, data_sql(1))
+    try:
+        result = project.dbt("run", check=False)
+    finally:
+        proxy.stop()
     assert not result.ok
-    assert "Glue table owned.orders was registered by export 'someone.else#0'" in result.output
+    output = result.output
+    assert "Glue table owned.orders was registered by export 'someone.else#0'" in output
+    assert "ignores conditional writes (If-None-Match), which delta-rs relies on" in output
+    assert "model 'rest' exporting to s3://glue-owned/rest/: the rest catalog failed" in output
     # Refused before anything was written.
     assert list_keys(s3_client(moto.endpoint), "glue-owned") == []
+    # The token is in the model's meta (dbt keeps meta in manifest.json and its parse cache; the
+    # plugin warns about that); everywhere else it is hidden.
+    assert "has credentials (catalog) in its meta" in output
+    assert token not in output
+    for path in [
+        *project.root.joinpath("target").rglob("*"),
+        *project.root.joinpath("logs").rglob("*"),
+    ]:
+        if path.is_file() and path.name not in DBT_META_COPIES:
+            assert token not in path.read_text(errors="replace"), path
