@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -37,10 +37,9 @@ from .errors import AccessDenied, ExportFailed, TransferError, brief
 from .partitioning import NULL_SEGMENT
 from .transfer import get_object
 
-if TYPE_CHECKING:
-    from mypy_boto3_glue import GlueClient
-else:
-    GlueClient = Any
+# Requests are built with optional arguments (CatalogId, NextToken, VersionId) spread in,
+# which the generated stubs cannot follow: the client is typed loosely.
+GlueClient = Any
 
 T = TypeVar("T")
 # Table parameter naming the export that registered the table.

@@ -78,11 +78,12 @@ class SchemaMismatch(ExportFailed):
 
 
 def _missing_extra(package: str) -> ConfigError:
+    extra = "iceberg" if package == "pyiceberg" else "delta"
     return ConfigError(
         "",
         "file_format",
-        f"needs the Python package '{package}', which is not installed",
-        'Install the table formats with: pip install "dbt-s3-export[tables]"',
+        f"{extra} needs the Python package '{package}', which is not installed",
+        f'Install it with: pip install "dbt-s3-export[{extra}]"',
     )
 
 
