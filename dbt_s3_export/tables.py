@@ -375,8 +375,7 @@ class IcebergWriter:
             reader.close()
         properties = _snapshot_properties(cfg, self.ctx)
         self._snapshot(tx, table, mode, files, properties)
-        with _catalog_errors(cfg, self.name):
-            committed = tx.commit_transaction()
+        committed = self._commit(tx)
         snapshot = committed.current_snapshot()
         result.generation = str(snapshot.snapshot_id) if snapshot else ""
         result.files = [_written(self.location, f) for f in files]
@@ -384,6 +383,19 @@ class IcebergWriter:
             f"s3_export: {self.ctx.model}: Iceberg table {self.name} at snapshot "
             f"{result.generation} ({mode})"
         )
+
+    def _commit(self, tx: Any) -> Any:
+        """The catalog's commit; its files stay if it may have landed without an answer."""
+        from pyiceberg.exceptions import CommitFailedException, ValidationException
+
+        try:
+            with _catalog_errors(self.cfg, self.name):
+                return tx.commit_transaction()
+        except BaseException as e:
+            if not isinstance(e.__cause__, (CommitFailedException, ValidationException)):
+                # Not a refusal: the catalog may hold the new snapshot, files and all.
+                self.written = []
+            raise
 
     def abort(self) -> None:
         """Delete the data files this run wrote: no snapshot references them."""
