@@ -356,45 +356,52 @@ class GlueRegistration:
         want = {tuple(partition_values(p)): p for p in paths}
         stale = [list(v) for v in have if reset or v not in want]
         new = [v for v in want if reset or v not in have]
-        assert commit.lease is not None
-        for batch in _batches(stale, DELETE_BATCH):
-            commit.lease.check()
-            answer = _call(
-                f"drop partitions of {self.name}",
-                lambda batch=batch: self.client.batch_delete_partition(  # type: ignore[misc]
-                    DatabaseName=self.target.database,
-                    TableName=self.target.table,
-                    PartitionsToDelete=[{"Values": v} for v in batch],
-                    **self._catalog,
-                ),
-            )
-            _check_batch(answer, f"drop partitions of {self.name}", "EntityNotFoundException")
+        db, table = self.target.database, self.target.table
+        self._in_batches(
+            commit,
+            f"drop partitions of {self.name}",
+            [{"Values": v} for v in stale],
+            DELETE_BATCH,
+            "EntityNotFoundException",
+            lambda chunk: self.client.batch_delete_partition(
+                DatabaseName=db, TableName=table, PartitionsToDelete=chunk, **self._catalog
+            ),
+        )
         base = wanted["StorageDescriptor"]
         location = f"s3://{self.cfg.bucket}/{self.cfg.prefix}"
-        inputs = [
-            {
-                "Values": list(v),
-                "StorageDescriptor": {**base, "Location": location + want[v]},
-            }
-            for v in new
-        ]
-        for chunk in _batches(inputs, CREATE_BATCH):
-            commit.lease.check()
-            answer = _call(
-                f"add partitions to {self.name}",
-                lambda chunk=chunk: self.client.batch_create_partition(  # type: ignore[misc]
-                    DatabaseName=self.target.database,
-                    TableName=self.target.table,
-                    PartitionInputList=chunk,
-                    **self._catalog,
-                ),
-            )
-            _check_batch(answer, f"add partitions to {self.name}", "AlreadyExistsException")
+        self._in_batches(
+            commit,
+            f"add partitions to {self.name}",
+            [
+                {"Values": list(v), "StorageDescriptor": {**base, "Location": location + want[v]}}
+                for v in new
+            ],
+            CREATE_BATCH,
+            "AlreadyExistsException",
+            lambda chunk: self.client.batch_create_partition(
+                DatabaseName=db, TableName=table, PartitionInputList=chunk, **self._catalog
+            ),
+        )
         if stale or new:
             self.ctx.log(
                 f"s3_export: {self.ctx.model}: Glue table {self.name}: {len(new)} partition(s) "
                 f"added, {len(stale)} dropped"
             )
+
+    @staticmethod
+    def _in_batches(
+        commit: FolderCommit,
+        what: str,
+        items: Sequence[dict[str, Any]],
+        size: int,
+        harmless: str,
+        send: Callable[[Sequence[dict[str, Any]]], Any],
+    ) -> None:
+        """Send ``items`` in batches of ``size``, each only while the lease is still ours."""
+        assert commit.lease is not None
+        for chunk in _batches(items, size):
+            commit.lease.check()
+            _check_batch(_call(what, lambda chunk=chunk: send(chunk)), what, harmless)  # type: ignore[misc]
 
     def _partitions(self) -> Iterator[dict[str, Any]]:
         token: str | None = None
