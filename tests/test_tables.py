@@ -65,7 +65,24 @@ def model(
     project.model(name, "{{ config(" + config + ") }}\n" + sql)
 
 
+# A column of each kind DuckDB has; Delta has no TIME.
+TYPES_SQL = """
+select 1::tinyint a, 2::smallint b, 3::integer c, 4::bigint d, 5::hugeint e, 6::utinyint f,
+  4294967295::uinteger g, 18446744073709551615::ubigint h, 1.5::float i, 2.5::double j,
+  12.34::decimal(10, 2) k, 'text' l, 'b'::blob m, true n, date '2024-01-02' o,
+  timestamp '2024-01-02 03:04:05.123456' p, timestamptz '2024-01-02 03:04:05+00' q, [1, 2] r,
+  {'x': 1, 'y': 'z'} s, map {'k': 1} t, '9f1c1b3e-2c4d-4e5f-8a9b-0c1d2e3f4a5b'::uuid u
+"""
+
+
 def write_round(project: DbtProject, bucket: str, r: int) -> None:
+    model(
+        project,
+        "iceberg_types",
+        meta("iceberg", bucket, "iceberg_types"),
+        TYPES_SQL + ", time '01:02:03' v",
+    )
+    model(project, "delta_types", meta("delta", bucket, "delta_types"), TYPES_SQL)
     for fmt in FORMATS:
         for mode in MODES:
             partitions = {"partition_cols": ["p"]} if mode != "append" else {}
@@ -211,6 +228,11 @@ def test_every_mode_three_runs_with_schema_changes(
                     reader.version(fmt, f"{fmt}_retyped"),
                     reader.rows(fmt, f"{fmt}_retyped", ("id", "v")),
                 )
+        if r == 1:
+            for fmt in FORMATS:
+                # Every value reads back as DuckDB has it (unsigned ones in wider types).
+                want = project.arrow(f"select * from main.{fmt}_types").to_pylist()
+                assert reader.arrow(fmt, f"{fmt}_types").to_pylist() == want
         if r == 3:
             for fmt in FORMATS:
                 # The new column is in the table; earlier rows have no value for it.
