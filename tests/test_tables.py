@@ -345,3 +345,48 @@ def test_overlapping_appends_both_land(
         assert reader.rows(fmt, fmt) == sorted(rows(1) + rows(2) + rows(3)), fmt
     assert len(reader.iceberg("iceberg").snapshots()) == 3
     assert reader.delta("delta").version() == 2
+
+
+def test_iceberg_data_files_come_from_bounded_chunks(
+    monkeypatch: pytest.MonkeyPatch, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """The write holds at most CHUNK_BYTES of batches: a bigger model makes more files."""
+    from dbt_s3_export import ExportConfig, RunContext, run_export, tables
+    from dbt_s3_export.source import ArrowSource
+
+    from .engine import engine_client
+
+    monkeypatch.setattr(tables, "CHUNK_BYTES", 512 * 1024)
+    import pyiceberg.io.pyarrow as iceberg_io
+
+    held: list[int] = []
+    real = iceberg_io._dataframe_to_data_files
+
+    def watched(**kwargs: Any) -> Any:
+        held.append(kwargs["df"].nbytes)
+        return real(**kwargs)
+
+    monkeypatch.setattr(iceberg_io, "_dataframe_to_data_files", watched)
+    n = 300_000
+    data = pa.table({"id": pa.array(range(n), pa.int64()), "p": pa.array(["a", "b"] * (n // 2))})
+    cfg = ExportConfig.parse(
+        {
+            "bucket": bucket,
+            "key": "chunks/",
+            "file_format": "iceberg",
+            "namespace": "analytics",
+            "table": "chunks",
+            "partition_cols": ["p"],
+            "batch_size": 16_384,
+            "endpoint_url": s3_server.endpoint,
+            "region": "us-east-1",
+            "catalog": {"type": "sql", "uri": f"sqlite:///{tmp_path / 'catalog.db'}"},
+        }
+    )
+    result = run_export(cfg, ArrowSource(data), engine_client(s3_server.endpoint), RunContext())
+    assert result.rows == n
+    assert len(held) >= data.nbytes // (512 * 1024)
+    assert max(held) < 512 * 1024 + 16_384 * 16  # a chunk, plus at most one batch over
+    assert len(result.files) >= len(held)
+    reader = Reader(s3_server.endpoint, bucket, f"sqlite:///{tmp_path / 'catalog.db'}")
+    assert sorted(reader.iceberg("chunks").scan().to_arrow()["id"].to_pylist()) == list(range(n))
