@@ -34,6 +34,7 @@ from .errors import (
 )
 from .export import ExportResult, run_export
 from .source import ArrowSource, DuckDBSource
+from .tables import SchemaMismatch, TableConflict
 
 __version__ = "0.1.0"
 
@@ -59,7 +60,9 @@ __all__ = [
     "PreconditionFailed",
     "RunContext",
     "S3ExportError",
+    "SchemaMismatch",
     "SourceError",
+    "TableConflict",
     "TransferError",
     "run_export",
 ]

@@ -351,12 +351,12 @@ def test_iceberg_data_files_come_from_bounded_chunks(
     monkeypatch: pytest.MonkeyPatch, s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     """The write holds at most CHUNK_BYTES of batches: a bigger model makes more files."""
-    from dbt_s3_export import ExportConfig, RunContext, run_export, tables
+    from dbt_s3_export import ExportConfig, RunContext, iceberg, run_export
     from dbt_s3_export.source import ArrowSource
 
     from .engine import engine_client
 
-    monkeypatch.setattr(tables, "CHUNK_BYTES", 512 * 1024)
+    monkeypatch.setattr(iceberg, "CHUNK_BYTES", 512 * 1024)
     import pyiceberg.io.pyarrow as iceberg_io
 
     held: list[int] = []
