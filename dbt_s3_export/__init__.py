@@ -37,6 +37,7 @@ from .errors import (
 )
 from .export import ExportResult, run_export
 from .source import ArrowSource, DuckDBSource
+from .tables import SchemaMismatch, TableConflict
 
 __version__ = "0.1.0"
 
@@ -64,7 +65,9 @@ __all__ = [
     "RequestTimeout",
     "RunContext",
     "S3ExportError",
+    "SchemaMismatch",
     "SourceError",
+    "TableConflict",
     "TooManyPartitions",
     "TransferError",
     "run_export",

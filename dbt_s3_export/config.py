@@ -19,10 +19,17 @@ from . import options as spec
 from .attributes import Problem, content_type_problem, metadata_problem, tags_problem
 from .deadlines import CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT
 from .errors import ConfigError
-from .formats import FILE_FORMATS, FORMATS, compression_suffix, file_extension
+from .formats import (
+    FILE_FORMATS,
+    FORMATS,
+    TABLE_FORMATS,
+    compression_suffix,
+    file_extension,
+    is_typed,
+)
 from .source import FilterError, filter_sql
 
-FileFormat = Literal["csv", "parquet", "json", "jsonl"]
+FileFormat = Literal["csv", "parquet", "json", "jsonl", "iceberg", "delta"]
 Checksums = Literal["when_supported", "when_required"]
 Mode = Literal["replace", "append", "overwrite_partitions", "error_if_exists", "skip_if_exists"]
 Compression = Literal["none", "gzip", "zstd", "snappy", "lz4", "brotli"]
@@ -129,6 +136,11 @@ class ExportConfig:
     lease_wait_seconds: int = 600
     conditional_writes: Literal["auto", "true", "false"] = "auto"
     max_partitions: int = DEFAULT_MAX_PARTITIONS
+    # Tables (tables.py): an Iceberg table's name and catalog; Glue registration of files.
+    namespace: str | None = None
+    table: str | None = None
+    catalog: CatalogConfig | None = None
+    glue: GlueTarget | None = None
     # Throughput and memory.
     batch_size: int = 131_072
     part_size_mb: int = 16
@@ -142,6 +154,11 @@ class ExportConfig:
     def is_prefix(self) -> bool:
         """True when ``key`` names a folder of files rather than one object."""
         return bool(self.partition_cols) or self.key.endswith("/") or self.key == ""
+
+    @property
+    def is_table(self) -> bool:
+        """True for Iceberg and Delta tables, which have a write path of their own."""
+        return self.file_format in TABLE_FORMATS
 
     @property
     def prefix(self) -> str:
@@ -202,6 +219,12 @@ class ExportConfig:
             )
         check_option_names(options, context=context)
         merged = overlay(defaults or {}, options)
+        merged.update(_layered_mappings(defaults or {}, options))
+        # A profile's catalog serves its Iceberg exports, its glue the exports that name a table.
+        if "catalog" not in options and merged.get("file_format") != "iceberg":
+            merged.pop("catalog", None)
+        if "glue" not in options:
+            merged.pop("glue", None)
         _expand_to(merged, options, context)
         return _Parser(merged, context).build()
 
@@ -516,7 +539,11 @@ class _Parser:
         self.naming(kw)
         self.mode_fits(kw)
         self.ownership(kw)
+        self.tables(kw)
         return ExportConfig(**kw)
+
+    def tables(self, kw: dict[str, Any]) -> None:
+        _parse_catalog_and_glue(self, kw)
 
     def ownership(self, kw: dict[str, Any]) -> None:
         for name in ("export_id", "take_over_from"):
@@ -636,7 +663,7 @@ class _Parser:
 
     def mode_fits(self, kw: dict[str, Any]) -> None:
         mode = kw.get("mode", "replace")
-        prefix = self._is_prefix(kw)
+        prefix = self._is_prefix(kw) or kw["file_format"] in TABLE_FORMATS
         if mode == "append" and not prefix:
             raise self.fail(
                 "mode",
@@ -739,7 +766,8 @@ class _Parser:
                     f"names column {col!r} twice",
                     "List each partition column once",
                 )
-            check_partition_name(self, col)
+            if self.raw.get("file_format") != "iceberg":
+                check_partition_name(self, col)
             cols.append(col)
         return tuple(cols)
 
@@ -769,7 +797,7 @@ class _Parser:
         kw["compression"] = codec
         level = self.integer("compression_level", minimum=-7, maximum=22)
         if level is not None:
-            if fmt != "parquet" or codec not in ("zstd", "gzip", "brotli"):
+            if not is_typed(fmt) or codec not in ("zstd", "gzip", "brotli"):
                 raise self.fail(
                     "compression_level",
                     "applies to parquet files with zstd, gzip or brotli compression, "
@@ -798,7 +826,7 @@ class _Parser:
             )
         fmt = kw["file_format"]
         is_prefix = bool(kw["partition_cols"]) or key.endswith("/")
-        if is_prefix:
+        if is_prefix or fmt in TABLE_FORMATS:
             return cast(str, key)
         if kw.get("max_rows_per_file"):
             raise self.fail(
@@ -862,3 +890,328 @@ class _Parser:
         for name in ("external_id", "role_session_name"):
             if kw.get(name) is not None and kw.get("role_arn") is None:
                 raise self.fail(name, "only applies when role_arn is set", "Set role_arn too")
+
+
+# -- tables and catalogs --------------------------------------------------------------------
+
+CatalogType = Literal["glue", "rest", "sql"]
+CATALOG_TYPES: tuple[CatalogType, ...] = ("glue", "rest", "sql")
+# Which keys each catalog type takes besides ``type``, ``name`` and ``properties``.
+CATALOG_KEYS: dict[str, tuple[str, ...]] = {
+    "glue": ("region", "endpoint_url", "catalog_id"),
+    "rest": ("uri", "warehouse", "token", "credential"),
+    "sql": ("uri",),
+}
+# Catalog keys whose values are credentials (a SQL ``uri`` may hold a password too).
+CATALOG_SECRETS = frozenset({"token", "credential"})
+GLUE_KEYS = ("database", "table", "region", "endpoint_url", "catalog_id")
+# Formats a Glue table can describe: JSON arrays are one record per file to Hive readers.
+GLUE_FORMATS = ("csv", "parquet", "jsonl")
+# Options that shape files and objects; a table format writes its files its own way.
+FILE_ONLY_OPTIONS = (
+    "filename_template",
+    "manifest",
+    "max_rows_per_file",
+    "include_partition_cols",
+    "csv_delimiter",
+    "csv_header",
+    "sse",
+    "sse_kms_key_id",
+    "storage_class",
+    "metadata",
+    "tags",
+    "content_type",
+)
+# Glue database and table names: what Athena accepts without quoting.
+_GLUE_NAME_RE = re.compile(r"^[a-z0-9_]{1,255}$")
+# An Iceberg partition field: a column, or a transform of one (``day(ts)``, ``bucket(16, id)``).
+_TRANSFORM_RE = re.compile(r"^\s*([a-z]+)\s*\(\s*(?:(\d+)\s*,\s*)?([^()]+?)\s*\)\s*$")
+ICEBERG_TRANSFORMS = {
+    "identity": False,
+    "year": False,
+    "month": False,
+    "day": False,
+    "hour": False,
+    "bucket": True,
+    "truncate": True,
+}
+
+
+@dataclass(frozen=True)
+class PartitionField:
+    """One Iceberg partition field: ``transform`` of ``column`` (``identity`` for plain names)."""
+
+    column: str
+    transform: str = "identity"
+    width: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The partition field's name, as Spark and pyiceberg name them."""
+        if self.transform == "identity":
+            return self.column
+        if self.width is not None:
+            short = "trunc" if self.transform == "truncate" else self.transform
+            return f"{self.column}_{short}_{self.width}"
+        return f"{self.column}_{self.transform}"
+
+
+def parse_partition_field(text: str) -> PartitionField | None:
+    """``day(ts)`` as a field; None when ``text`` is not a transform (a plain column name)."""
+    match = _TRANSFORM_RE.match(text)
+    if match is None:
+        return None
+    transform, width, column = match.groups()
+    return PartitionField(column, transform, int(width) if width is not None else None)
+
+
+@dataclass(frozen=True)
+class CatalogConfig:
+    """Where an Iceberg table is registered: a Glue, REST or SQL catalog."""
+
+    type: CatalogType
+    name: str = "default"
+    uri: str | None = field(default=None, repr=False)
+    warehouse: str | None = None
+    token: str | None = field(default=None, repr=False)
+    credential: str | None = field(default=None, repr=False)
+    region: str | None = None
+    endpoint_url: str | None = None
+    catalog_id: str | None = None
+    properties: tuple[tuple[str, str], ...] = ()
+
+    def secrets(self) -> list[str]:
+        """Credential values this catalog carries, for ``redact``."""
+        return catalog_secret_values(
+            {"uri": self.uri, "token": self.token, "credential": self.credential}
+        )
+
+
+@dataclass(frozen=True)
+class GlueTarget:
+    """The Glue table a file export is registered as."""
+
+    database: str
+    table: str
+    region: str | None = None
+    endpoint_url: str | None = None
+    catalog_id: str | None = None
+
+
+def catalog_secret_values(catalog: Any) -> list[str]:
+    """The secret values in a ``catalog`` mapping: tokens, credentials, a URI's password."""
+    if not isinstance(catalog, Mapping):
+        return []
+    found = [str(catalog[k]) for k in CATALOG_SECRETS if catalog.get(k) is not None]
+    uri = catalog.get("uri")
+    if isinstance(uri, str):
+        from urllib.parse import urlsplit
+
+        try:
+            password = urlsplit(uri).password
+        except ValueError:
+            password = None
+        if password:
+            found.append(password)
+    return found
+
+
+def _layered_mappings(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """``catalog`` and ``glue`` of the meta laid key by key over the profile's.
+
+    So a profile can hold a catalog's connection and a model name only its table. A
+    meta ``catalog`` of another ``type`` replaces the profile's whole.
+    """
+    out: dict[str, Any] = {}
+    for name in ("catalog", "glue"):
+        base, over = defaults.get(name), options.get(name)
+        if not isinstance(base, Mapping) or not isinstance(over, Mapping):
+            continue
+        if name == "catalog" and over.get("type", base.get("type")) != base.get("type"):
+            continue
+        out[name] = {**base, **over}
+    return out
+
+
+def _parse_catalog_and_glue(parser: _Parser, kw: dict[str, Any]) -> None:
+    """The options of table formats and Glue registration, and how they fit the export."""
+    fmt = kw["file_format"]
+    raw = parser.raw
+    for name in ("namespace", "table"):
+        kw[name] = parser.string(name)
+    if fmt in TABLE_FORMATS:
+        given = [name for name in FILE_ONLY_OPTIONS if raw.get(name) is not None]
+        if given:
+            raise parser.fail(
+                given[0],
+                f"shapes the files of a file export; {fmt} tables are written by "
+                f"{'pyiceberg' if fmt == 'iceberg' else 'delta-rs'}, which do not take it",
+                "Drop the option",
+            )
+        if not kw["key"] or kw["key"] == "/":
+            raise parser.fail(
+                "key",
+                f"a {fmt} table needs a folder of its own for its location, not the bucket root",
+                "Set key to a folder such as 'lake/orders/'",
+            )
+    if fmt == "iceberg":
+        for name in ("namespace", "table"):
+            if kw[name] is None:
+                raise parser.fail(
+                    name,
+                    "is required for an iceberg table",
+                    "Name the table with namespace (a database) and table",
+                )
+        kw["catalog"] = _catalog(parser)
+        if kw["catalog"].type == "glue":
+            for name in ("namespace", "table"):
+                if not _GLUE_NAME_RE.match(kw[name]):
+                    raise parser.fail(
+                        name,
+                        f"{kw[name]!r} is not a Glue name",
+                        "Use lowercase letters, digits and underscores",
+                    )
+        fields_ = [
+            parse_partition_field(col) or PartitionField(col) for col in kw["partition_cols"]
+        ]
+        for f in fields_:
+            if f.transform not in ICEBERG_TRANSFORMS:
+                raise parser.fail(
+                    "partition_cols",
+                    f"{f.transform}({f.column}) is not an Iceberg partition transform",
+                    "Use a column name, or identity, year, month, day, hour, bucket(N, col) "
+                    "or truncate(N, col) of one",
+                )
+            if ICEBERG_TRANSFORMS[f.transform] != (f.width is not None):
+                shape = f"{f.transform}(N, {f.column})" if f.width is None else f"{f.transform}"
+                raise parser.fail(
+                    "partition_cols",
+                    f"{f.transform} takes {'a width' if f.width is None else 'no width'}",
+                    f"Write it as {shape}({f.column})" if f.width is not None else f"Write {shape}",
+                )
+        if kw.get("mode") == "overwrite_partitions" and any(
+            f.transform != "identity" for f in fields_
+        ):
+            raise parser.fail(
+                "mode",
+                "overwrite_partitions replaces partitions by their values, which needs "
+                "partition_cols of plain columns, not transforms",
+                "Partition by columns (e.g. a date column made in the model), or use replace",
+            )
+    else:
+        for name in ("namespace", "table", "catalog"):
+            if raw.get(name) is not None:
+                raise parser.fail(
+                    name,
+                    f"names an Iceberg table in a catalog, but file_format is {fmt}",
+                    "Use file_format iceberg, or drop the option"
+                    + (
+                        "; a delta table is named by its location (bucket and key)"
+                        if fmt == "delta"
+                        else ""
+                    ),
+                )
+    kw["glue"] = _glue(parser, kw)
+
+
+def _catalog(parser: _Parser) -> CatalogConfig:
+    value = parser.raw.get("catalog")
+    if not isinstance(value, Mapping):
+        raise parser.fail(
+            "catalog",
+            "is required for an iceberg table"
+            if value is None
+            else f"must be a mapping, got {type(value).__name__}",
+            "For example catalog: {type: glue, region: eu-west-1}, {type: rest, uri: ...} or "
+            "{type: sql, uri: 'sqlite:////path/catalog.db'}",
+        )
+    sub = _Parser(dict(value), f"{parser.context + ': ' if parser.context else ''}catalog")
+    kind = sub.choice("type", CATALOG_TYPES)
+    if kind is None:
+        raise parser.fail("catalog", "needs a type", f"Set type to {', '.join(CATALOG_TYPES)}")
+    allowed = {"type", "name", "properties", *CATALOG_KEYS[kind]}
+    for key in value:
+        if key not in allowed:
+            others = [t for t, keys in CATALOG_KEYS.items() if key in keys]
+            raise sub.fail(
+                str(key),
+                f"does not apply to a {kind} catalog"
+                + (f" (it is an option of {' and '.join(others)} catalogs)" if others else ""),
+                f"A {kind} catalog takes {', '.join(sorted(allowed))}",
+            )
+    kw: dict[str, Any] = {"type": kind}
+    for name in ("name", "uri", "warehouse", "token", "credential", "region", "catalog_id"):
+        if value.get(name) is not None:
+            kw[name] = sub.string(name)
+    kw["endpoint_url"] = sub.endpoint_url() if value.get("endpoint_url") is not None else None
+    if kind in ("rest", "sql") and kw.get("uri") is None:
+        example = "http://127.0.0.1:8181" if kind == "rest" else "sqlite:////path/catalog.db"
+        raise sub.fail("uri", f"is required for a {kind} catalog", f"For example {example!r}")
+    if kind == "rest" and not re.match(r"^https?://", kw["uri"]):
+        raise sub.fail("uri", f"must be an http:// or https:// URL, got {kw['uri']!r}")
+    if kind == "sql" and not re.match(r"^(sqlite|postgresql)(\+\w+)?://", kw["uri"]):
+        raise sub.fail(
+            "uri",
+            "must be a SQLAlchemy URL of sqlite or postgresql",
+            "For example 'sqlite:////path/catalog.db' or "
+            "'postgresql+psycopg2://user@host/db' (the password from env_var)",
+        )
+    kw["properties"] = sub.string_map("properties")
+    return CatalogConfig(**kw)
+
+
+def _glue(parser: _Parser, kw: dict[str, Any]) -> GlueTarget | None:
+    value = parser.raw.get("glue")
+    if value is None:
+        return None
+    fmt = kw["file_format"]
+    if not isinstance(value, Mapping):
+        raise parser.fail(
+            "glue",
+            f"must be a mapping, got {type(value).__name__} {value!r}",
+            "For example glue: {database: lake, table: orders}",
+        )
+    if fmt not in GLUE_FORMATS:
+        fix = {
+            "iceberg": "An iceberg table registers itself: use catalog: {type: glue}",
+            "json": "Use file_format jsonl: Hive readers take one JSON object per line",
+        }.get(fmt, f"Glue registration is for {', '.join(GLUE_FORMATS)} exports")
+        raise parser.fail("glue", f"cannot register a {fmt} export", fix)
+    if not parser._is_prefix(kw):
+        raise parser.fail(
+            "glue",
+            f"a Glue table's location is a folder, but key {kw['key']!r} names one object",
+            "End the key with '/' to export into a folder",
+        )
+    if kw.get("include_partition_cols"):
+        raise parser.fail(
+            "glue",
+            "a Glue table takes partition values from the folder names, and columns that "
+            "are also in the files would be defined twice",
+            "Drop include_partition_cols",
+        )
+    sub = _Parser(dict(value), f"{parser.context + ': ' if parser.context else ''}glue")
+    for key in value:
+        if key not in GLUE_KEYS:
+            close = difflib.get_close_matches(str(key), GLUE_KEYS, n=1, cutoff=0.6)
+            raise sub.fail(
+                str(key),
+                "unknown option",
+                (f"Did you mean '{close[0]}'? " if close else "")
+                + "glue takes "
+                + ", ".join(GLUE_KEYS),
+            )
+    out: dict[str, Any] = {}
+    for name in ("database", "table"):
+        name_value = sub.string(name, required=True)
+        if not _GLUE_NAME_RE.match(name_value):
+            raise sub.fail(
+                name,
+                f"{name_value!r} is not a Glue name",
+                "Use lowercase letters, digits and underscores",
+            )
+        out[name] = name_value
+    out["region"] = sub.string("region")
+    out["catalog_id"] = sub.string("catalog_id")
+    out["endpoint_url"] = sub.endpoint_url()
+    return GlueTarget(**out)

@@ -42,6 +42,7 @@ from .errors import (
     brief,
 )
 from .files import FileNaming, FileRoller, WrittenFile, slices
+from .glue import GlueRegistration, registration_failed
 from .partitioning import check_partition_types
 from .progress import Progress, human_bytes, plural
 from .transfer import Uploader
@@ -153,8 +154,17 @@ def run_export(
     ctx = ctx or RunContext()
     started = time.monotonic()
     _return_freed_arrow_memory()
+    if cfg.is_table:  # Iceberg and Delta commit through their own logs
+        from .tables import export_table
+
+        result = ExportResult(ctx.model, cfg.destination, cfg.file_format, "")
+        return export_table(cfg, source, client, ctx, result)
     # What is wrong with the model's columns is found before anything is claimed or written.
-    check_columns(cfg, source.schema(cfg.partition_cols))
+    schema = source.schema(cfg.partition_cols)
+    check_columns(cfg, schema)
+    glue = GlueRegistration(cfg, ctx, schema) if cfg.glue is not None else None
+    if glue is not None:
+        glue.prepare()
     commit = open_commit(client, cfg, ctx)
     result = ExportResult(ctx.model, cfg.destination, cfg.file_format, commit.generation)
     try:
@@ -210,6 +220,12 @@ def run_export(
             raise _unchanged(cfg, e) from e
         raise
     # Committed: readers of the manifest (or of the single object) see only the new data.
+    registered: Exception | None = None
+    if glue is not None:  # still under the lease, so runs of the export take turns
+        try:
+            glue.publish(commit)
+        except Exception as e:
+            registered = e
     try:
         result.removed = commit.finish()
     except S3ExportError as e:
@@ -222,6 +238,8 @@ def run_export(
     finally:
         meter.stop()
         uploader.close()
+    if registered is not None and cfg.glue is not None:
+        raise registration_failed(cfg.glue, registered) from registered
     result.seconds = time.monotonic() - started
     return result
 

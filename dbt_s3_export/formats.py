@@ -22,8 +22,13 @@ class Format:
     codecs: tuple[str, ...]
     default_codec: str
     # True when a codec compresses the whole file (and adds a suffix to its name);
-    # Parquet compresses inside the format and keeps its extension.
+    # Parquet compresses inside the format and keeps its extension. A format without
+    # them holds typed values (Parquet, and the tables made of Parquet files); the
+    # others hold text (typemap.py renders values for them).
     whole_file_codecs: bool
+    # A table format (Iceberg, Delta): written through its own log (tables.py),
+    # not as files under a manifest.
+    table: bool = False
 
 
 TEXT_CODECS = ("none", "gzip", "zstd")
@@ -34,8 +39,17 @@ FORMATS: dict[str, Format] = {
     "parquet": Format("parquet", (".parquet", ".pq"), PARQUET_CODECS, "snappy", False),
     "json": Format("json", (".json",), TEXT_CODECS, "none", True),
     "jsonl": Format("jsonl", (".jsonl", ".ndjson"), TEXT_CODECS, "none", True),
+    # Parquet data files under a table's log; pyiceberg's default codec is zstd.
+    "iceberg": Format("iceberg", (".parquet",), PARQUET_CODECS, "zstd", False, table=True),
+    "delta": Format("delta", (".parquet",), PARQUET_CODECS, "snappy", False, table=True),
 }
 FILE_FORMATS = tuple(FORMATS)
+
+
+def is_typed(file_format: str) -> bool:
+    """Whether the format stores typed values (Parquet files, Iceberg and Delta tables)."""
+    return not FORMATS[file_format].whole_file_codecs
+TABLE_FORMATS = tuple(name for name, f in FORMATS.items() if f.table)
 
 # The suffix a whole-file codec adds to a name (orders.csv.gz).
 COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}

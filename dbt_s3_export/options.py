@@ -62,7 +62,7 @@ OPTIONS: tuple[Option, ...] = (
         "string",
         "File format of the export.",
         ALL,
-        choices=("csv", "parquet", "json", "jsonl"),
+        choices=("csv", "parquet", "json", "jsonl", "iceberg", "delta"),
     ),
     Option(
         "mode",
@@ -200,6 +200,15 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds one request may take with its retries.",
         scope="access",
     ),
+    # Iceberg and Delta tables, and Glue registration of folder exports (tables.py, glue.py).
+    Option("namespace", "string", "Iceberg namespace of the table (file_format iceberg)."),
+    Option("table", "string", "Iceberg table name (file_format iceberg)."),
+    Option(
+        "catalog",
+        "mapping",
+        "Iceberg catalog: type glue, rest or sql, with its uri, warehouse and credentials.",
+    ),
+    Option("glue", "mapping", "Register a folder export as a Glue table: database, table."),
     # Who owns a folder and how runs of one export take turns (commit.py).
     Option(
         "export_id",

@@ -22,7 +22,13 @@ from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
 from .commit import RunContext
-from .config import SECRET_OPTIONS, ExportConfig, check_option_names, overlay
+from .config import (
+    SECRET_OPTIONS,
+    ExportConfig,
+    catalog_secret_values,
+    check_option_names,
+    overlay,
+)
 from .credentials import ClientCache, ConnectionSettings, redact, url_secrets
 from .duckdb_s3 import DuckDBS3Config, destination_of, profile_secrets
 from .errors import S3ExportError, brief
@@ -190,6 +196,7 @@ class Plugin(BasePlugin):
                     str(v) for k, v in options.items() if k in SECRET_OPTIONS and v is not None
                 ]
                 found += url_secrets(options.get("endpoint_url"))
+                found += catalog_secret_values(options.get("catalog"))
         return found
 
     def _warn_about_credentials(self, model: str, entries: Any, *, adhoc: bool) -> None:
@@ -197,6 +204,8 @@ class Plugin(BasePlugin):
         in_meta = {
             name for entry in entries if isinstance(entry, Mapping) for name in entry
         } & SECRET_OPTIONS
+        if any(catalog_secret_values(e.get("catalog")) for e in entries if isinstance(e, Mapping)):
+            in_meta.add("catalog")
         if in_meta and adhoc:
             logger.warning(
                 f"s3_export: the export of '{model}' was given credentials "

@@ -33,6 +33,7 @@ from typing import Any
 import pyarrow as pa
 
 from .errors import ColumnError
+from .formats import is_typed
 
 # Field metadata the source puts on the schema for the writers.
 RAW_JSON = b"dbt_s3_export.raw_json"
@@ -256,7 +257,7 @@ def plan_columns(
         raw = False
         check = None
         kind = t.id
-        if file_format == "parquet" or name in partition_cols:
+        if is_typed(file_format) or name in partition_cols:
             expr = conv.typed(ident, t)
             if kind in ("hugeint", "uhugeint"):
                 check = RangeCheck(0 if kind == "uhugeint" else -DECIMAL_LIMIT, DECIMAL_LIMIT)

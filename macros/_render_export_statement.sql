@@ -8,18 +8,28 @@
   other than the object `key` and the (public) `sse_kms_key_id`. Credentials in a
   URL (`http://user:password@host`) are hidden as well.
 -#}
-{% macro _render_export_statement(relation, entry) %}
+{#- The options with secrets as ***; a nested mapping (catalog, glue) is shown the same way,
+    and a catalog `uri` that carries a password (user:password@host) is hidden whole. -#}
+{% macro _redact_options(options) %}
   {%- set shown = {} -%}
-  {%- for name, value in entry.items() -%}
+  {%- for name, value in options.items() -%}
     {%- set lowered = name | string | lower -%}
     {%- if 'secret' in lowered or 'token' in lowered or 'pass' in lowered
           or 'credential' in lowered or 'auth' in lowered or 'external' in lowered
-          or ('key' in lowered and lowered not in ('key', 'sse_kms_key_id')) -%}
+          or ('key' in lowered and lowered not in ('key', 'sse_kms_key_id'))
+          or (lowered == 'uri' and value is string and '@' in value) -%}
       {%- do shown.update({name: '***'}) -%}
+    {%- elif value is mapping -%}
+      {%- do shown.update({name: dbt_s3_export._redact_options(value)}) -%}
     {%- else -%}
       {%- do shown.update({name: value}) -%}
     {%- endif -%}
   {%- endfor -%}
+  {{- return(shown) -}}
+{% endmacro %}
+
+{% macro _render_export_statement(relation, entry) %}
+  {%- set shown = dbt_s3_export._redact_options(entry) -%}
   {%- set bucket = entry.get('bucket', '?') -%}
   {%- set key = entry.get('key', '?') -%}
   {%- set rendered = 'EXPORT\n  SELECT * FROM ' ~ relation ~ '\nTO "s3://' ~ bucket ~ '/' ~ key ~ '"\nTYPE S3\nOPTIONS ' ~ tojson(shown, sort_keys=True) ~ ';' -%}

@@ -187,4 +187,9 @@
           'json is one array per file, but ' ~ opts.adapter ~ ' writes JSON as one object per line',
           'Use file_format jsonl') -}}
   {%- endif -%}
+  {%- if opts.file_format in ['iceberg', 'delta'] -%}
+    {{- dbt_s3_export._s3_fail(opts.context, 'file_format', opts.adapter,
+          opts.file_format ~ ' tables are written by the dbt-duckdb plugin only',
+          'Use csv, parquet or jsonl here, or create the table with the warehouse\'s own table materializations') -}}
+  {%- endif -%}
 {% endmacro %}

@@ -48,7 +48,7 @@ def test_tab_delimiter_written_as_escape_sequence() -> None:
         (
             {"file_format": "xlsx"},
             "file_format",
-            "must be one of csv, parquet, json, jsonl, got 'xlsx'",
+            "must be one of csv, parquet, json, jsonl, iceberg, delta, got 'xlsx'",
         ),
         ({"file_format": None}, "file_format", "is required but missing"),
         ({"bucket": None}, "bucket", "is required but missing"),

@@ -305,7 +305,8 @@ def test_materializations_hooks_and_config_styles(
 BAD_CONFIGS = {
     "bad_format": (
         "{'bucket': 'b-b-b', 'key': 'x.xlsx', 'file_format': 'xlsx'}",
-        "option 'file_format': must be one of csv, parquet, json, jsonl, got 'xlsx'",
+        "option 'file_format': must be one of csv, parquet, json, jsonl, iceberg, delta, "
+        "got 'xlsx'",
     ),
     "missing_bucket": (
         "{'key': 'x.csv', 'file_format': 'csv'}",

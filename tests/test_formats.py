@@ -29,8 +29,11 @@ def test_content_type_by_extension(key: str, file_format: str, expected: str) ->
 
 
 def test_every_extension_and_codec_gives_a_valid_key_and_its_own_content_type() -> None:
-    """config accepts each extension and codec of the table; each maps to a media type."""
-    for fmt in FORMATS.values():
+    """config accepts each extension and codec of the table; each maps to a media type.
+
+    Table formats (Iceberg, Delta) are written as tables, not to keys: tests/test_tables.py.
+    """
+    for fmt in (f for f in FORMATS.values() if not f.table):
         for ext in fmt.extensions:
             cfg = ExportConfig.parse({"bucket": "bkt", "key": f"k{ext}", "file_format": fmt.name})
             assert cfg.codec == fmt.default_codec

@@ -1,0 +1,288 @@
+"""Delta tables written with delta-rs (see tables.py).
+
+delta-rs writes the data files from the stream and commits by creating the next
+``_delta_log`` entry only if it is absent (``If-None-Match: *``), so concurrent writers
+need no lock table on a server that honours that condition; the export checks that it
+does before writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+
+from .commit import RunContext, supports_conditional_writes
+from .config import ExportConfig
+from .errors import ExportFailed, S3ExportError, SourceError, TransferError, brief
+from .files import WrittenFile
+from .tables import (
+    SchemaMismatch,
+    Storage,
+    TableConflict,
+    cast_batches,
+    effective_mode,
+    exists_error,
+    missing_extra,
+    snapshot_properties,
+    table_location,
+    table_types,
+)
+from .transfer import get_object
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from .export import BatchSource, ExportResult
+else:
+    S3Client = Any
+
+
+class DeltaWriter:
+    """One run's write to a Delta table: delta-rs streams the files and commits the log entry."""
+
+    def __init__(
+        self, cfg: ExportConfig, ctx: RunContext, storage: Storage, client: S3Client
+    ) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.storage = storage
+        self.client = client
+        self.uri = table_location(cfg)
+
+    def run(self, source: BatchSource, result: ExportResult) -> None:
+        try:
+            import deltalake
+            from deltalake import CommitProperties, DeltaTable, write_deltalake
+        except ModuleNotFoundError:
+            raise missing_extra("deltalake") from None
+        cfg = self.cfg
+        self._check_commits_are_safe()
+        options = self.storage.delta()
+        schema = table_types(source.schema(), "delta")
+        for col in cfg.partition_cols:
+            if col not in schema.names:
+                raise SourceError(
+                    f"partition column '{col}' is not in the model; its columns are: "
+                    f"{', '.join(schema.names)}. Fix 'partition_cols'"
+                )
+        table = None
+        with _delta_errors(self.uri):
+            if DeltaTable.is_deltatable(self.uri, storage_options=options):
+                table = DeltaTable(self.uri, storage_options=options)
+        if table is not None:
+            if cfg.mode == "error_if_exists":
+                raise exists_error(cfg, f"Delta table {self.uri}")
+            if cfg.mode == "skip_if_exists":
+                result.skipped = f"Delta table {self.uri} already exists"
+                return
+        mode = effective_mode(cfg, self.ctx, table is not None)
+        kwargs: dict[str, Any] = {"mode": "append" if mode == "append" else "overwrite"}
+        if table is not None:
+            schema = self._fit_schema(table, schema, mode)
+            kwargs["schema_mode"] = "merge"
+            if mode == "replace" and self._partitioning(table) != list(cfg.partition_cols):
+                kwargs["schema_mode"] = "overwrite"  # a new layout: only replace may change it
+            elif self._partitioning(table) != list(cfg.partition_cols):
+                raise ExportFailed(
+                    f"Delta table {self.uri} is partitioned by "
+                    f"{self._partitioning(table) or 'nothing'}, and mode {mode} would add rows "
+                    f"partitioned by {list(cfg.partition_cols) or 'nothing'}. Rewrite the table "
+                    "once with mode replace (or --full-refresh) to change its partitioning"
+                )
+            if mode == "overwrite_partitions":
+                kwargs["predicate"] = self._partitions_predicate(source, schema)
+                if kwargs["predicate"] is None:
+                    kwargs["mode"] = "append"  # no rows: no partition to replace
+        reader = source.open(list(cfg.partition_cols), cfg.batch_size)
+        stream = pa.RecordBatchReader.from_batches(schema, cast_batches(reader, schema))
+        try:
+            with _delta_errors(self.uri):
+                write_deltalake(
+                    self.uri,
+                    stream,
+                    partition_by=list(cfg.partition_cols) or None,
+                    storage_options=options,
+                    commit_properties=CommitProperties(
+                        custom_metadata=snapshot_properties(cfg, self.ctx)
+                    ),
+                    writer_properties=deltalake.WriterProperties(
+                        compression=_delta_codec(cfg.codec),
+                        compression_level=cfg.compression_level,
+                    ),
+                    **kwargs,
+                )
+                table = DeltaTable(self.uri, storage_options=options)
+        finally:
+            reader.close()
+        result.generation = str(table.version())
+        result.files = self._added_files(table.version())
+        self.ctx.info(
+            f"s3_export: {self.ctx.model}: Delta table {self.uri} at version {result.generation} "
+            f"({mode})"
+        )
+
+    def _added_files(self, version: int) -> list[WrittenFile]:
+        """The data files the commit of ``version`` added, from its log entry."""
+        key = f"{self.cfg.key.rstrip('/')}/_delta_log/{version:020d}.json"
+        stored = get_object(self.client, self.cfg.bucket, key)
+        files = []
+        for line in (stored.body if stored else b"").splitlines():
+            add = json.loads(line).get("add") if line.strip() else None
+            if not add:
+                continue
+            stats = json.loads(add.get("stats") or "{}")
+            path = unquote(str(add["path"]))
+            partition = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+            files.append(
+                WrittenFile(
+                    f"{self.cfg.key.rstrip('/')}/{path}",
+                    int(stats.get("numRecords") or 0),
+                    int(add.get("size") or 0),
+                    partition,
+                )
+            )
+        return files
+
+    def _check_commits_are_safe(self) -> None:
+        """delta-rs commits with ``If-None-Match: *``: a server that ignores it loses commits."""
+        cfg = self.cfg
+        if cfg.conditional_writes == "true":
+            return
+        if cfg.conditional_writes == "false":
+            self.ctx.info(
+                f"s3_export: {self.ctx.model}: conditional_writes is false: two runs writing "
+                f"Delta table {self.uri} at once could lose one's commit"
+            )
+            return
+        folder = cfg.key.rstrip("/") + "/"
+        if not supports_conditional_writes(self.client, cfg.bucket, folder):
+            raise ExportFailed(
+                f"the S3 server at {cfg.endpoint_url or 'the default endpoint'} ignores "
+                "conditional writes (If-None-Match), which delta-rs relies on to commit; two "
+                "runs writing the table at once could each overwrite the other's commit. "
+                "Nothing was written. If no two runs ever write this table at once, set "
+                "conditional_writes: false"
+            )
+
+    @staticmethod
+    def _partitioning(table: Any) -> list[str]:
+        return list(table.metadata().partition_columns)
+
+    def _fit_schema(self, table: Any, schema: pa.Schema, mode: str) -> pa.Schema:
+        """The model's schema with each column at the table's type, where it can be written so."""
+        there = pa.schema(table.schema().to_arrow())
+        fields = []
+        for f in schema:
+            if f.name not in there.names:
+                fields.append(f)
+                continue
+            target = there.field(f.name).type
+            if _same_delta_type(f.type, target):
+                fields.append(f.with_type(target))
+                continue
+            if mode == "replace" and self._partitioning(table) != list(self.cfg.partition_cols):
+                fields.append(f)
+                continue
+            if _widens(f.type, target):
+                fields.append(f.with_type(target))
+                continue
+            raise SchemaMismatch(
+                f"column '{f.name}' is {target} in Delta table {self.uri} but {f.type} in the "
+                "model, and the model's values cannot be written into the table's column. "
+                "Cast the column back in the model, or give the new type a new column name"
+            )
+        return pa.schema(fields)
+
+    def _partitions_predicate(self, source: BatchSource, schema: pa.Schema) -> str | None:
+        """The SQL predicate naming the partitions this run writes (one pass over them)."""
+        cols = list(self.cfg.partition_cols)
+        seen: set[tuple[Any, ...]] = set()
+        reader = source.open([], self.cfg.batch_size)
+        try:
+            for batch in reader:
+                if batch.num_rows:
+                    keys = pa.Table.from_batches([batch]).select(cols).group_by(cols).aggregate([])
+                    seen.update(tuple(row[c] for c in cols) for row in keys.to_pylist())
+        finally:
+            reader.close()
+        if not seen:
+            return None
+        types = {c: schema.field(c).type for c in cols}
+        terms = [
+            "("
+            + " AND ".join(_sql_equals(c, v, types[c]) for c, v in zip(cols, key, strict=True))
+            + ")"
+            for key in sorted(seen, key=repr)
+        ]
+        return " OR ".join(terms)
+
+
+def _sql_equals(column: str, value: Any, typ: pa.DataType) -> str:
+    name = '"' + column.replace('"', '""') + '"'
+    if value is None:
+        return f"{name} IS NULL"
+    if isinstance(value, bool):
+        return f"{name} = {'true' if value else 'false'}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{name} = {value!r}"
+    text = str(value).replace("'", "''")
+    if pa.types.is_date(typ):
+        return f"{name} = DATE '{text}'"
+    if pa.types.is_timestamp(typ):
+        return f"{name} = TIMESTAMP '{text}'"
+    return f"{name} = '{text}'"
+
+
+def _same_delta_type(a: pa.DataType, b: pa.DataType) -> bool:
+    """Whether Delta stores both alike (string views and large strings are strings)."""
+    strings = (pa.string(), pa.large_string(), pa.string_view())
+    binaries = (pa.binary(), pa.large_binary(), pa.binary_view())
+    if (a in strings and b in strings) or (a in binaries and b in binaries):
+        return True
+    if pa.types.is_timestamp(a) and pa.types.is_timestamp(b):
+        return (a.tz is None) == (b.tz is None)
+    return bool(a.equals(b))
+
+
+def _widens(model: pa.DataType, table: pa.DataType) -> bool:
+    """Whether every value of the model's type fits the table's column type exactly."""
+    ints = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
+    if model in ints and table in ints:
+        return ints.index(model) <= ints.index(table)
+    if model == pa.float32() and table == pa.float64():
+        return True
+    if pa.types.is_decimal(model) and pa.types.is_decimal(table):
+        return bool(
+            model.scale <= table.scale
+            and model.precision - model.scale <= table.precision - table.scale
+        )
+    return False
+
+
+def _delta_codec(codec: str) -> Any:
+    return {"none": "UNCOMPRESSED"}.get(codec, codec.upper())
+
+
+@contextlib.contextmanager
+def _delta_errors(uri: str) -> Iterator[None]:
+    try:
+        yield
+    except S3ExportError:
+        raise
+    except Exception as e:
+        from deltalake.exceptions import CommitFailedError, SchemaMismatchError
+
+        if isinstance(e, CommitFailedError):
+            raise TableConflict(
+                f"another writer committed to Delta table {uri} while this run was writing, "
+                f"and this run's commit conflicts with it ({brief(e)}). The table is at the "
+                "other writer's version; run again"
+            ) from e
+        if isinstance(e, SchemaMismatchError):
+            raise SchemaMismatch(f"Delta table {uri}: {brief(e)}") from e
+        raise TransferError(f"writing Delta table {uri} failed: {brief(e)}") from e

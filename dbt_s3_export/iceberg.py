@@ -1,0 +1,406 @@
+"""Iceberg tables written with pyiceberg, in a Glue, REST or SQL catalog (see tables.py).
+
+Data files are written from the stream a chunk at a time (at most ``CHUNK_BYTES`` of
+Arrow batches, one file per partition the chunk holds); the schema evolution, the
+partition spec, the files this run replaces and the new snapshot are staged in one
+pyiceberg transaction, and the catalog's commit makes them the table's state at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from .commit import RunContext
+from .config import ExportConfig, PartitionField, parse_partition_field
+from .errors import ConfigError, ExportFailed, S3ExportError, SourceError, TransferError, brief
+from .files import WrittenFile
+from .tables import (
+    SchemaMismatch,
+    Storage,
+    TableConflict,
+    cast_batches,
+    effective_mode,
+    exists_error,
+    missing_extra,
+    snapshot_properties,
+    table_location,
+    table_types,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from .export import BatchSource, ExportResult
+else:
+    S3Client = Any
+
+# Arrow bytes of batches gathered before an Iceberg chunk is written as data files.
+CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def _iceberg_transform(f: PartitionField) -> Any:
+    from pyiceberg import transforms
+
+    if f.transform == "bucket":
+        return transforms.BucketTransform(int(f.width or 0))
+    if f.transform == "truncate":
+        return transforms.TruncateTransform(int(f.width or 0))
+    return {
+        "identity": transforms.IdentityTransform,
+        "year": transforms.YearTransform,
+        "month": transforms.MonthTransform,
+        "day": transforms.DayTransform,
+        "hour": transforms.HourTransform,
+    }[f.transform]()
+
+
+def partition_fields(cfg: ExportConfig) -> list[PartitionField]:
+    return [parse_partition_field(c) or PartitionField(c) for c in cfg.partition_cols]
+
+
+def load_catalog(cfg: ExportConfig, storage: Storage) -> Any:
+    """The pyiceberg catalog the export's ``catalog`` options describe."""
+    try:
+        from pyiceberg.catalog import load_catalog as pyiceberg_catalog
+    except ModuleNotFoundError:
+        raise missing_extra("pyiceberg") from None
+    catalog = cfg.catalog
+    assert catalog is not None
+    props: dict[str, str] = {**storage.iceberg(), **dict(catalog.properties)}
+    if catalog.type == "glue":
+        from pyiceberg.catalog.glue import GlueCatalog
+
+        from .glue import glue_client
+
+        client = glue_client(cfg, catalog.region, catalog.endpoint_url, catalog.catalog_id)
+        return GlueCatalog(catalog.name, client=client, **props)
+    props["type"] = catalog.type
+    for name in ("uri", "warehouse", "token", "credential"):
+        value = getattr(catalog, name)
+        if value is not None:
+            props[name] = value
+    try:
+        return pyiceberg_catalog(catalog.name, **props)
+    except ModuleNotFoundError as e:
+        driver = "psycopg2-binary" if "psycopg" in str(e) else str(e.name)
+        raise ConfigError(
+            "",
+            "catalog",
+            f"the {catalog.type} catalog needs the Python package '{driver}', which is not "
+            "installed",
+            f"pip install {driver}",
+        ) from None
+
+
+def _identity_columns(fields: Sequence[PartitionField]) -> list[str]:
+    return [f.column for f in fields if f.transform == "identity"]
+
+
+class IcebergWriter:
+    """One run's write to an Iceberg table: check, write data files, commit one snapshot."""
+
+    def __init__(self, cfg: ExportConfig, ctx: RunContext, storage: Storage) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+        self.storage = storage
+        self.name = f"{cfg.namespace}.{cfg.table}"
+        self.location = table_location(cfg)
+        self.fields = partition_fields(cfg)
+        self.written: list[Any] = []  # DataFiles of this run, deleted if it fails
+        self.io: Any = None
+
+    def run(self, source: BatchSource, result: ExportResult) -> None:
+        from pyiceberg.exceptions import NoSuchTableError
+
+        cfg = self.cfg
+        schema = table_types(source.schema(), "iceberg")
+        self._check_columns(schema)
+        namespace, table_name = str(cfg.namespace), str(cfg.table)
+        with _catalog_errors(cfg, self.name):
+            catalog = load_catalog(cfg, self.storage)
+            _create_namespace(catalog, namespace)
+            try:
+                table = catalog.load_table((namespace, table_name))
+            except NoSuchTableError:
+                table = None
+        if table is not None:
+            self._check_location(table)
+            if cfg.mode == "error_if_exists":
+                raise exists_error(cfg, f"Iceberg table {self.name}")
+            if cfg.mode == "skip_if_exists":
+                result.skipped = f"Iceberg table {self.name} already exists"
+                return
+        mode = effective_mode(cfg, self.ctx, table is not None)
+        with _catalog_errors(cfg, self.name):
+            tx = self._begin(catalog, table, schema, mode)
+        self.io = tx._table.io  # the table's FileIO; pyiceberg has no public accessor
+        order_by = _identity_columns(self.fields)
+        reader = source.open(order_by, cfg.batch_size)
+        try:
+            files = self._write(tx, reader, schema)
+        finally:
+            reader.close()
+        properties = snapshot_properties(cfg, self.ctx)
+        self._snapshot(tx, table, mode, files, properties)
+        committed = self._commit(tx)
+        snapshot = committed.current_snapshot()
+        result.generation = str(snapshot.snapshot_id) if snapshot else ""
+        result.files = [_written(self.location, f) for f in files]
+        self.ctx.info(
+            f"s3_export: {self.ctx.model}: Iceberg table {self.name} at snapshot "
+            f"{result.generation} ({mode})"
+        )
+
+    def _commit(self, tx: Any) -> Any:
+        """The catalog's commit; its files stay if it may have landed without an answer."""
+        from pyiceberg.exceptions import CommitFailedException, ValidationException
+
+        try:
+            with _catalog_errors(self.cfg, self.name):
+                return tx.commit_transaction()
+        except BaseException as e:
+            if not isinstance(e.__cause__, (CommitFailedException, ValidationException)):
+                # Not a refusal: the catalog may hold the new snapshot, files and all.
+                self.written = []
+            raise
+
+    def abort(self) -> None:
+        """Delete the data files this run wrote: no snapshot references them."""
+        if self.io is None:
+            return
+        for data_file in self.written:
+            with contextlib.suppress(Exception):
+                self.io.delete(data_file.file_path)
+
+    def _check_columns(self, schema: pa.Schema) -> None:
+        for f in self.fields:
+            if f.column not in schema.names:
+                raise SourceError(
+                    f"partition column '{f.column}' is not in the model; its columns are: "
+                    f"{', '.join(schema.names)}. Fix 'partition_cols'"
+                )
+
+    def _check_location(self, table: Any) -> None:
+        there = str(table.metadata.location).rstrip("/")
+        if there != self.location:
+            raise ExportFailed(
+                f"Iceberg table {self.name} is at {there}, not at {self.location} where this "
+                "export writes. Point bucket and key at the table's location, or give the "
+                "export another table name"
+            )
+
+    def _begin(self, catalog: Any, table: Any, schema: pa.Schema, mode: str) -> Any:
+        """A transaction that creates the table, or evolves its schema and spec."""
+        from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
+        from pyiceberg.partitioning import PartitionField as IcebergField
+        from pyiceberg.partitioning import PartitionSpec
+        from pyiceberg.schema import assign_fresh_schema_ids
+
+        cfg = self.cfg
+        if table is None:
+            iceberg_schema = assign_fresh_schema_ids(_pyarrow_to_schema_without_ids(schema))
+            spec = PartitionSpec(
+                *(
+                    IcebergField(
+                        source_id=iceberg_schema.find_field(f.column).field_id,
+                        field_id=1000 + i,
+                        transform=_iceberg_transform(f),
+                        name=f.name,
+                    )
+                    for i, f in enumerate(self.fields)
+                )
+            )
+            properties = {"write.parquet.compression-codec": _iceberg_codec(cfg.codec)}
+            if cfg.compression_level is not None:
+                properties["write.parquet.compression-level"] = str(cfg.compression_level)
+            return catalog.create_table_transaction(
+                (cfg.namespace, cfg.table),
+                schema=iceberg_schema,
+                location=self.location,
+                partition_spec=spec,
+                properties=properties,
+            )
+        evolve = self._schema_changes(table, schema)
+        tx = table.transaction()
+        if evolve:
+            self.ctx.info(
+                f"s3_export: {self.ctx.model}: Iceberg table {self.name}: {', '.join(evolve)}"
+            )
+            with tx.update_schema() as update:
+                update.union_by_name(schema)
+        self._evolve_spec(tx, table, mode)
+        return tx
+
+    def _schema_changes(self, table: Any, schema: pa.Schema) -> list[str]:
+        """What the model changes in the table's schema; a change it cannot make fails."""
+        from pyiceberg.exceptions import ResolveError
+        from pyiceberg.io.pyarrow import _pyarrow_to_schema_without_ids
+        from pyiceberg.schema import promote
+
+        current = table.schema()
+        model = _pyarrow_to_schema_without_ids(schema)
+        changes: list[str] = []
+        for f in model.fields:
+            try:
+                there = current.find_field(f.name)
+            except ValueError:
+                changes.append(f"adds column {f.name} ({f.field_type})")
+                continue
+            if there.field_type == f.field_type:
+                continue
+            with contextlib.suppress(ResolveError):
+                promote(f.field_type, there.field_type)
+                continue  # the model's type is narrower: its values are written widened
+            try:
+                promote(there.field_type, f.field_type)
+            except ResolveError:
+                raise SchemaMismatch(
+                    f"column '{f.name}' is {there.field_type} in Iceberg table {self.name} but "
+                    f"{f.field_type} in the model, and Iceberg cannot change a column's type "
+                    "that way. Cast the column back in the model, or give the new type a new "
+                    "column name"
+                ) from None
+            changes.append(f"widens column {f.name} from {there.field_type} to {f.field_type}")
+        return changes
+
+    def _evolve_spec(self, tx: Any, table: Any, mode: str) -> None:
+        spec = table.spec()
+        names = table.schema()
+        have = [(names.find_column_name(f.source_id), str(f.transform)) for f in spec.fields]
+        want = [(f.column, str(_iceberg_transform(f))) for f in self.fields]
+        if have == want:
+            return
+        if mode != "replace":
+            shown = ", ".join(f"{t}({c})" for c, t in have) or "nothing"
+            wanted = ", ".join(self.cfg.partition_cols) or "not at all"
+            raise ExportFailed(
+                f"Iceberg table {self.name} is partitioned by {shown}, and mode {mode} would "
+                f"add rows partitioned as partition_cols says ({wanted}). "
+                "Rewrite the table once with mode replace (or --full-refresh) to change its "
+                "partitioning"
+            )
+        with tx.update_spec() as update:
+            for f in spec.fields:
+                update.remove_field(f.name)
+            for f in self.fields:
+                update.add_field(f.column, _iceberg_transform(f), f.name)
+
+    def _write(self, tx: Any, reader: pa.RecordBatchReader, schema: pa.Schema) -> list[Any]:
+        """Data files from the stream, a chunk of at most CHUNK_BYTES of batches at a time."""
+        from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+        write_uuid = uuid.uuid4()
+        counter = itertools.count(0)
+        files: list[Any] = []
+        chunk: list[pa.RecordBatch] = []
+        size = 0
+
+        def flush() -> None:
+            nonlocal chunk, size
+            if not chunk:
+                return
+            table = pa.Table.from_batches(chunk, schema=schema)
+            chunk, size = [], 0
+            for data_file in _dataframe_to_data_files(
+                table_metadata=tx.table_metadata,
+                df=table,
+                io=self.io,
+                write_uuid=write_uuid,
+                counter=counter,
+            ):
+                self.written.append(data_file)
+                files.append(data_file)
+
+        for batch in cast_batches(reader, schema):
+            chunk.append(batch)
+            size += batch.nbytes
+            if size >= CHUNK_BYTES:
+                flush()
+        flush()
+        return files
+
+    def _snapshot(
+        self, tx: Any, table: Any, mode: str, files: list[Any], properties: dict[str, str]
+    ) -> None:
+        """This run's files as one snapshot: an overwrite removes the files it replaces."""
+        live = _live_data_files(table) if table is not None else []
+        if mode == "overwrite_partitions":
+            touched = {f.partition for f in files}  # all in the table's current spec
+            spec_id = tx.table_metadata.default_spec_id
+            live = [f for f in live if f.spec_id == spec_id and f.partition in touched]
+        elif mode not in ("replace", "error_if_exists", "skip_if_exists"):
+            live = []
+        update = tx.update_snapshot(snapshot_properties=properties)
+        with update.overwrite() if live else update.fast_append() as producer:
+            for data_file in live:
+                producer.delete_data_file(data_file)
+            for data_file in files:
+                producer.append_data_file(data_file)
+
+
+def _create_namespace(catalog: Any, namespace: str) -> None:
+    """Create the namespace unless it exists; a run creating it at the same moment is fine."""
+    try:
+        catalog.create_namespace_if_not_exists(namespace)
+    except Exception:
+        if (namespace,) not in {tuple(n) for n in catalog.list_namespaces()}:
+            raise
+
+
+def _iceberg_codec(codec: str) -> str:
+    return "uncompressed" if codec == "none" else codec
+
+
+def _live_data_files(table: Any) -> list[Any]:
+    """The data files of the table's current snapshot."""
+    from pyiceberg.manifest import DataFileContent
+
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return []
+    return [
+        entry.data_file
+        for manifest in snapshot.manifests(table.io)
+        for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+        if entry.data_file.content == DataFileContent.DATA
+    ]
+
+
+def _written(location: str, data_file: Any) -> WrittenFile:
+    path = str(data_file.file_path)
+    key = path.split("/", 3)[3] if path.startswith("s3://") else path
+    relative = path[len(location) + 1 :] if path.startswith(location + "/") else path
+    partition = relative.rsplit("/", 1)[0] + "/" if "/" in relative else ""
+    return WrittenFile(
+        key, int(data_file.record_count), int(data_file.file_size_in_bytes), partition
+    )
+
+
+@contextlib.contextmanager
+def _catalog_errors(cfg: ExportConfig, name: str) -> Iterator[None]:
+    """pyiceberg's catalog errors as ours, saying what to do."""
+    from pyiceberg.exceptions import CommitFailedException, ValidationException
+
+    catalog = cfg.catalog
+    kind = catalog.type if catalog else "?"
+    try:
+        yield
+    except S3ExportError:
+        raise
+    except (CommitFailedException, ValidationException) as e:
+        raise TableConflict(
+            f"another writer committed to Iceberg table {name} while this run was writing, "
+            f"and this run's commit cannot be applied on top of it ({brief(e)}). The table is "
+            "at the other writer's snapshot; run again"
+        ) from e
+    except (OSError, ValueError, RuntimeError) as e:
+        raise TransferError(f"the {kind} catalog failed on Iceberg table {name}: {brief(e)}") from e
+    except Exception as e:
+        # botocore's errors (Glue), SQLAlchemy's (SQL), requests' (REST) have no common base.
+        raise TransferError(f"the {kind} catalog failed on Iceberg table {name}: {brief(e)}") from e

@@ -1,0 +1,298 @@
+"""Iceberg and Delta tables: a write path of its own beside the files of a folder export.
+
+A table format brings what commit.py builds by hand for files. Its data files are
+written first, under the table's location, where no reader looks for them; then one
+commit makes them the table's new snapshot (Iceberg: the catalog swaps the metadata
+pointer, conditional on the version it read; Delta: the next numbered entry of the
+``_delta_log`` is created with ``If-None-Match: *``). A run that fails or is killed
+before that commit leaves the table at its previous snapshot; the files it wrote are
+referenced by nothing and go with the table's orphan-file clean-up (``remove_orphan_files``
+in Iceberg, ``VACUUM`` in Delta). A run that fails in Python deletes the Iceberg data files
+it wrote itself.
+
+Each mode is one commit:
+
+- ``replace``: an overwrite snapshot that removes every live data file and adds this run's;
+- ``append``: an append snapshot;
+- ``overwrite_partitions``: an overwrite snapshot that removes the data files of the
+  partitions this run writes (Delta: an overwrite whose predicate names those partitions,
+  found by one aggregate over the model before the write);
+- ``error_if_exists`` / ``skip_if_exists``: the table's existence decides.
+
+A model that gains a column evolves the table's schema in the same commit, and so does a
+column whose type widens (int to bigint, float to double); any other change of a
+column's type fails before anything is written, naming the column. Rows stream from
+DuckDB in Arrow batches: Iceberg files are written from chunks of bounded size
+(iceberg.py), Delta files by delta-rs straight from the stream (delta.py), so memory
+never holds the whole model. This module holds what both share: the S3 connection as
+their libraries take it, the column types both hold, the commit properties, the modes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from .commit import RunContext, new_generation
+from .config import ExportConfig
+from .credentials import ConnectionSettings
+from .errors import (
+    ConfigError,
+    ExportFailed,
+    InvalidCredentials,
+    S3ExportError,
+    SourceError,
+    brief,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from .export import BatchSource, ExportResult
+else:
+    S3Client = Any
+
+# Snapshot (Iceberg) and commit (Delta) properties naming the dbt run.
+PROPERTY_PREFIX = "dbt."
+
+
+class TableConflict(ExportFailed):
+    """Another writer committed to the table in a way this run's commit cannot follow."""
+
+
+class SchemaMismatch(ExportFailed):
+    """A column's type in the model cannot be written into the table's column."""
+
+
+def missing_extra(package: str) -> ConfigError:
+    extra = "iceberg" if package == "pyiceberg" else "delta"
+    return ConfigError(
+        "",
+        "file_format",
+        f"{extra} needs the Python package '{package}', which is not installed",
+        f'Install it with: pip install "dbt-s3-export[{extra}]"',
+    )
+
+
+# -- storage --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The S3 connection of the export, as pyiceberg and delta-rs take it.
+
+    Credentials come from the same settings (and the same boto3 chain) as the export's
+    own S3 client, resolved once at the start of the run: pyarrow's and delta-rs's S3
+    clients cannot refresh them, so a role session must outlast the run.
+    """
+
+    region: str
+    endpoint_url: str | None
+    path_style: bool
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None
+
+    def __repr__(self) -> str:  # never show credentials
+        return f"Storage(region={self.region!r}, endpoint_url={self.endpoint_url!r})"
+
+    @classmethod
+    def of(cls, cfg: ExportConfig) -> Storage:
+        settings = ConnectionSettings.of(cfg)
+        session = settings.session()
+        try:
+            credentials = session.get_credentials()
+            frozen = credentials.get_frozen_credentials() if credentials else None
+        except S3ExportError:
+            raise
+        except Exception as e:  # botocore's credential providers raise many kinds
+            raise InvalidCredentials(
+                f"cannot get S3 credentials from {settings.describe_source()}: {type(e).__name__}",
+                code=type(e).__name__,
+            ) from None
+        if frozen is None or not frozen.access_key or not frozen.secret_key:
+            raise InvalidCredentials(
+                f"no S3 credentials found ({settings.describe_source()}). Configure "
+                "access_key_id and secret_access_key, a profile_name, or the standard AWS "
+                "environment variables",
+                code="NoCredentials",
+            )
+        return cls(
+            region=cfg.region or session.region_name or "us-east-1",
+            endpoint_url=cfg.endpoint_url,
+            path_style=settings.addressing_style == "path",
+            access_key_id=frozen.access_key,
+            secret_access_key=frozen.secret_key,
+            session_token=frozen.token,
+        )
+
+    def secrets(self) -> list[str]:
+        return [v for v in (self.secret_access_key, self.session_token) if v]
+
+    def iceberg(self) -> dict[str, str]:
+        """pyiceberg FileIO properties (pyarrow's S3 filesystem)."""
+        props = {
+            "py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO",
+            "s3.region": self.region,
+            "s3.access-key-id": self.access_key_id,
+            "s3.secret-access-key": self.secret_access_key,
+            "s3.force-virtual-addressing": "false" if self.path_style else "true",
+        }
+        if self.session_token:
+            props["s3.session-token"] = self.session_token
+        if self.endpoint_url:
+            props["s3.endpoint"] = self.endpoint_url
+        return props
+
+    def delta(self) -> dict[str, str]:
+        """delta-rs storage options (the object_store crate's S3 client)."""
+        options = {
+            "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": "false" if self.path_style else "true",
+        }
+        if self.session_token:
+            options["AWS_SESSION_TOKEN"] = self.session_token
+        if self.endpoint_url:
+            options["AWS_ENDPOINT_URL"] = self.endpoint_url
+            if self.endpoint_url.startswith("http://"):
+                options["AWS_ALLOW_HTTP"] = "true"
+        return options
+
+
+def table_location(cfg: ExportConfig) -> str:
+    return f"s3://{cfg.bucket}/{cfg.key.rstrip('/')}"
+
+
+# -- types ----------------------------------------------------------------------------------
+
+
+def table_types(schema: pa.Schema, file_format: str) -> pa.Schema:
+    """The model's columns with types both table formats hold without loss.
+
+    Neither format has unsigned integers (pyiceberg would store a UINTEGER as a 32-bit
+    int and wrap values past 2^31), so each widens to the next signed type; a UBIGINT
+    becomes a decimal(20, 0). Dictionary-encoded columns are written as their values.
+    Types a table cannot hold fail here, naming the column.
+    """
+    fields = []
+    for f in schema:
+        fields.append(f.with_type(_table_type(f.name, f.type, file_format)))
+    return pa.schema(fields, metadata=schema.metadata)
+
+
+_UNSIGNED = {
+    pa.uint8(): pa.int16(),
+    pa.uint16(): pa.int32(),
+    pa.uint32(): pa.int64(),
+    pa.uint64(): pa.decimal128(20, 0),
+}
+
+
+def _table_type(name: str, typ: pa.DataType, file_format: str) -> pa.DataType:
+    if pa.types.is_dictionary(typ):
+        return _table_type(name, typ.value_type, file_format)
+    if typ in _UNSIGNED:
+        return _UNSIGNED[typ]
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return pa.list_(typ.value_field.with_type(_table_type(name, typ.value_type, file_format)))
+    if pa.types.is_struct(typ):
+        return pa.struct([f.with_type(_table_type(name, f.type, file_format)) for f in typ])
+    if pa.types.is_map(typ):
+        key = _table_type(name, typ.key_type, file_format)
+        return pa.map_(key, _table_type(name, typ.item_type, file_format))
+    problem = None
+    if pa.types.is_null(typ):
+        problem = "has no type (it is NULL in every row)"
+        fix = f"CAST(... AS VARCHAR) AS {name}"
+    elif pa.types.is_interval(typ):
+        problem = "is an INTERVAL, which neither Iceberg nor Delta can hold"
+        fix = f"to_seconds or CAST(... AS VARCHAR) AS {name}"
+    elif pa.types.is_timestamp(typ) and typ.unit == "ns" and file_format == "iceberg":
+        problem = "has nanosecond timestamps, which Iceberg tables of format version 2 cannot hold"
+        fix = f"CAST(... AS TIMESTAMP) AS {name}"
+    elif pa.types.is_time(typ) and file_format == "delta":
+        problem = "is a TIME, which Delta cannot hold"
+        fix = f"CAST(... AS VARCHAR) AS {name}"
+    if problem is not None:
+        raise SourceError(f"column '{name}' {problem}. Cast it in the model, e.g. {fix}")
+    return typ
+
+
+def cast_batches(reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    for batch in reader:
+        if batch.num_rows:
+            yield batch if batch.schema.equals(schema) else batch.cast(schema)
+
+
+def snapshot_properties(cfg: ExportConfig, ctx: RunContext) -> dict[str, str]:
+    props = {
+        PROPERTY_PREFIX + "model": ctx.model,
+        PROPERTY_PREFIX + "invocation_id": ctx.invocation_id or "",
+        PROPERTY_PREFIX + "unique_id": ctx.unique_id or "",
+        PROPERTY_PREFIX + "export_id": ctx.export_id(cfg),
+        PROPERTY_PREFIX + "mode": cfg.mode,
+    }
+    return {k: v for k, v in props.items() if v}
+
+
+def effective_mode(cfg: ExportConfig, ctx: RunContext, exists: bool) -> str:
+    """A rebuilt incremental model (``--full-refresh``) replaces its append export."""
+    if exists and ctx.full_refresh and cfg.mode in ("append", "overwrite_partitions"):
+        ctx.info(
+            f"s3_export: {ctx.model} was rebuilt from scratch (full refresh): its {cfg.mode} "
+            f"export replaces the whole table at {table_location(cfg)}"
+        )
+        return "replace"
+    return cfg.mode
+
+
+def exists_error(cfg: ExportConfig, what: str) -> ExportFailed:
+    return ExportFailed(
+        f"mode is error_if_exists and {what} already exists. Drop the table, or use mode "
+        "replace or skip_if_exists"
+    )
+
+
+# -- the entry point ------------------------------------------------------------------------
+
+
+def export_table(
+    cfg: ExportConfig,
+    source: BatchSource,
+    client: S3Client,
+    ctx: RunContext,
+    result: ExportResult,
+) -> ExportResult:
+    """Write ``source`` as the Iceberg or Delta table ``cfg`` names, in one commit."""
+    started = time.monotonic()
+    storage = Storage.of(cfg)
+    result.generation = new_generation()
+    if cfg.file_format == "iceberg":
+        from .iceberg import IcebergWriter
+
+        writer = IcebergWriter(cfg, ctx, storage)
+        try:
+            writer.run(source, result)
+        except BaseException as e:
+            writer.abort()
+            if isinstance(e, Exception) and not isinstance(e, S3ExportError):
+                raise ExportFailed(
+                    f"writing Iceberg table {writer.name} failed: {brief(e)}. The table is "
+                    "unchanged"
+                ) from e
+            raise
+    else:
+        from .delta import DeltaWriter
+
+        DeltaWriter(cfg, ctx, storage, client).run(source, result)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+__all__ = ["SchemaMismatch", "Storage", "TableConflict", "export_table", "table_types"]
