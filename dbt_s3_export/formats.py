@@ -49,6 +49,8 @@ FILE_FORMATS = tuple(FORMATS)
 def is_typed(file_format: str) -> bool:
     """Whether the format stores typed values (Parquet files, Iceberg and Delta tables)."""
     return not FORMATS[file_format].whole_file_codecs
+
+
 TABLE_FORMATS = tuple(name for name, f in FORMATS.items() if f.table)
 
 # The suffix a whole-file codec adds to a name (orders.csv.gz).

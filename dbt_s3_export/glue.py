@@ -28,13 +28,14 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from .commit import MANIFEST_NAME, Commit, FolderCommit, RunContext
 from .config import ExportConfig, GlueTarget
 from .credentials import ConnectionSettings
-from .errors import AccessDenied, ExportFailed, TransferError, brief
+from .errors import ExportFailed, TransferError, brief
 from .partitioning import NULL_SEGMENT
+from .s3_errors import BOTOCORE_ERRORS, GlueRequest, translate
 from .transfer import get_object
 
 # Requests are built with optional arguments (CatalogId, NextToken, VersionId) spread in,
@@ -83,27 +84,11 @@ def glue_client(
     return client
 
 
-def _glue_error(err: Exception, what: str) -> TransferError:
-    if isinstance(err, ClientError):
-        code = str(err.response.get("Error", {}).get("Code", "Unknown"))
-        message = str(err.response.get("Error", {}).get("Message", "")).rstrip(".") or code
-        if code in ("AccessDeniedException", "AccessDenied"):
-            return AccessDenied(
-                f"Glue denied access while trying to {what}: {message}. The credentials need "
-                "glue:GetDatabase, glue:CreateDatabase, glue:GetTable, glue:CreateTable, "
-                "glue:UpdateTable, glue:GetPartitions, glue:BatchCreatePartition and "
-                "glue:BatchDeletePartition",
-                code=code,
-            )
-        return TransferError(f"Glue failed to {what}: {code}: {message}", code=code)
-    return TransferError(f"Glue failed to {what}: {type(err).__name__}: {err}")
-
-
 def _call(what: str, fn: Callable[[], T]) -> T:
     try:
         return fn()
-    except (ClientError, BotoCoreError) as e:
-        raise _glue_error(e, what) from e
+    except BOTOCORE_ERRORS as e:
+        raise translate(e, GlueRequest(what)) from e
 
 
 def _code(err: BaseException) -> str:

@@ -183,7 +183,29 @@ class AssumeRole:
         return f"cannot assume role {self.role_arn}"
 
 
-Request = S3Request | AssumeRole
+@dataclass(frozen=True)
+class GlueRequest:
+    """A Glue catalog request (registering an export), and what it was for, in words."""
+
+    what: str
+
+    @property
+    def place(self) -> str:
+        return f"while trying to {self.what} in the Glue catalog"
+
+
+GLUE_PERMISSIONS = (
+    "glue:GetDatabase, glue:CreateDatabase, glue:GetTable, glue:CreateTable, glue:UpdateTable, "
+    "glue:GetPartitions, glue:BatchCreatePartition and glue:BatchDeletePartition"
+)
+
+Request = S3Request | AssumeRole | GlueRequest
+
+
+def _service(request: Request) -> str:
+    return {AssumeRole: "STS", GlueRequest: "Glue"}.get(type(request), "S3")
+
+
 # What a boto3 call raises of its own accord (ResponseParserError is not a BotoCoreError).
 BOTOCORE_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
 
@@ -214,6 +236,8 @@ def _answered(err: ClientError, request: Request) -> S3ExportError:
         meaning = _SERVER_FAULT if retryable else Meaning(TransferError)
     if isinstance(request, AssumeRole):
         return _role_answer(meaning, code, message, request)
+    if isinstance(request, GlueRequest):
+        return _glue_answer(meaning, code, message, request)
     cls = meaning.error
     if code == "404" and request.what.startswith("list"):
         cls = BucketNotFound  # a listing's 404 without a body: the bucket is missing
@@ -249,6 +273,27 @@ def _answered(err: ClientError, request: Request) -> S3ExportError:
     hint = f". {meaning.hint}" if meaning.hint else ""
     return cls(
         f"S3 error {request.place}{gave_up}: {code} (HTTP {status}): {message}{hint}",
+        code=code,
+        retryable=meaning.retryable,
+    )
+
+
+def _glue_answer(meaning: Meaning, code: str, message: str, request: GlueRequest) -> TransferError:
+    if meaning.error is AccessDenied:
+        return AccessDenied(
+            f"access denied {request.place}: {message}. The credentials in use need "
+            + GLUE_PERMISSIONS,
+            code=code,
+        )
+    if meaning.error is InvalidCredentials:
+        return InvalidCredentials(
+            f"Glue rejected the credentials {request.place}: {meaning.hint} ({code}: "
+            f"{message}). " + _CHECK_CREDENTIALS,
+            code=code,
+        )
+    hint = f". {meaning.hint}" if meaning.hint else ""
+    return TransferError(
+        f"Glue error {request.place}: {code}: {message}{hint}",
         code=code,
         retryable=meaning.retryable,
     )
@@ -296,7 +341,7 @@ def _frame(request: Request, head: str) -> str:
 
 def _unanswered(err: BaseException, request: Request) -> S3ExportError:
     """An error without an answer from the server, told apart by its type."""
-    service = "STS" if isinstance(request, AssumeRole) else "S3"
+    service = _service(request)
     noted = facts(err)
     if isinstance(err, EndpointSilent):
         return RequestTimeout(
