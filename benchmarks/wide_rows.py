@@ -63,7 +63,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     sys.path.insert(0, str(HERE.parent))
     from dbt_s3_export import DuckDBSource, ExportConfig, run_export
 
-    con = duckdb.connect(spec["database"], read_only=True)
+    config = {"threads": spec["threads"]} if spec.get("threads") else {}
+    con = duckdb.connect(spec["database"], read_only=True, config=config)
     client = boto3.client(
         "s3",
         endpoint_url=spec["endpoint"],
@@ -99,7 +100,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(
-    database: Path, endpoint: str, keys: tuple[str, str], modes: list[str]
+    database: Path, endpoint: str, keys: tuple[str, str], modes: list[str], threads: int | None
 ) -> list[dict[str, Any]]:
     results = []
     for mode in modes:
@@ -109,6 +110,7 @@ def measure(
             "access_key": keys[0],
             "secret_key": keys[1],
             "mode": mode,
+            "threads": threads,
         }
         out = subprocess.run(
             [sys.executable, __file__, "--child", json.dumps(spec)],
@@ -132,6 +134,9 @@ def main() -> None:
     parser.add_argument("--endpoint", help="S3 endpoint (default: start a local SeaweedFS)")
     parser.add_argument("--access-key", default=os.environ.get("AWS_ACCESS_KEY_ID", "testing"))
     parser.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"))
+    parser.add_argument(
+        "--threads", type=int, help="DuckDB threads (default: DuckDB's own, one per core)"
+    )
     parser.add_argument("--json", help="write the results to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -161,7 +166,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="wide-rows-") as tmp:
             database = Path(tmp) / "wide.duckdb"
             make_data(database, args.rows, args.width)
-            results = measure(database, endpoint, keys, args.modes.split(","))
+            results = measure(database, endpoint, keys, args.modes.split(","), args.threads)
     finally:
         if server is not None:
             server.stop()

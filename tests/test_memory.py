@@ -1,11 +1,13 @@
 """Memory stays flat whatever the width of a row: measured in fresh processes (peak RSS).
 
-benchmarks/wide_rows.py exports 4,096 rows of 32 KiB strings (128 MiB) in a
+benchmarks/wide_rows.py exports 8,192 rows of 32 KiB strings (256 MiB) in a
 process of its own per format and reports the peak RSS growth. DuckDB's own
-reading of such rows takes a few hundred MiB (its vectors hold 2,048 rows); the
-export may add little to that. Batches counted in rows alone held the whole
-table at once and its encoded text beside it (+66 MiB for CSV, +106 MiB for
-JSON lines here; +1.8 GB and +2.4 GB for a 600 MiB table of 1 MiB strings).
+reading of such rows takes a few hundred MiB; the export may add little to
+that. Batches counted in rows alone held the whole table at once and its
+encoded text beside it (+66 MiB for CSV, +106 MiB for JSON lines at half this
+size; +1.8 GB and +2.4 GB for a 600 MiB table of 1 MiB strings). DuckDB runs
+on one thread: with one per core its own peak varies by tens of MiB from run
+to run on a busy machine.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pytest
 from .support import DUMMY_CREDENTIALS, REPO, S3Server, only_on_first_server
 
 # What the export may add to DuckDB's own peak while reading the same rows.
-ALLOWED_GROWTH_MIB = 40
+ALLOWED_GROWTH_MIB = 64
 
 
 def test_wide_rows_export_in_flat_memory(
@@ -32,8 +34,9 @@ def test_wide_rows_export_in_flat_memory(
         [
             sys.executable,
             str(REPO / "benchmarks" / "wide_rows.py"),
-            "--rows=4096",
+            "--rows=8192",
             "--width=32768",
+            "--threads=1",
             "--modes=duckdb,csv,jsonl",
             f"--endpoint={s3_server.endpoint}",
             f"--access-key={DUMMY_CREDENTIALS['AWS_ACCESS_KEY_ID']}",
@@ -47,6 +50,6 @@ def test_wide_rows_export_in_flat_memory(
     results = {r["mode"]: r for r in json.loads(out.read_text())["results"]}
     duckdb_own = results["duckdb"]["peak_growth_mib"]
     for fmt in ("csv", "jsonl"):
-        assert results[fmt]["rows"] == 4096
+        assert results[fmt]["rows"] == 8192
         growth = results[fmt]["peak_growth_mib"]
         assert growth <= duckdb_own + ALLOWED_GROWTH_MIB, (fmt, growth, duckdb_own)
