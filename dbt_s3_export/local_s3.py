@@ -18,6 +18,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,11 +35,16 @@ from typing import Any
 DEFAULT_ACCESS_KEY = "local-access-key"
 DEFAULT_SECRET_KEY = "local-secret-key"
 START_TIMEOUT = 60.0
+START_ATTEMPTS = 3
 # SeaweedFS writes every object through to its files as it arrives, but its
 # graceful stop waits 15 s for the S3 gateway's own open gRPC stream to the filer.
 # It gets this long after SIGTERM, then SIGKILL.
 STOP_GRACE = 2.0
 PROBE_KEY = ".dbt-s3-export-probe"
+
+
+class _PortTaken(RuntimeError):
+    """The server exited at once because one of its ports was taken meanwhile."""
 
 
 def free_port() -> int:
@@ -82,10 +88,12 @@ class SeaweedFS:
             self._tmp = tempfile.TemporaryDirectory(prefix="dbt-s3-export-seaweedfs-")
             data_dir = self._tmp.name
         self.data_dir = Path(data_dir)
+        self._port_given = port is not None
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(log_path) if log_path else self.data_dir / "weed.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     def _command(self) -> list[str]:
         ports: dict[str, int] = {"s3.port": self.port}
@@ -134,6 +142,31 @@ class SeaweedFS:
         ]
 
     def start(self) -> SeaweedFS:
+        """Start the server and wait until a signed request goes through.
+
+        Its ports are picked free just before it binds them, so another process may
+        take one in between; the server then exits at once and is started again on
+        other ports (unless the S3 port was given).
+        """
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._launch()
+                self._wait_until_ready()
+                return self
+            except _PortTaken:
+                self._end_process()
+                if self._port_given or attempt == START_ATTEMPTS:
+                    self.stop()
+                    raise
+                self.port = free_port()
+                self.endpoint = f"http://127.0.0.1:{self.port}"
+            except BaseException:  # Ctrl-C or SIGTERM while starting included: leave nothing
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _launch(self) -> None:
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             self.proc = subprocess.Popen(
@@ -153,21 +186,22 @@ class SeaweedFS:
             )
         finally:
             log.close()
-        try:
-            self._wait_until_ready()
-        except BaseException:  # Ctrl-C or SIGTERM while starting included: leave nothing behind
-            self.stop()
-            raise
-        return self
 
     def _wait_until_ready(self) -> None:
         assert self.proc is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"SeaweedFS exited with {self.proc.returncode}; see {self.log_path}"
-                )
+                # The log goes with the data folder when it is temporary: quote its end.
+                with open(self.log_path, "rb") as f:
+                    f.seek(self._log_start)
+                    lines = f.read().decode(errors="replace").strip().splitlines()
+                fatal = [line for line in lines if re.match(r"F\d{4} ", line)]  # glog's fatal
+                said = " / ".join(fatal[:1] or lines[-5:])
+                message = f"SeaweedFS exited with {self.proc.returncode}: {said}"
+                if "address already in use" in message:
+                    raise _PortTaken(message)
+                raise RuntimeError(message)
             if self._ready():
                 return
             time.sleep(0.1)
@@ -215,6 +249,12 @@ class SeaweedFS:
             s3.delete_object(Bucket=bucket, Key=PROBE_KEY)
 
     def stop(self) -> None:
+        self._end_process()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _end_process(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -225,9 +265,6 @@ class SeaweedFS:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
 
     def __enter__(self) -> SeaweedFS:
         return self.start()

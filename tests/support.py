@@ -73,23 +73,28 @@ class MotoServer(S3Server):
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MotoServer:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=self._env,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto server exited with {self.proc.returncode}")
-            try:
-                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1).read()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("moto server did not start within 30 s")
+        # The port was free when picked; if another process took it since, moto exits
+        # at once and starts again on another.
+        for _ in range(3):
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=self._env,
+            )
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1).read()
+                    return self
+                except OSError:
+                    time.sleep(0.1)
+            if self.proc.poll() is None:
+                self.stop()
+                raise RuntimeError("moto server did not start within 30 s")
+            self.port = free_port()
+            self.endpoint = f"http://127.0.0.1:{self.port}"
+        raise RuntimeError(f"moto server exited with {self.proc.returncode}, three times")
 
     def reset(self) -> None:
         req = urllib.request.Request(self.endpoint + "/moto-api/reset", method="POST")
@@ -119,6 +124,7 @@ class SeaweedServer(S3Server):
 
     def start(self) -> SeaweedServer:
         self._server.start()
+        self.endpoint = self._server.endpoint  # another port if the first was taken meanwhile
         return self
 
     def stop(self) -> None:
