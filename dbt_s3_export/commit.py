@@ -70,6 +70,7 @@ from urllib.parse import quote, unquote
 
 from .config import ExportConfig
 from .errors import ExportFailed, PreconditionFailed, S3ExportError, TransferError, brief
+from .progress import utc_now
 from .transfer import (
     StoredObject,
     abort_upload,
@@ -155,10 +156,6 @@ def new_generation() -> str:
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(6)}"
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def _ancestors(prefix: str) -> list[str]:
     """The folders around ``prefix`` (``a/b/`` -> ``a/``, then the bucket root ``''``)."""
     parts = prefix.rstrip("/").split("/") if prefix else []
@@ -185,10 +182,6 @@ class Manifest:
     @property
     def files(self) -> list[dict[str, Any]]:
         return list(self.body["files"])
-
-    @property
-    def keys(self) -> set[str]:
-        return {f["key"] for f in self.body["files"]}
 
     @property
     def export_id(self) -> str | None:
@@ -454,7 +447,7 @@ class Lease:
                 "invocation_id": self.ctx.invocation_id,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
-                "since": _now(),
+                "since": utc_now(),
             }
         return {
             "format_version": LEASE_VERSION,
@@ -468,7 +461,7 @@ class Lease:
                 "generations": sorted(set(self.garbage_generations)),
                 "keys": sorted(set(self.garbage_keys)),
             },
-            "updated_at": _now(),
+            "updated_at": utc_now(),
             "token": secrets.token_hex(8),
         }
 

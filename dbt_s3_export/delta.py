@@ -76,7 +76,7 @@ class DeltaWriter:
                 table = DeltaTable(self.uri, storage_options=options)
         if table is not None:
             if cfg.mode == "error_if_exists":
-                raise exists_error(cfg, f"Delta table {self.uri}")
+                raise exists_error(f"Delta table {self.uri}")
             if cfg.mode == "skip_if_exists":
                 result.skipped = f"Delta table {self.uri} already exists"
                 return

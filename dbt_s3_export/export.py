@@ -10,7 +10,6 @@ commit leaves the previous export as it was.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
 import time
 from collections.abc import Sequence
@@ -44,7 +43,7 @@ from .errors import (
 from .files import FileNaming, FileRoller, WrittenFile, slices
 from .glue import GlueRegistration, registration_failed
 from .partitioning import check_partition_types
-from .progress import Progress, human_bytes, plural
+from .progress import Progress, human_bytes, plural, utc_now
 from .transfer import Uploader
 
 if TYPE_CHECKING:
@@ -253,7 +252,7 @@ def _manifest_fields(
 ) -> dict[str, Any]:
     """What a manifest says of the export besides its files (commit.py adds those)."""
     return {
-        "created_at": _utc_now(),
+        "created_at": utc_now(),
         "model": ctx.model,
         "unique_id": ctx.unique_id,
         "invocation_id": ctx.invocation_id,
@@ -264,10 +263,6 @@ def _manifest_fields(
         "run": {"rows": result.rows, "bytes": result.bytes, "files": len(result.files)},
         "schema": [{"name": f.name, "type": str(f.type)} for f in schema],
     }
-
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _unchanged(cfg: ExportConfig, e: Exception) -> Exception:

@@ -1,4 +1,4 @@
-"""Progress lines for long exports, and the wording every summary shares.
+"""Progress lines for long exports, and the wording and timestamps every summary shares.
 
 An export that runs longer than the interval (10 s unless the environment
 variable ``DBT_S3_EXPORT_PROGRESS_SECONDS`` says otherwise; 0 turns the lines
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime as dt
 import logging
 import os
 import threading
@@ -25,6 +26,11 @@ logger = logging.getLogger(__name__)
 
 # Rows and bytes written so far, files uploaded; called from the reporting thread.
 Written = Callable[[], tuple[int, int, int]]
+
+
+def utc_now() -> str:
+    """Now, in UTC to the second, as manifests, leases and results write it."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def plural(n: int, word: str) -> str:
@@ -73,7 +79,6 @@ class Progress:
         self._log = log or logger.info
         self.interval = interval_from_env() if interval is None else interval
         self.started = time.monotonic()
-        self.lines = 0
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -101,7 +106,6 @@ class Progress:
         while not self._stopped.wait(max(0.0, due - time.monotonic())):
             with contextlib.suppress(Exception):  # a count caught mid-update: skip this line
                 self._log(self.line(*written(), time.monotonic() - self.started))
-                self.lines += 1
             due = max(due + self.interval, time.monotonic())
 
     def line(self, rows: int, size: int, files: int, seconds: float) -> str:

@@ -13,7 +13,6 @@ keeps the records of the current invocation here. From them come
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import threading
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .export import ExportResult
-from .progress import human_bytes, plural
+from .progress import human_bytes, plural, utc_now
 
 ARTIFACT_NAME = "s3_export_results.json"
 ARTIFACT_VERSION = 1
@@ -151,7 +150,7 @@ class RunReport:
             "metadata": {
                 "artifact_version": ARTIFACT_VERSION,
                 "invocation_id": self.invocation_id,
-                "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "generated_at": utc_now(),
             },
             "totals": self.totals(),
             "exports": records,

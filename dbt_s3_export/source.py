@@ -26,6 +26,7 @@ from .typemap import (
     column_error_from,
     huge_int_error,
     plan_columns,
+    quote_identifier,
     select_list,
     tag_schema,
 )
@@ -93,10 +94,6 @@ def _widest(stats: Any, typ: pa.DataType) -> int | None:
 
 # The relation a filter is parsed against; only the shape of the query matters.
 _FILTERED = "dbt_s3_export_filtered_relation"
-
-
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def relation_sql(*parts: str | None) -> str:

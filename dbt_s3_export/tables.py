@@ -252,7 +252,7 @@ def effective_mode(cfg: ExportConfig, ctx: RunContext, exists: bool) -> str:
     return cfg.mode
 
 
-def exists_error(cfg: ExportConfig, what: str) -> ExportFailed:
+def exists_error(what: str) -> ExportFailed:
     return ExportFailed(
         f"mode is error_if_exists and {what} already exists. Drop the table, or use mode "
         "replace or skip_if_exists"

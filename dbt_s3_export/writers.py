@@ -35,6 +35,7 @@ from .typemap import (
     is_raw_json,
     iso_text_sql,
     non_finite_error,
+    quote_identifier,
     type_name,
 )
 
@@ -67,10 +68,6 @@ class FormatWriter(Protocol):
     def write(self, batch: pa.RecordBatch) -> None: ...
 
     def close(self) -> None: ...
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _temporal_kind(typ: pa.DataType) -> str:
@@ -396,7 +393,9 @@ class CsvFormatWriter:
         self._schema = schema
         # Columns DuckDB renders in every batch: nested values as JSON, intervals as
         # text, binaries as base64. Temporal and float columns are looked at per batch.
-        self._sql = {i: _always_sql(_quote(f.name), f.type, csv=True) for i, f in enumerate(schema)}
+        self._sql = {
+            i: _always_sql(quote_identifier(f.name), f.type, csv=True) for i, f in enumerate(schema)
+        }
         self._temporal = [
             i
             for i, f in enumerate(schema)
@@ -437,9 +436,11 @@ class CsvFormatWriter:
                 if text is not None:
                     rendered[i] = text
                 else:
-                    sql[i] = iso_text_sql(_quote(self._schema.field(i).name), _temporal_kind(typ))
+                    sql[i] = iso_text_sql(
+                        quote_identifier(self._schema.field(i).name), _temporal_kind(typ)
+                    )
             elif not _arrow_renders(column):
-                name = _quote(self._schema.field(i).name)
+                name = quote_identifier(self._schema.field(i).name)
                 sql[i] = (
                     iso_text_sql(name, "date")
                     if pa.types.is_date(typ)
@@ -453,7 +454,7 @@ class CsvFormatWriter:
         if via_sql:
             names = [self._schema.field(i).name for i in via_sql]
             exprs = ", ".join(
-                f"{sql[i]} AS {_quote(n)}" for i, n in zip(via_sql, names, strict=True)
+                f"{sql[i]} AS {quote_identifier(n)}" for i, n in zip(via_sql, names, strict=True)
             )
             texts = self._render(batch.select(via_sql), exprs)
             for i, name in zip(via_sql, names, strict=True):
@@ -530,7 +531,7 @@ class JsonFormatWriter:
         columns = list(batch.columns)
         fields = []
         for i, f in enumerate(self._schema):
-            col = _quote(f.name)
+            col = quote_identifier(f.name)
             expr: str | None = None
             if is_raw_json(f):
                 expr = f"CAST({col} AS JSON)"  # JSON text the source made: embed it as is
