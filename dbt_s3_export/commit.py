@@ -66,7 +66,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 from .config import ExportConfig
 from .errors import ExportFailed, PreconditionFailed, S3ExportError, TransferError, brief
@@ -149,6 +149,20 @@ class RunContext:
 def owner_metadata(export_id: str) -> dict[str, str]:
     """The object metadata that names the export that wrote an object."""
     return {OWNER_METADATA: quote(export_id, safe="")}
+
+
+def object_args(cfg: ExportConfig, owner: dict[str, str]) -> dict[str, Any]:
+    """S3 request arguments every object of the export gets (data, manifest, lease)."""
+    args: dict[str, Any] = {"Metadata": {**dict(cfg.metadata), **owner}}
+    if cfg.sse:
+        args["ServerSideEncryption"] = cfg.sse
+    if cfg.sse_kms_key_id:
+        args["SSEKMSKeyId"] = cfg.sse_kms_key_id
+    if cfg.storage_class:
+        args["StorageClass"] = cfg.storage_class
+    if cfg.tags:
+        args["Tagging"] = urlencode(cfg.tags)
+    return args
 
 
 def new_generation() -> str:
@@ -273,10 +287,18 @@ class Store:
     the body unique to this write: the emulation reads it back to know it won.
     """
 
-    def __init__(self, client: S3Client, bucket: str, conditional: bool) -> None:
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        conditional: bool,
+        object_args: dict[str, Any] | None = None,
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.conditional = conditional
+        # Encryption, storage class, metadata and tags, as the export's data files get them.
+        self.object_args = object_args or {}
 
     def read(self, key: str) -> StoredObject | None:
         return get_object(self.client, self.bucket, key)
@@ -284,7 +306,9 @@ class Store:
     def create(self, key: str, body: dict[str, Any]) -> str:
         data = _encode(body)
         if self.conditional:
-            return put_object(self.client, self.bucket, key, data, if_absent=True)
+            return put_object(
+                self.client, self.bucket, key, data, if_absent=True, extra=self.object_args
+            )
         if self.read(key) is not None:
             raise PreconditionFailed(f"{key} exists", code="PreconditionFailed")
         return self._write_and_check(key, data, body)
@@ -292,7 +316,9 @@ class Store:
     def replace(self, key: str, body: dict[str, Any], etag: str) -> str:
         data = _encode(body)
         if self.conditional:
-            return put_object(self.client, self.bucket, key, data, if_match=etag)
+            return put_object(
+                self.client, self.bucket, key, data, if_match=etag, extra=self.object_args
+            )
         current = self.read(key)
         if current is None or current.etag != etag:
             raise PreconditionFailed(f"{key} changed", code="PreconditionFailed")
@@ -308,7 +334,7 @@ class Store:
         delete_object(self.client, self.bucket, key)
 
     def _write_and_check(self, key: str, data: bytes, body: dict[str, Any]) -> str:
-        put_object(self.client, self.bucket, key, data)
+        put_object(self.client, self.bucket, key, data, extra=self.object_args)
         time.sleep(SETTLE_SECONDS)
         back = self.read(key)
         if back is None or _decode(back.body).get("token") != body["token"]:
@@ -367,7 +393,7 @@ def _store(client: S3Client, cfg: ExportConfig, folder: str) -> Store:
         conditional = supports_conditional_writes(client, cfg.bucket, folder)
     else:
         conditional = cfg.conditional_writes == "true"
-    return Store(client, cfg.bucket, conditional)
+    return Store(client, cfg.bucket, conditional, object_args(cfg, {}))
 
 
 # -- ownership ------------------------------------------------------------------------------
@@ -901,6 +927,7 @@ class ObjectCommit(_Commit):
                 self.cfg.bucket,
                 self.cfg.key + ".manifest.json",
                 _encode(self._manifest_body),
+                extra=object_args(self.cfg, {}),
             )
         return 0
 

@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlencode
 
 import pyarrow as pa
 
@@ -25,6 +24,7 @@ from .commit import (
     OwnershipConflict,
     RunContext,
     new_generation,
+    object_args,
     open_commit,
     owner_metadata,
 )
@@ -85,20 +85,6 @@ class ExportResult:
             f"{plural(self.rows, 'row')}, {plural(len(self.files), 'file')}, "
             f"{human_bytes(self.bytes)}, {self.seconds:.2f}s"
         )
-
-
-def object_args(cfg: ExportConfig, owner: dict[str, str]) -> dict[str, Any]:
-    """S3 request arguments every object of the export gets, its owner's id among them."""
-    args: dict[str, Any] = {"Metadata": {**dict(cfg.metadata), **owner}}
-    if cfg.sse:
-        args["ServerSideEncryption"] = cfg.sse
-    if cfg.sse_kms_key_id:
-        args["SSEKMSKeyId"] = cfg.sse_kms_key_id
-    if cfg.storage_class:
-        args["StorageClass"] = cfg.storage_class
-    if cfg.tags:
-        args["Tagging"] = urlencode(cfg.tags)
-    return args
 
 
 def check_columns(cfg: ExportConfig, schema: pa.Schema) -> None:

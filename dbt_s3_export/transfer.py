@@ -485,8 +485,11 @@ def put_object(
     if_match: str | None = None,
     if_absent: bool = False,
     what: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> str:
     """Write a small object whole; return its ETag.
+
+    ``extra`` are further request arguments (encryption, storage class, metadata, tags).
 
     ``if_match`` writes only over the object with that ETag, ``if_absent`` only
     where there is none; otherwise ``PreconditionFailed`` is raised and nothing
@@ -503,7 +506,12 @@ def put_object(
             bucket,
             what or f"write {key}",
             lambda: client.put_object(
-                Bucket=bucket, Key=key, Body=body, ContentType=content_type, **condition
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                **condition,
+                **(extra or {}),
             ),
         )
     except ObjectNotFound as e:

@@ -77,6 +77,12 @@ def test_switches_shorthand_and_object_attributes(
     assert head["ContentType"] == "application/gzip"
     tags = s3.get_object_tagging(Bucket=bucket, Key=data_key)["TagSet"]
     assert {t["Key"]: t["Value"] for t in tags} == {"team": "data", "pii": "no"}
+    # The manifest and the lease are written like the data (a bucket policy may demand SSE).
+    for key in ("attr/_manifest.json", "attr/_lease.json"):
+        head = s3.head_object(Bucket=bucket, Key=key)
+        assert head["ServerSideEncryption"] == "AES256", key
+        assert head["StorageClass"] == "STANDARD_IA", key
+        assert head["Metadata"] == {"owner": "data-team"}, key
     import gzip
 
     assert json.loads(gzip.decompress(read_object(s3, bucket, data_key))) == {"a": 1}
