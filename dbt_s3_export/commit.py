@@ -653,6 +653,15 @@ class _Commit:
         # Whether the run writes its files only where nothing is (single objects).
         self.if_absent = False
 
+    def _exists(self, key: str) -> str:
+        """Something is at key: the skip reason (skip_if_exists), or the error_if_exists error."""
+        if self.cfg.mode == "skip_if_exists":
+            return f"s3://{self.cfg.bucket}/{key} already exists"
+        raise ExportFailed(
+            f"mode is error_if_exists and s3://{self.cfg.bucket}/{key} already exists. "
+            f"Delete what is at {self.cfg.destination}, or use mode replace or skip_if_exists"
+        )
+
     def _manifest(self, listed: Sequence[dict[str, Any]], fields: dict[str, Any]) -> dict[str, Any]:
         """A manifest listing ``listed``, with the ``fields`` the caller gives."""
         return {
@@ -731,14 +740,6 @@ class FolderCommit(_Commit):
                 return key
         return None
 
-    def _exists(self, key: str) -> str:
-        if self.cfg.mode == "skip_if_exists":
-            return f"s3://{self.cfg.bucket}/{key} already exists"
-        raise ExportFailed(
-            f"mode is error_if_exists and s3://{self.cfg.bucket}/{key} already exists. "
-            f"Delete what is at {self.cfg.destination}, or use mode replace or skip_if_exists"
-        )
-
     def _effective_mode(self) -> str:
         """The mode this run applies: a rebuilt model or a changed layout replaces all."""
         mode, previous = self.cfg.mode, self.previous
@@ -808,16 +809,7 @@ class FolderCommit(_Commit):
         removed = 0
         try:
             if generations:
-                dead |= {
-                    key
-                    for key in list_keys(self.client, self.cfg.bucket, self.cfg.prefix)
-                    if _generation_in(key, generations)
-                }
-                for key, upload_id in list(
-                    list_uploads(self.client, self.cfg.bucket, self.cfg.prefix)
-                ):
-                    if _generation_in(key, generations):
-                        abort_upload(self.client, self.cfg.bucket, key, upload_id)
+                dead |= self._sweep(generations)
             removed = delete_keys(self.client, self.cfg.bucket, sorted(dead - live))
             self.lease.garbage_generations, self.lease.garbage_keys = [], []
         except S3ExportError:
@@ -828,6 +820,18 @@ class FolderCommit(_Commit):
         finally:
             self.lease.release()
         return removed
+
+    def _sweep(self, generations: set[str]) -> set[str]:
+        """The folder's files of these generations; their unfinished uploads are aborted."""
+        keys = {
+            key
+            for key in list_keys(self.client, self.cfg.bucket, self.cfg.prefix)
+            if _generation_in(key, generations)
+        }
+        for key, upload_id in list(list_uploads(self.client, self.cfg.bucket, self.cfg.prefix)):
+            if _generation_in(key, generations):
+                abort_upload(self.client, self.cfg.bucket, key, upload_id)
+        return keys
 
     def abort(self, written: Iterable[str], *, in_doubt: bool) -> None:
         """A failure before the commit: delete this run's files, release the lease.
@@ -844,16 +848,7 @@ class FolderCommit(_Commit):
                 self.lease.garbage_keys += self.plan.dropped
         else:
             try:
-                own = set(written) | {
-                    key
-                    for key in list_keys(self.client, self.cfg.bucket, self.cfg.prefix)
-                    if _generation_in(key, {self.generation})
-                }
-                for key, upload_id in list(
-                    list_uploads(self.client, self.cfg.bucket, self.cfg.prefix)
-                ):
-                    if _generation_in(key, {self.generation}):
-                        abort_upload(self.client, self.cfg.bucket, key, upload_id)
+                own = set(written) | self._sweep({self.generation})
                 delete_keys(self.client, self.cfg.bucket, sorted(own))
             except S3ExportError:
                 self.lease.garbage_generations.append(self.generation)
@@ -899,14 +894,8 @@ class ObjectCommit(_Commit):
             owner = unquote(existing.metadata.get(OWNER_METADATA, ""))
             if owner and owner not in (self.export_id, self.cfg.take_over_from):
                 raise _conflict(self.cfg, self.export_id, self.cfg.key, f"'{owner}'", "same")
-            if self.cfg.mode == "skip_if_exists":
-                return f"s3://{self.cfg.bucket}/{self.cfg.key} already exists"
-            if self.cfg.mode == "error_if_exists":
-                raise ExportFailed(
-                    f"mode is error_if_exists and s3://{self.cfg.bucket}/{self.cfg.key} already "
-                    f"exists. Delete what is at {self.cfg.destination}, or use mode replace or "
-                    "skip_if_exists"
-                )
+            if self.cfg.mode in ("error_if_exists", "skip_if_exists"):
+                return self._exists(self.cfg.key)
         # Where nothing is, write only if nothing appears meanwhile (another export's file).
         self.if_absent = existing is None and store.conditional
         return None

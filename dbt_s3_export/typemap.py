@@ -274,10 +274,8 @@ def plan_columns(
                 None if file_format == "csv" and kind == "hugeint" else f"CAST({ident} AS VARCHAR)"
             )
             raw = expr is not None
-        elif kind == "blob":
-            expr = f"to_base64({ident})"
-        elif kind in ("bit", "time with time zone", "interval", "geometry"):
-            expr = f"CAST({ident} AS VARCHAR)"
+        elif kind in ("blob", "bit", "time with time zone", "interval", "geometry"):
+            expr = conv.json_value(ident, t)  # as text, the same as inside a nested value
         else:
             expr = None
             raw = type_name == "JSON"
