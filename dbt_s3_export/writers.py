@@ -70,10 +70,25 @@ class FormatWriter(Protocol):
     def close(self) -> None: ...
 
 
-def _temporal_kind(typ: pa.DataType) -> str:
+def _temporal_text(
+    name: str, typ: pa.DataType, array: pa.Array
+) -> tuple[pa.Array | None, str | None]:
+    """A batch's timestamps, dates or times as ISO text: (Arrow's text, or DuckDB's SQL).
+
+    Whole-second timestamps and dates and times Arrow prints as DuckDB reads them
+    back are rendered by Arrow ((text, None), or (None, None) where the column may
+    go as it is); the others by DuckDB ((None, sql) for the column ``name``).
+    """
     if pa.types.is_timestamp(typ):
-        return "timestamptz" if typ.tz is not None else "timestamp"
-    return "date"
+        text = _iso_whole_seconds(array)
+        if text is not None:
+            return text, None
+        return None, iso_text_sql(name, "timestamptz" if typ.tz is not None else "timestamp")
+    if _arrow_renders(array):
+        return None, None
+    if pa.types.is_date(typ):
+        return None, iso_text_sql(name, "date")
+    return None, f"CAST({name} AS VARCHAR)"
 
 
 def _always_sql(col: str, typ: pa.DataType, *, csv: bool) -> str | None:
@@ -430,22 +445,12 @@ class CsvFormatWriter:
         rendered: dict[int, pa.Array] = {}
         sql = dict(self._sql)
         for i in self._temporal:
-            column, typ = batch.column(i), self._schema.field(i).type
-            if pa.types.is_timestamp(typ):
-                text = _iso_whole_seconds(column)
-                if text is not None:
-                    rendered[i] = text
-                else:
-                    sql[i] = iso_text_sql(
-                        quote_identifier(self._schema.field(i).name), _temporal_kind(typ)
-                    )
-            elif not _arrow_renders(column):
-                name = quote_identifier(self._schema.field(i).name)
-                sql[i] = (
-                    iso_text_sql(name, "date")
-                    if pa.types.is_date(typ)
-                    else f"CAST({name} AS VARCHAR)"
-                )
+            field = self._schema.field(i)
+            text, expr = _temporal_text(quote_identifier(field.name), field.type, batch.column(i))
+            if text is not None:
+                rendered[i] = text
+            elif expr is not None:
+                sql[i] = expr
         for i in self._floats:
             text = _float_text(batch.column(i))
             if text is not None:
@@ -535,15 +540,10 @@ class JsonFormatWriter:
             expr: str | None = None
             if is_raw_json(f):
                 expr = f"CAST({col} AS JSON)"  # JSON text the source made: embed it as is
-            elif pa.types.is_timestamp(f.type):
-                text = _iso_whole_seconds(columns[i])
+            elif pa.types.is_timestamp(f.type) or pa.types.is_date32(f.type):
+                text, expr = _temporal_text(col, f.type, columns[i])
                 if text is not None:
                     columns[i] = text
-                else:
-                    expr = iso_text_sql(col, _temporal_kind(f.type))
-            elif pa.types.is_date32(f.type):
-                if not _arrow_renders(columns[i]):
-                    expr = iso_text_sql(col, "date")
             elif pa.types.is_floating(f.type) or pa.types.is_nested(f.type):
                 _check_finite(f, columns[i])
             elif pa.types.is_decimal(f.type):
