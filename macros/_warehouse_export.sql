@@ -40,6 +40,17 @@
 
 {#- The warehouse's plan for one checked entry: {steps: [{sql, shown, ...}], ...}. -#}
 {% macro _s3_plan(relation, opts, columns, run_id, model_name) %}
+  {#- What no warehouse writes, checked once for all of them. -#}
+  {%- if opts.file_format == 'json' -%}
+    {{- dbt_s3_export._s3_fail(opts.context, 'file_format', opts.adapter,
+          'json is one array per file, but ' ~ opts.adapter ~ ' writes JSON as one object per line',
+          'Use file_format jsonl') -}}
+  {%- endif -%}
+  {%- if opts.file_format in ['iceberg', 'delta'] -%}
+    {{- dbt_s3_export._s3_fail(opts.context, 'file_format', opts.adapter,
+          opts.file_format ~ ' tables are written by the dbt-duckdb plugin only',
+          'Use csv, parquet or jsonl here, or create the table with the warehouse\'s own table materializations') -}}
+  {%- endif -%}
   {{- return(adapter.dispatch('s3_unload_plan', 'dbt_s3_export')(relation, opts, columns, run_id, model_name)) -}}
 {% endmacro %}
 
@@ -181,15 +192,5 @@
     {{- dbt_s3_export._s3_fail(opts.context, 'key', opts.adapter,
           "names one object ('" ~ opts.key ~ "'), but " ~ opts.adapter ~ ' names the files of an unload itself',
           "End the key with '/' to export into a folder") -}}
-  {%- endif -%}
-  {%- if opts.file_format == 'json' -%}
-    {{- dbt_s3_export._s3_fail(opts.context, 'file_format', opts.adapter,
-          'json is one array per file, but ' ~ opts.adapter ~ ' writes JSON as one object per line',
-          'Use file_format jsonl') -}}
-  {%- endif -%}
-  {%- if opts.file_format in ['iceberg', 'delta'] -%}
-    {{- dbt_s3_export._s3_fail(opts.context, 'file_format', opts.adapter,
-          opts.file_format ~ ' tables are written by the dbt-duckdb plugin only',
-          'Use csv, parquet or jsonl here, or create the table with the warehouse\'s own table materializations') -}}
   {%- endif -%}
 {% endmacro %}

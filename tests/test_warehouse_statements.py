@@ -410,6 +410,20 @@ ERRORS: dict[str, dict[str, tuple[dict[str, Any], str, str]]] = {
         "max_rows_per_file": ({**BASE, "max_rows_per_file": 5}, "max_rows_per_file", "drop it"),
     },
 }
+# What no warehouse writes: a JSON array, or a table only the dbt-duckdb plugin writes.
+for _adapter, _errors in ERRORS.items():
+    _errors["json_array_anywhere"] = (
+        {**BASE, "file_format": "json", "mode": "append"},
+        "file_format",
+        "Use file_format jsonl",
+    )
+    for _table_format in ("iceberg", "delta"):
+        _errors[f"{_table_format}_table"] = (
+            {**BASE, "file_format": _table_format},
+            "file_format",
+            f"{_table_format} tables are written by the dbt-duckdb plugin only",
+        )
+
 # Statements sqlglot parses into a full syntax tree in that warehouse's dialect
 # (others it keeps as an opaque command or does not know; those are compared only).
 DIALECTS = {

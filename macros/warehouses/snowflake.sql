@@ -19,9 +19,6 @@
   {%- set fail = dbt_s3_export._s3_fail -%}
   {%- set context = opts.context -%}
   {%- set stage = opts.get('stage') -%}
-  {%- if opts.file_format == 'json' -%}
-    {{- fail(context, 'file_format', opts.adapter, 'json is one array per file, but Snowflake unloads JSON as one object per line', 'Use file_format jsonl') -}}
-  {%- endif -%}
   {%- if stage and opts.get('storage_integration') -%}
     {{- fail(context, 'storage_integration', opts.adapter, 'and stage are both set; a stage carries its own integration', 'Use one of them') -}}
   {%- endif -%}

@@ -21,10 +21,6 @@
     {{- fail(context, 'mode', opts.adapter, opts.mode ~ ' needs to look at the destination before writing, which a Spark INSERT cannot',
           'Use replace, append or overwrite_partitions') -}}
   {%- endif -%}
-  {%- if opts.file_format == 'json' -%}
-    {{- fail(context, 'file_format', opts.adapter, 'json is one array per file, but Spark writes JSON as one object per line',
-          'Use file_format jsonl') -}}
-  {%- endif -%}
   {%- set fmt = {'csv': 'csv', 'parquet': 'parquet', 'jsonl': 'json'}[opts.file_format] -%}
   {%- set codec = opts.get('compression') -%}
   {%- set allowed = ['none', 'snappy', 'gzip', 'zstd', 'lz4'] if fmt == 'parquet' else ['none', 'gzip'] -%}
