@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .support import DUMMY_CREDENTIALS, SERVERS, DbtProject, S3Server, s3_client
+from .support import DUMMY_CREDENTIALS, SERVERS, DbtProject, S3Server, chosen_servers, s3_client
 
 _bucket_numbers = itertools.count()
 
@@ -24,7 +24,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that uses an S3 server runs once per server chosen with --s3-servers."""
     if "s3_server" in metafunc.fixturenames:
-        names = [n.strip() for n in metafunc.config.getoption("s3_servers").split(",") if n]
+        names = chosen_servers(metafunc.config)
         unknown = set(names) - set(SERVERS)
         if unknown:
             known = ", ".join(SERVERS)

@@ -134,12 +134,16 @@ class SeaweedServer(S3Server):
 SERVERS: dict[str, type[S3Server]] = {"seaweedfs": SeaweedServer, "moto": MotoServer}
 
 
+def chosen_servers(config: Any) -> list[str]:
+    """The S3 servers named by --s3-servers, in order."""
+    return [n.strip() for n in config.getoption("s3_servers").split(",") if n.strip()]
+
+
 def only_on_first_server(request: Any, server: S3Server, why: str) -> None:
     """Skip all but the first of the --s3-servers, for tests whose result cannot differ."""
     import pytest
 
-    first = request.config.getoption("s3_servers").split(",")[0].strip()
-    if server.name != first:
+    if server.name != chosen_servers(request.config)[0]:
         pytest.skip(f"{why}: run against the first server only")
 
 
