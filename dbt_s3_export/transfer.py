@@ -137,7 +137,7 @@ class Uploader:
     def put_bytes(
         self, key: str, data: bytes | bytearray, content_type: str, *, if_absent: bool = False
     ) -> None:
-        condition: dict[str, Any] = {"IfNoneMatch": "*"} if if_absent else {}
+        condition = _conditions(if_absent=if_absent)
         call(
             self.bucket,
             f"write {key}",
@@ -264,7 +264,7 @@ class ObjectSink(io.RawIOBase):
             self._send_part()
         parts = list(self._part_futures)
         bucket, key, upload_id = self._up.bucket, self.key, self._upload_id
-        condition: dict[str, Any] = {"IfNoneMatch": "*"} if self._if_absent else {}
+        condition = _conditions(if_absent=self._if_absent)
 
         def complete() -> None:
             for future in parts:
@@ -446,14 +446,7 @@ def get_object(client: S3Client, bucket: str, key: str) -> StoredObject | None:
             if attempt == BODY_READ_ATTEMPTS:
                 raise describe_error(e, bucket, what) from e
             continue
-        return StoredObject(
-            key=key,
-            body=body,
-            etag=response["ETag"],
-            last_modified=response["LastModified"],
-            server_time=_server_time(cast(Mapping[str, Any], response)),
-            metadata=dict(response.get("Metadata", {})),
-        )
+        return _stored(key, cast(Mapping[str, Any], response), body)
     raise AssertionError("unreachable")
 
 
@@ -465,14 +458,29 @@ def head_object(client: S3Client, bucket: str, key: str) -> StoredObject | None:
         )
     except ObjectNotFound:
         return None
+    return _stored(key, cast(Mapping[str, Any], response))
+
+
+def _stored(key: str, response: Mapping[str, Any], body: bytes = b"") -> StoredObject:
+    """A GET's or HEAD's answer: version, times and metadata (and the body of a GET)."""
     return StoredObject(
         key=key,
-        body=b"",
+        body=body,
         etag=response["ETag"],
         last_modified=response["LastModified"],
-        server_time=_server_time(cast(Mapping[str, Any], response)),
+        server_time=_server_time(response),
         metadata=dict(response.get("Metadata", {})),
     )
+
+
+def _conditions(*, if_match: str | None = None, if_absent: bool = False) -> dict[str, Any]:
+    """Request arguments for S3's conditional writes and deletes."""
+    condition: dict[str, Any] = {}
+    if if_match is not None:
+        condition["IfMatch"] = if_match
+    if if_absent:
+        condition["IfNoneMatch"] = "*"
+    return condition
 
 
 def put_object(
@@ -496,11 +504,7 @@ def put_object(
     changes. (Servers answer an ``If-Match`` on a missing object with 412 or 404;
     both mean the same here.)
     """
-    condition: dict[str, Any] = {}
-    if if_match is not None:
-        condition["IfMatch"] = if_match
-    if if_absent:
-        condition["IfNoneMatch"] = "*"
+    condition = _conditions(if_match=if_match, if_absent=if_absent)
     try:
         response = call(
             bucket,
@@ -523,7 +527,7 @@ def put_object(
 
 def delete_object(client: S3Client, bucket: str, key: str, *, if_match: str | None = None) -> None:
     """Delete one object; with ``if_match``, only if it is still that version."""
-    condition: dict[str, Any] = {"IfMatch": if_match} if if_match is not None else {}
+    condition = _conditions(if_match=if_match)
     try:
         call(
             bucket,
