@@ -18,8 +18,9 @@ import pyarrow as pa
 
 from .commit import RunContext, supports_conditional_writes
 from .config import ExportConfig
-from .errors import ExportFailed, S3ExportError, SourceError, TransferError, brief
+from .errors import ExportFailed, S3ExportError, TransferError, brief
 from .files import WrittenFile
+from .partitioning import check_partition_columns_exist
 from .tables import (
     SchemaMismatch,
     Storage,
@@ -64,12 +65,7 @@ class DeltaWriter:
         self._check_commits_are_safe()
         options = self.storage.delta()
         schema = table_types(source.schema(), "delta")
-        for col in cfg.partition_cols:
-            if col not in schema.names:
-                raise SourceError(
-                    f"partition column '{col}' is not in the model; its columns are: "
-                    f"{', '.join(schema.names)}. Fix 'partition_cols'"
-                )
+        check_partition_columns_exist(schema, cfg.partition_cols)
         table = None
         with _delta_errors(self.uri):
             if DeltaTable.is_deltatable(self.uri, storage_options=options):
@@ -83,14 +79,16 @@ class DeltaWriter:
         mode = effective_mode(cfg, self.ctx, table is not None)
         kwargs: dict[str, Any] = {"mode": "append" if mode == "append" else "overwrite"}
         if table is not None:
-            schema = self._fit_schema(table, schema, mode)
+            current = list(table.metadata().partition_columns)
+            relayout = current != list(cfg.partition_cols)
+            schema = self._fit_schema(table, schema, replaces_layout=relayout and mode == "replace")
             kwargs["schema_mode"] = "merge"
-            if mode == "replace" and self._partitioning(table) != list(cfg.partition_cols):
+            if relayout and mode == "replace":
                 kwargs["schema_mode"] = "overwrite"  # a new layout: only replace may change it
-            elif self._partitioning(table) != list(cfg.partition_cols):
+            elif relayout:
                 raise ExportFailed(
                     f"Delta table {self.uri} is partitioned by "
-                    f"{self._partitioning(table) or 'nothing'}, and mode {mode} would add rows "
+                    f"{current or 'nothing'}, and mode {mode} would add rows "
                     f"partitioned by {list(cfg.partition_cols) or 'nothing'}. Rewrite the table "
                     "once with mode replace (or --full-refresh) to change its partitioning"
                 )
@@ -169,12 +167,11 @@ class DeltaWriter:
                 "conditional_writes: false"
             )
 
-    @staticmethod
-    def _partitioning(table: Any) -> list[str]:
-        return list(table.metadata().partition_columns)
+    def _fit_schema(self, table: Any, schema: pa.Schema, *, replaces_layout: bool) -> pa.Schema:
+        """The model's schema with each column at the table's type, where it can be written so.
 
-    def _fit_schema(self, table: Any, schema: pa.Schema, mode: str) -> pa.Schema:
-        """The model's schema with each column at the table's type, where it can be written so."""
+        A replace that changes the partitioning rewrites the table: each column as the model has it.
+        """
         there = pa.schema(table.schema().to_arrow())
         fields = []
         for f in schema:
@@ -185,7 +182,7 @@ class DeltaWriter:
             if _same_delta_type(f.type, target):
                 fields.append(f.with_type(target))
                 continue
-            if mode == "replace" and self._partitioning(table) != list(self.cfg.partition_cols):
+            if replaces_layout:
                 fields.append(f)
                 continue
             if _widens(f.type, target):

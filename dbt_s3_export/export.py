@@ -42,7 +42,7 @@ from .errors import (
 )
 from .files import FileNaming, FileRoller, WrittenFile, slices
 from .glue import GlueRegistration, registration_failed
-from .partitioning import check_partition_types
+from .partitioning import check_partition_columns_exist, check_partition_types
 from .progress import Progress, human_bytes, plural, utc_now
 from .transfer import Uploader
 
@@ -89,15 +89,8 @@ class ExportResult:
 
 def check_columns(cfg: ExportConfig, schema: pa.Schema) -> None:
     """Partition columns must exist, have path-safe types, and leave a column for the files."""
-    columns = schema.names
-    missing = [c for c in cfg.partition_cols if c not in columns]
-    if missing:
-        raise SourceError(
-            f"partition column{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(repr(c) for c in missing)} not in the model; its columns are: "
-            f"{', '.join(columns)}. Fix 'partition_cols'"
-        )
-    if cfg.partition_cols and len(cfg.partition_cols) == len(columns):
+    check_partition_columns_exist(schema, cfg.partition_cols)
+    if cfg.partition_cols and len(cfg.partition_cols) == len(schema.names):
         raise SourceError(
             "every column of the model is a partition column, so the files would "
             "hold no data. Leave at least one column out of 'partition_cols'"

@@ -18,8 +18,9 @@ import pyarrow as pa
 
 from .commit import RunContext
 from .config import ExportConfig, PartitionField, parse_partition_field
-from .errors import ConfigError, ExportFailed, S3ExportError, SourceError, TransferError, brief
+from .errors import ConfigError, ExportFailed, S3ExportError, TransferError, brief
 from .files import WrittenFile
+from .partitioning import check_partition_columns_exist
 from .tables import (
     SchemaMismatch,
     Storage,
@@ -120,7 +121,7 @@ class IcebergWriter:
 
         cfg = self.cfg
         schema = table_types(source.schema(), "iceberg")
-        self._check_columns(schema)
+        check_partition_columns_exist(schema, [f.column for f in self.fields])
         namespace, table_name = str(cfg.namespace), str(cfg.table)
         with _catalog_errors(cfg, self.name):
             catalog = load_catalog(cfg, self.storage)
@@ -177,14 +178,6 @@ class IcebergWriter:
         for data_file in self.written:
             with contextlib.suppress(Exception):
                 self.io.delete(data_file.file_path)
-
-    def _check_columns(self, schema: pa.Schema) -> None:
-        for f in self.fields:
-            if f.column not in schema.names:
-                raise SourceError(
-                    f"partition column '{f.column}' is not in the model; its columns are: "
-                    f"{', '.join(schema.names)}. Fix 'partition_cols'"
-                )
 
     def _check_location(self, table: Any) -> None:
         there = str(table.metadata.location).rstrip("/")

@@ -32,7 +32,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import PartitionError, TooManyPartitions
+from .errors import PartitionError, SourceError, TooManyPartitions
 
 NULL_SEGMENT = "__HIVE_DEFAULT_PARTITION__"
 ESCAPED_NULL_STRING = "%5F%5FHIVE_DEFAULT_PARTITION%5F%5F"
@@ -58,6 +58,17 @@ def supported_type(typ: pa.DataType) -> bool:
         or pa.types.is_large_string(typ)
         or pa.types.is_string_view(typ)
     )
+
+
+def check_partition_columns_exist(schema: pa.Schema, columns: Sequence[str]) -> None:
+    """Every partition column must be a column of the model."""
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise SourceError(
+            f"partition column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)} not in the model; its columns are: "
+            f"{', '.join(schema.names)}. Fix 'partition_cols'"
+        )
 
 
 def check_partition_types(schema: pa.Schema, columns: Sequence[str]) -> None:
