@@ -965,6 +965,11 @@ def parse_partition_field(text: str) -> PartitionField | None:
     return PartitionField(column, transform, int(width) if width is not None else None)
 
 
+def partition_fields(partition_cols: Sequence[str]) -> list[PartitionField]:
+    """Each of ``partition_cols`` as a field: a transform, or the column as it is."""
+    return [parse_partition_field(c) or PartitionField(c) for c in partition_cols]
+
+
 @dataclass(frozen=True)
 class CatalogConfig:
     """Where an Iceberg table is registered: a Glue, REST or SQL catalog."""
@@ -1071,9 +1076,7 @@ def _parse_catalog_and_glue(parser: _Parser, kw: dict[str, Any]) -> None:
                         f"{kw[name]!r} is not a Glue name",
                         "Use lowercase letters, digits and underscores",
                     )
-        fields_ = [
-            parse_partition_field(col) or PartitionField(col) for col in kw["partition_cols"]
-        ]
+        fields_ = partition_fields(kw["partition_cols"])
         for f in fields_:
             if f.transform not in ICEBERG_TRANSFORMS:
                 raise parser.fail(

@@ -27,7 +27,6 @@ from .tables import (
     TableConflict,
     cast_batches,
     effective_mode,
-    exists_error,
     missing_extra,
     snapshot_properties,
     table_location,
@@ -70,13 +69,11 @@ class DeltaWriter:
         with _delta_errors(self.uri):
             if DeltaTable.is_deltatable(self.uri, storage_options=options):
                 table = DeltaTable(self.uri, storage_options=options)
-        if table is not None:
-            if cfg.mode == "error_if_exists":
-                raise exists_error(f"Delta table {self.uri}")
-            if cfg.mode == "skip_if_exists":
-                result.skipped = f"Delta table {self.uri} already exists"
-                return
-        mode = effective_mode(cfg, self.ctx, table is not None)
+        mode = effective_mode(
+            cfg, self.ctx, result, None if table is None else f"Delta table {self.uri}"
+        )
+        if mode is None:
+            return
         kwargs: dict[str, Any] = {"mode": "append" if mode == "append" else "overwrite"}
         if table is not None:
             current = list(table.metadata().partition_columns)

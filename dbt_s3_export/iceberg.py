@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from .commit import RunContext
-from .config import ExportConfig, PartitionField, parse_partition_field
+from .config import ExportConfig, PartitionField, partition_fields
 from .errors import ConfigError, ExportFailed, S3ExportError, TransferError, brief
 from .files import WrittenFile
 from .partitioning import check_partition_columns_exist
@@ -27,7 +27,6 @@ from .tables import (
     TableConflict,
     cast_batches,
     effective_mode,
-    exists_error,
     missing_extra,
     snapshot_properties,
     table_location,
@@ -59,10 +58,6 @@ def _iceberg_transform(f: PartitionField) -> Any:
         "day": transforms.DayTransform,
         "hour": transforms.HourTransform,
     }[f.transform]()
-
-
-def partition_fields(cfg: ExportConfig) -> list[PartitionField]:
-    return [parse_partition_field(c) or PartitionField(c) for c in cfg.partition_cols]
 
 
 def load_catalog(cfg: ExportConfig, storage: Storage) -> Any:
@@ -112,7 +107,7 @@ class IcebergWriter:
         self.storage = storage
         self.name = f"{cfg.namespace}.{cfg.table}"
         self.location = table_location(cfg)
-        self.fields = partition_fields(cfg)
+        self.fields = partition_fields(cfg.partition_cols)
         self.written: list[Any] = []  # DataFiles of this run, deleted if it fails
         self.io: Any = None
 
@@ -132,12 +127,11 @@ class IcebergWriter:
                 table = None
         if table is not None:
             self._check_location(table)
-            if cfg.mode == "error_if_exists":
-                raise exists_error(f"Iceberg table {self.name}")
-            if cfg.mode == "skip_if_exists":
-                result.skipped = f"Iceberg table {self.name} already exists"
-                return
-        mode = effective_mode(cfg, self.ctx, table is not None)
+        mode = effective_mode(
+            cfg, self.ctx, result, None if table is None else f"Iceberg table {self.name}"
+        )
+        if mode is None:
+            return
         with _catalog_errors(cfg, self.name):
             tx = self._begin(catalog, table, schema, mode)
         self.io = tx._table.io  # the table's FileIO; pyiceberg has no public accessor

@@ -241,8 +241,24 @@ def snapshot_properties(cfg: ExportConfig, ctx: RunContext) -> dict[str, str]:
     return {k: v for k, v in props.items() if v}
 
 
-def effective_mode(cfg: ExportConfig, ctx: RunContext, exists: bool) -> str:
-    """A rebuilt incremental model (``--full-refresh``) replaces its append export."""
+def effective_mode(
+    cfg: ExportConfig, ctx: RunContext, result: ExportResult, existing: str | None
+) -> str | None:
+    """The mode this run applies to the table (``existing`` names it if there is one).
+
+    None when the run is skipped (``skip_if_exists``, said in ``result``); a table
+    under ``error_if_exists`` fails. A rebuilt incremental model (``--full-refresh``)
+    replaces its append export.
+    """
+    exists = existing is not None
+    if exists and cfg.mode == "error_if_exists":
+        raise ExportFailed(
+            f"mode is error_if_exists and {existing} already exists. Drop the table, or use "
+            "mode replace or skip_if_exists"
+        )
+    if exists and cfg.mode == "skip_if_exists":
+        result.skipped = f"{existing} already exists"
+        return None
     if exists and ctx.full_refresh and cfg.mode in ("append", "overwrite_partitions"):
         ctx.info(
             f"s3_export: {ctx.model} was rebuilt from scratch (full refresh): its {cfg.mode} "
@@ -250,13 +266,6 @@ def effective_mode(cfg: ExportConfig, ctx: RunContext, exists: bool) -> str:
         )
         return "replace"
     return cfg.mode
-
-
-def exists_error(what: str) -> ExportFailed:
-    return ExportFailed(
-        f"mode is error_if_exists and {what} already exists. Drop the table, or use mode "
-        "replace or skip_if_exists"
-    )
 
 
 # -- the entry point ------------------------------------------------------------------------
