@@ -63,7 +63,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote, urlencode
@@ -399,30 +399,25 @@ def _store(client: S3Client, cfg: ExportConfig, folder: str) -> Store:
 # -- ownership ------------------------------------------------------------------------------
 
 
-def _claims_around(store: Store, cfg: ExportConfig, folder: str) -> Iterator[tuple[str, str]]:
-    """(prefix, owner) of every export that claims a folder around ``folder``."""
-    for ancestor in _ancestors(folder):
-        lease = store.read(ancestor + LEASE_NAME)
-        if lease is not None:
-            yield ancestor, _describe_owner(_decode(lease.body))
-            continue
-        manifest = store.read(ancestor + MANIFEST_NAME)
-        if manifest is not None:
-            yield ancestor, _describe_owner(_decode(manifest.body))
+def _claim_around(store: Store, key: str) -> tuple[str, str] | None:
+    """(folder, owner) of the nearest export that claims a folder around ``key``, if any."""
+    for ancestor in _ancestors(key):
+        for name in (LEASE_NAME, MANIFEST_NAME):
+            record = store.read(ancestor + name)
+            if record is not None:
+                return ancestor, _describe_owner(_decode(record.body))
+    return None
 
 
-def _claims_inside(store: Store, cfg: ExportConfig, prefix: str) -> Iterator[tuple[str, str]]:
-    """(prefix, owner) of every export that claims a folder inside ``prefix``."""
-    seen: set[str] = set()
-    for key in list_keys(store.client, cfg.bucket, prefix):
+def _claim_inside(store: Store, prefix: str) -> tuple[str, str] | None:
+    """(folder, owner) of an export that claims a folder inside ``prefix``, if any."""
+    for key in list_keys(store.client, store.bucket, prefix):
         folder, _, name = key.rpartition("/")
         folder = folder + "/" if folder else ""
-        if name in CONTROL_NAMES and folder != prefix and folder.startswith(prefix):
-            if folder in seen:
-                continue
-            seen.add(folder)
+        if name in CONTROL_NAMES and folder != prefix:
             record = store.read(key)
-            yield folder, _describe_owner(_decode(record.body) if record else {})
+            return folder, _describe_owner(_decode(record.body) if record else {})
+    return None
 
 
 def _conflict(cfg: ExportConfig, me: str, folder: str, owner: str, relation: str) -> Exception:
@@ -712,10 +707,12 @@ class FolderCommit(_Commit):
 
     def _claim_checks(self) -> None:
         assert self.store is not None
-        for folder, owner in _claims_around(self.store, self.cfg, self.cfg.prefix):
-            raise _conflict(self.cfg, self.export_id, folder, owner, "around")
-        for folder, owner in _claims_inside(self.store, self.cfg, self.cfg.prefix):
-            raise _conflict(self.cfg, self.export_id, folder, owner, "inside")
+        claim = _claim_around(self.store, self.cfg.prefix)
+        if claim is not None:
+            raise _conflict(self.cfg, self.export_id, *claim, "around")
+        claim = _claim_inside(self.store, self.cfg.prefix)
+        if claim is not None:
+            raise _conflict(self.cfg, self.export_id, *claim, "inside")
         stored = self.store.read(self.manifest_key)
         if stored is not None:  # written before folders had leases
             self._check_owner(Manifest.parse(stored, self.cfg))
@@ -887,8 +884,9 @@ class ObjectCommit(_Commit):
     def begin(self) -> str | None:
         store = _store(self.client, self.cfg, self.folder)
         # The object's own folder counts too: a folder export owns everything under it.
-        for folder, owner in _claims_around(store, self.cfg, self.folder + "x"):
-            raise _conflict(self.cfg, self.export_id, folder, owner, "around")
+        claim = _claim_around(store, self.cfg.key)
+        if claim is not None:
+            raise _conflict(self.cfg, self.export_id, *claim, "around")
         existing = head_object(self.client, self.cfg.bucket, self.cfg.key)
         if existing is not None:
             owner = unquote(existing.metadata.get(OWNER_METADATA, ""))
