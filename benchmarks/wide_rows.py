@@ -154,15 +154,18 @@ def main() -> None:
         server.start()
         endpoint = server.endpoint
     try:
-        import boto3
+        if server is not None:
+            server.create_buckets(BUCKET)  # ready for writes: no first-volume wait in a timing
+        else:
+            import boto3
 
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=keys[0],
-            aws_secret_access_key=keys[1],
-        ).create_bucket(Bucket=BUCKET)
+            boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name="us-east-1",
+                aws_access_key_id=keys[0],
+                aws_secret_access_key=keys[1],
+            ).create_bucket(Bucket=BUCKET)
         with tempfile.TemporaryDirectory(prefix="wide-rows-") as tmp:
             database = Path(tmp) / "wide.duckdb"
             make_data(database, args.rows, args.width)

@@ -135,8 +135,11 @@ def run_export(
     if cfg.is_table:  # Iceberg and Delta commit through their own logs
         from .tables import export_table
 
-        result = ExportResult(ctx.model, cfg.destination, cfg.file_format, "")
-        return export_table(cfg, source, client, ctx, result)
+        result = export_table(
+            cfg, source, client, ctx, ExportResult(ctx.model, cfg.destination, cfg.file_format, "")
+        )
+        result.seconds = time.monotonic() - started
+        return result
     # What is wrong with the model's columns is found before anything is claimed or written.
     schema = source.schema(cfg.partition_cols)
     check_columns(cfg, schema)

@@ -30,7 +30,6 @@ their libraries take it, the column types both hold, the commit properties, the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -129,9 +128,6 @@ class Storage:
             secret_access_key=frozen.secret_key,
             session_token=frozen.token,
         )
-
-    def secrets(self) -> list[str]:
-        return [v for v in (self.secret_access_key, self.session_token) if v]
 
     def iceberg(self) -> dict[str, str]:
         """pyiceberg FileIO properties (pyarrow's S3 filesystem)."""
@@ -279,7 +275,6 @@ def export_table(
     result: ExportResult,
 ) -> ExportResult:
     """Write ``source`` as the Iceberg or Delta table ``cfg`` names, in one commit."""
-    started = time.monotonic()
     storage = Storage.of(cfg)
     result.generation = new_generation()
     if cfg.file_format == "iceberg":
@@ -300,7 +295,6 @@ def export_table(
         from .delta import DeltaWriter
 
         DeltaWriter(cfg, ctx, storage, client).run(source, result)
-    result.seconds = time.monotonic() - started
     return result
 
 
