@@ -49,7 +49,7 @@ OWNER_PARAMETER = "dbt_s3_export.export_id"
 CREATE_BATCH = 100
 DELETE_BATCH = 25
 
-_clients: dict[tuple[ConnectionSettings, str | None, str | None], GlueClient] = {}
+_clients: dict[tuple[ConnectionSettings, str | None, str | None, str | None], GlueClient] = {}
 _clients_lock = threading.Lock()
 
 
@@ -59,7 +59,7 @@ def glue_client(
     """A Glue client with the export's credentials (shared with its S3 client's settings)."""
     settings = ConnectionSettings.of(cfg)
     region = region or cfg.region
-    cache_key = (settings, region, endpoint_url)
+    cache_key = (settings, region, endpoint_url, catalog_id)
     with _clients_lock:
         client = _clients.get(cache_key)
         if client is None:
@@ -72,15 +72,12 @@ def glue_client(
                     Config(region_name=region, user_agent_extra="dbt-s3-export")
                 ),
             )
-            _clients[cache_key] = client
-    if catalog_id:
-        # pyiceberg's Glue catalog sends no CatalogId itself: add it to every request.
-        from pyiceberg.catalog.glue import _register_glue_catalog_id_with_glue_client
+            if catalog_id:
+                # pyiceberg's Glue catalog sends no CatalogId itself: add it to every request.
+                from pyiceberg.catalog.glue import _register_glue_catalog_id_with_glue_client
 
-        client = settings.session().client(
-            "glue", region_name=region, endpoint_url=endpoint_url, config=client.meta.config
-        )
-        _register_glue_catalog_id_with_glue_client(client, catalog_id)
+                _register_glue_catalog_id_with_glue_client(client, catalog_id)
+            _clients[cache_key] = client
     return client
 
 
