@@ -58,6 +58,7 @@ class DeltaWriter:
         try:
             import deltalake
             from deltalake import CommitProperties, DeltaTable, write_deltalake
+            from deltalake.exceptions import TableNotFoundError
         except ModuleNotFoundError:
             raise missing_extra("deltalake") from None
         cfg = self.cfg
@@ -65,10 +66,11 @@ class DeltaWriter:
         options = self.storage.delta()
         schema = table_types(source.schema(), "delta")
         check_partition_columns_exist(schema, cfg.partition_cols)
-        table = None
         with _delta_errors(self.uri):
-            if DeltaTable.is_deltatable(self.uri, storage_options=options):
-                table = DeltaTable(self.uri, storage_options=options)
+            try:
+                table: DeltaTable | None = DeltaTable(self.uri, storage_options=options)
+            except TableNotFoundError:
+                table = None
         mode = effective_mode(
             cfg, self.ctx, result, None if table is None else f"Delta table {self.uri}"
         )
@@ -97,8 +99,10 @@ class DeltaWriter:
         stream = pa.RecordBatchReader.from_batches(schema, cast_batches(reader, schema))
         try:
             with _delta_errors(self.uri):
+                # Written through the table read above, which then stands at this run's
+                # commit, even when another writer commits right after it.
                 write_deltalake(
-                    self.uri,
+                    self.uri if table is None else table,
                     stream,
                     partition_by=list(cfg.partition_cols) or None,
                     storage_options=options,
@@ -111,7 +115,8 @@ class DeltaWriter:
                     ),
                     **kwargs,
                 )
-                table = DeltaTable(self.uri, storage_options=options)
+                if table is None:
+                    table = DeltaTable(self.uri, storage_options=options)
         finally:
             reader.close()
         result.generation = str(table.version())
