@@ -59,6 +59,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import socket
 import threading
@@ -78,6 +79,7 @@ from .transfer import (
     delete_object,
     get_object,
     head_object,
+    list_folder,
     list_keys,
     list_uploads,
     put_object,
@@ -93,8 +95,15 @@ LEASE_NAME = "_lease.json"
 CONTROL_NAMES = (MANIFEST_NAME, LEASE_NAME)
 MANIFEST_VERSION = 2
 LEASE_VERSION = 1
-# Metadata key naming the export that wrote a single object.
+# Metadata keys naming the export that wrote a single object, and the run that wrote it.
 OWNER_METADATA = "dbt-s3-export-id"
+RUN_METADATA = "dbt-s3-export-run"
+# A run's generation, exactly as new_generation makes it: the one form a lease's
+# garbage may name, and part of the name of every data file a folder export writes.
+GENERATION = re.compile(r"[0-9a-f]{24}")
+# The folders a table format keeps in a table's location (Delta's log, Iceberg's metadata).
+DELTA_LOG = "_delta_log/"
+ICEBERG_METADATA = "metadata/"
 # Without conditional writes: how long a write is left to settle before it is read back.
 SETTLE_SECONDS = 1.0
 # How often a run waiting for a live lease looks again.
@@ -119,6 +128,12 @@ class CorruptManifest(ExportFailed):
 
 class LayoutChanged(ExportFailed):
     """append / overwrite_partitions would mix files of two layouts or formats."""
+
+
+_REWRITE = (
+    "Rewrite the whole export once: run the model with --full-refresh, or with mode: "
+    "replace for one run"
+)
 
 
 @dataclass(frozen=True)
@@ -146,9 +161,27 @@ class RunContext:
         return f"{self.unique_id or 'adhoc.' + self.model}#{self.entry}"
 
 
-def owner_metadata(export_id: str) -> dict[str, str]:
-    """The object metadata that names the export that wrote an object."""
-    return {OWNER_METADATA: quote(export_id, safe="")}
+def owner_metadata(export_id: str, generation: str) -> dict[str, str]:
+    """The object metadata that names the export and the run that wrote an object."""
+    return {OWNER_METADATA: quote(export_id, safe=""), RUN_METADATA: generation}
+
+
+def is_data_key(prefix: str, key: str) -> bool:
+    """Whether ``key`` has the shape of a data file a folder export at ``prefix`` writes.
+
+    ``<prefix>[<col>=<value>/...]<name>``, where the name is no control file, does not
+    start with ``.`` or ``_`` (filename_template refuses those) and carries a
+    generation. Nothing else is ever deleted on the word of a lease or a manifest.
+    """
+    if not key.startswith(prefix):
+        return False
+    *folders, name = key[len(prefix) :].split("/")
+    return (
+        bool(name)
+        and not name.startswith((".", "_"))
+        and GENERATION.search(name) is not None
+        and all("=" in folder for folder in folders)
+    )
 
 
 def object_args(cfg: ExportConfig, owner: dict[str, str]) -> dict[str, Any]:
@@ -177,10 +210,11 @@ def _ancestors(prefix: str) -> list[str]:
 
 
 def _describe_owner(record: dict[str, Any]) -> str:
-    """``'<export_id>' (model <name>)`` for a lease or manifest, in words safe to show."""
-    owner = record.get("export_id") or record.get("unique_id") or "an earlier export"
+    """``export '<export_id>' (model <name>)`` for a lease or manifest, in words safe to show."""
+    owner = record.get("export_id") or record.get("unique_id")
     model = record.get("model")
-    return f"'{owner}'" + (f" (model {model})" if model else "")
+    named = f"export '{owner}'" if owner else "an earlier export"
+    return named + (f" (model {model})" if model else "")
 
 
 # -- the manifest ---------------------------------------------------------------------------
@@ -230,14 +264,23 @@ class Manifest:
             raise bad(f"'files' is a {type(files).__name__}, not a list")
         for i, entry in enumerate(files):
             key = entry.get("key") if isinstance(entry, dict) else None
-            if not isinstance(key, str) or not key.startswith(cfg.prefix):
-                raise bad(f"files[{i}] is {entry!r}, not an object with a key under {cfg.prefix}")
+            if not isinstance(key, str) or not is_data_key(cfg.prefix, key):
+                shown = repr(entry) if len(repr(entry)) <= 200 else repr(entry)[:200] + "..."
+                raise bad(
+                    f"files[{i}] is {shown}, not a data file of this export (a key under "
+                    f"{cfg.prefix} named by filename_template, no control file)"
+                )
         for name in ("generation", "file_format"):
             if not isinstance(body.get(name), str):
                 raise bad(f"'{name}' is {body.get(name)!r}, not a string")
         cols = body.get("partition_cols", [])
         if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
             raise bad(f"'partition_cols' is {cols!r}, not a list of column names")
+        types = body.get("partition_types")
+        if types is not None and (
+            not isinstance(types, list) or not all(isinstance(t, str) for t in types)
+        ):
+            raise bad(f"'partition_types' is {types!r}, not a list of type names")
         return cls(body, stored.etag)
 
 
@@ -306,9 +349,12 @@ class Store:
     def create(self, key: str, body: dict[str, Any]) -> str:
         data = _encode(body)
         if self.conditional:
-            return put_object(
-                self.client, self.bucket, key, data, if_absent=True, extra=self.object_args
-            )
+            try:
+                return put_object(
+                    self.client, self.bucket, key, data, if_absent=True, extra=self.object_args
+                )
+            except PreconditionFailed:
+                return self._own_write(key, body)
         if self.read(key) is not None:
             raise PreconditionFailed(f"{key} exists", code="PreconditionFailed")
         return self._write_and_check(key, data, body)
@@ -316,17 +362,37 @@ class Store:
     def replace(self, key: str, body: dict[str, Any], etag: str) -> str:
         data = _encode(body)
         if self.conditional:
-            return put_object(
-                self.client, self.bucket, key, data, if_match=etag, extra=self.object_args
-            )
+            try:
+                return put_object(
+                    self.client, self.bucket, key, data, if_match=etag, extra=self.object_args
+                )
+            except PreconditionFailed:
+                return self._own_write(key, body)
         current = self.read(key)
         if current is None or current.etag != etag:
             raise PreconditionFailed(f"{key} changed", code="PreconditionFailed")
         return self._write_and_check(key, data, body)
 
+    def _own_write(self, key: str, body: dict[str, Any]) -> str:
+        """After a refused conditional write: the ETag if the object is this very write.
+
+        botocore sends a write again when its answer is lost; the second try then
+        finds the first one's object and is refused. The token in the body tells this
+        write from any other, so the refusal is settled by reading the object back.
+        """
+        back = self.read(key)
+        if back is None or _decode(back.body).get("token") != body["token"]:
+            raise PreconditionFailed(f"{key} changed", code="PreconditionFailed")
+        return back.etag
+
     def remove(self, key: str, etag: str) -> None:
         if self.conditional:
-            delete_object(self.client, self.bucket, key, if_match=etag)
+            try:
+                delete_object(self.client, self.bucket, key, if_match=etag)
+            except PreconditionFailed:
+                # Gone already: the first try of a delete whose answer was lost.
+                if self.read(key) is not None:
+                    raise
             return
         current = self.read(key)
         if current is None or current.etag != etag:
@@ -399,19 +465,52 @@ def _store(client: S3Client, cfg: ExportConfig, folder: str) -> Store:
 # -- ownership ------------------------------------------------------------------------------
 
 
-def _claim_around(store: Store, key: str) -> tuple[str, str] | None:
-    """(folder, owner) of the nearest export that claims a folder around ``key``, if any."""
+def claim_around(store: Store, key: str) -> tuple[str, str] | None:
+    """(folder, owner) of the nearest export or table that claims a folder around ``key``."""
     for ancestor in _ancestors(key):
-        for name in (LEASE_NAME, MANIFEST_NAME):
-            record = store.read(ancestor + name)
-            if record is not None:
-                return ancestor, _describe_owner(_decode(record.body))
+        owner = _claim_at(store, ancestor)
+        if owner is not None:
+            return ancestor, owner
     return None
 
 
-def _claim_inside(store: Store, prefix: str) -> tuple[str, str] | None:
-    """(folder, owner) of an export that claims a folder inside ``prefix``, if any."""
+def _claim_at(store: Store, folder: str) -> str | None:
+    """Who claims ``folder`` itself: a folder export (its lease or manifest) or a table."""
+    keys, subfolders = list_folder(store.client, store.bucket, folder + "_")
+    for name in (LEASE_NAME, MANIFEST_NAME):
+        if folder + name in keys:
+            record = store.read(folder + name)
+            if record is not None:
+                return _describe_owner(_decode(record.body))
+    if folder + DELTA_LOG in subfolders:
+        return "a Delta table"
+    keys, _ = list_folder(store.client, store.bucket, folder + ICEBERG_METADATA, max_keys=100)
+    if any(_table_at(key) == (folder, "an Iceberg table") for key in keys):
+        return "an Iceberg table"
+    return None
+
+
+def _table_at(key: str) -> tuple[str, str] | None:
+    """(location, kind) of the Iceberg or Delta table whose log or metadata ``key`` is in."""
+    parts = key.split("/")
+    if DELTA_LOG.rstrip("/") in parts[:-1]:
+        at = parts.index(DELTA_LOG.rstrip("/"))
+        return "".join(p + "/" for p in parts[:at]), "a Delta table"
+    if parts[-1].endswith(".metadata.json") and parts[-2:-1] == [ICEBERG_METADATA.rstrip("/")]:
+        return "".join(p + "/" for p in parts[:-2]), "an Iceberg table"
+    return None
+
+
+def claim_inside(store: Store, prefix: str) -> tuple[str, str] | None:
+    """(folder, owner) of an export or table that claims a folder inside ``prefix``, if any.
+
+    The folder is ``prefix`` itself for a table there (a folder export's own lease and
+    manifest are not claims against it).
+    """
     for key in list_keys(store.client, store.bucket, prefix):
+        table = _table_at(key)
+        if table is not None and table[0].startswith(prefix):
+            return table
         folder, _, name = key.rpartition("/")
         folder = folder + "/" if folder else ""
         if name in CONTROL_NAMES and folder != prefix:
@@ -424,15 +523,15 @@ def _conflict(cfg: ExportConfig, me: str, folder: str, owner: str, relation: str
     here = f"s3://{cfg.bucket}/{folder}"
     if relation == "same":
         return OwnershipConflict(
-            f"{here} belongs to export {owner}, and this export is '{me}'. Two exports "
-            "cannot share a folder: give this one another key, or, to hand the folder over "
+            f"{here} belongs to {owner}, and this export is '{me}'. Two exports "
+            "cannot share a destination: give this one another key, or, to hand it over "
             f"to this export, set take_over_from to the id of the export that owns it"
         )
     return OwnershipConflict(
-        f"{here} belongs to export {owner}, and it is {relation} this export's folder "
+        f"{here} belongs to {owner}, and it is {relation} this export's folder "
         f"{cfg.destination} (export '{me}'). An export owns everything under its folder, "
-        "so folders of two exports may not be nested: give one of them a key outside "
-        "the other's folder"
+        "so the folders of two exports (or of an export and a table) may not be nested: "
+        "give one of them a key outside the other's folder"
     )
 
 
@@ -487,7 +586,13 @@ class Lease:
         }
 
     def acquire(self, claim_checks: Callable[[], None]) -> None:
-        """Take the lease, creating the claim first if the folder has none."""
+        """Take the lease, creating the claim first if the folder has none.
+
+        ``claim_checks`` (no other export claims a folder around or inside this one)
+        run on every path that takes the lease: after creating it, so that of two
+        exports racing for nested folders at least one sees the other, and before
+        taking over an existing one, whose claim is already there for others to see.
+        """
         deadline = time.monotonic() + self.cfg.lease_wait_seconds
         announced = False
         while True:
@@ -513,6 +618,7 @@ class Lease:
             holder = record.get("holder") if record.get("state") == "held" else None
             expired = holder is not None and self._expired(current, record)
             if holder is None or expired:
+                claim_checks()
                 self._inherit(record, expired_holder=holder if expired else None)
                 try:
                     self.etag = self.store.replace(self.key, self._record("held"), current.etag)
@@ -547,12 +653,16 @@ class Lease:
             time.sleep(min(LEASE_POLL_SECONDS * random.uniform(0.5, 1.5), max(self.ttl / 3, 0.2)))
 
     def _parse(self, stored: StoredObject) -> dict[str, Any]:
+        """The lease's record, checked: its garbage is deleted on its word, so nothing
+        but this export's own data files may be named there."""
         record = _decode(stored.body)
-        if record.get("format_version") != LEASE_VERSION or not record.get("export_id"):
+        problem = lease_problem(record, self.cfg.prefix)
+        if problem is not None:
             raise CorruptManifest(
                 f"s3://{self.cfg.bucket}/{self.key} is not a lease this version of "
-                "dbt-s3-export can read. Nothing was changed. If no export is running, "
-                "delete it: the next run claims the folder again"
+                f"dbt-s3-export can read: {problem}. Nothing was changed. If no export is "
+                "running, delete the lease: the next run claims the folder again (files "
+                "that dead runs left behind then stay until you delete them)"
             )
         return record
 
@@ -563,12 +673,11 @@ class Lease:
         return stored.server_time > stored.last_modified + dt.timedelta(seconds=ttl + 1)
 
     def _inherit(self, record: dict[str, Any], expired_holder: dict[str, Any] | None) -> None:
-        garbage = record.get("garbage") if isinstance(record.get("garbage"), dict) else {}
-        assert isinstance(garbage, dict)
-        self.garbage_generations = [str(g) for g in garbage.get("generations") or []]
-        self.garbage_keys = [str(k) for k in garbage.get("keys") or []]
-        if expired_holder is not None and expired_holder.get("generation"):
-            self.garbage_generations.append(str(expired_holder["generation"]))
+        garbage = record.get("garbage") or {}
+        self.garbage_generations = list(garbage.get("generations") or [])
+        self.garbage_keys = list(garbage.get("keys") or [])
+        if expired_holder is not None:
+            self.garbage_generations.append(expired_holder["generation"])
 
     def start_renewing(self) -> None:
         self._thread = threading.Thread(
@@ -618,6 +727,43 @@ class Lease:
             with contextlib.suppress(S3ExportError):
                 self.store.replace(self.key, self._record("free"), self.etag)
             self.etag = None
+
+
+def lease_problem(record: dict[str, Any], prefix: str) -> str | None:
+    """What is wrong with a lease record read from the bucket, or None."""
+    if not record:
+        return "it is not a JSON object"
+    if record.get("format_version") != LEASE_VERSION:
+        return f"format_version is {record.get('format_version')!r}, expected {LEASE_VERSION}"
+    if not isinstance(record.get("export_id"), str) or not record["export_id"]:
+        return f"export_id is {record.get('export_id')!r}, not an export's id"
+    state, holder = record.get("state"), record.get("holder")
+    if state not in ("held", "free"):
+        return f"state is {state!r}, not 'held' or 'free'"
+    if state == "held" and not (
+        isinstance(holder, dict) and _is_generation(holder.get("generation"))
+    ):
+        return f"it is held by {holder!r}, not by a run with a generation"
+    garbage = record.get("garbage", {})
+    if not isinstance(garbage, dict):
+        return f"garbage is {garbage!r}, not an object"
+    generations, keys = garbage.get("generations", []), garbage.get("keys", [])
+    if not isinstance(generations, list) or not all(_is_generation(g) for g in generations):
+        return f"garbage.generations is {_shown(generations)}, not a list of run generations"
+    if not isinstance(keys, list) or not all(
+        isinstance(k, str) and is_data_key(prefix, k) for k in keys
+    ):
+        return f"garbage.keys is {_shown(keys)}, not a list of this export's data files"
+    return None
+
+
+def _is_generation(value: Any) -> bool:
+    return isinstance(value, str) and GENERATION.fullmatch(value) is not None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _describe_holder(holder: dict[str, Any]) -> str:
@@ -672,10 +818,22 @@ class _Commit:
 
 
 class FolderCommit(_Commit):
-    """Steps 1-3, 5 and 6 of the protocol for one run of a folder export."""
+    """Steps 1-3, 5 and 6 of the protocol for one run of a folder export.
 
-    def __init__(self, client: S3Client, cfg: ExportConfig, ctx: RunContext) -> None:
+    ``partition_types`` are the types of the partition columns (Arrow's names): with
+    the columns and the format they make the layout that append and
+    overwrite_partitions must keep, since a value's folder name follows its type.
+    """
+
+    def __init__(
+        self,
+        client: S3Client,
+        cfg: ExportConfig,
+        ctx: RunContext,
+        partition_types: Sequence[str] = (),
+    ) -> None:
         super().__init__(client, cfg, ctx)
+        self.partition_types = list(partition_types)
         self.store: Store | None = None
         self.lease: Lease | None = None
         self.previous: Manifest | None = None
@@ -707,12 +865,13 @@ class FolderCommit(_Commit):
 
     def _claim_checks(self) -> None:
         assert self.store is not None
-        claim = _claim_around(self.store, self.cfg.prefix)
+        claim = claim_around(self.store, self.cfg.prefix)
         if claim is not None:
             raise _conflict(self.cfg, self.export_id, *claim, "around")
-        claim = _claim_inside(self.store, self.cfg.prefix)
+        claim = claim_inside(self.store, self.cfg.prefix)
         if claim is not None:
-            raise _conflict(self.cfg, self.export_id, *claim, "inside")
+            relation = "same" if claim[0] == self.cfg.prefix else "inside"
+            raise _conflict(self.cfg, self.export_id, *claim, relation)
         stored = self.store.read(self.manifest_key)
         if stored is not None:  # written before folders had leases
             self._check_owner(Manifest.parse(stored, self.cfg))
@@ -750,12 +909,24 @@ class FolderCommit(_Commit):
             return "replace"
         was = (list(previous.body.get("partition_cols") or []), previous.body["file_format"])
         now = (list(self.cfg.partition_cols), self.cfg.file_format)
+        # Manifests written before partition types were recorded have none to compare.
+        types_were = previous.body.get("partition_types")
         if was != now:
             raise LayoutChanged(
                 f"mode {mode} would add files partitioned by {now[0]} as {now[1]} to an export "
                 f"partitioned by {was[0]} as {was[1]}, and readers would see rows twice or fail. "
-                "Rewrite the whole export once: run the model with --full-refresh, or with "
-                "mode: replace for one run"
+                f"{_REWRITE}"
+            )
+        if types_were is not None and types_were != self.partition_types:
+            changed = [
+                f"{col} from {old} to {new}"
+                for col, old, new in zip(now[0], types_were, self.partition_types, strict=False)
+                if old != new
+            ]
+            raise LayoutChanged(
+                f"mode {mode}: the type of partition column {', '.join(changed)} changed, so "
+                "the same value would get another folder name and readers would see its rows "
+                f"twice. {_REWRITE}, or cast the column back in the model"
             )
         return mode
 
@@ -801,6 +972,7 @@ class FolderCommit(_Commit):
         """Step 6, after the commit: delete the dead files, release the lease. Returns the count."""
         assert self.lease is not None and self.plan is not None
         live = self.listed
+        # Both come from a manifest or a lease that was checked when read: data files only.
         dead = set(self.plan.dropped) | set(self.lease.garbage_keys)
         generations = set(self.lease.garbage_generations)
         removed = 0
@@ -820,13 +992,14 @@ class FolderCommit(_Commit):
 
     def _sweep(self, generations: set[str]) -> set[str]:
         """The folder's files of these generations; their unfinished uploads are aborted."""
+        prefix = self.cfg.prefix
         keys = {
             key
-            for key in list_keys(self.client, self.cfg.bucket, self.cfg.prefix)
-            if _generation_in(key, generations)
+            for key in list_keys(self.client, self.cfg.bucket, prefix)
+            if is_data_key(prefix, key) and _generation_in(key, generations)
         }
-        for key, upload_id in list(list_uploads(self.client, self.cfg.bucket, self.cfg.prefix)):
-            if _generation_in(key, generations):
+        for key, upload_id in list(list_uploads(self.client, self.cfg.bucket, prefix)):
+            if is_data_key(prefix, key) and _generation_in(key, generations):
                 abort_upload(self.client, self.cfg.bucket, key, upload_id)
         return keys
 
@@ -863,7 +1036,7 @@ def _is_probe(key: str) -> bool:
 def _generation_in(key: str, generations: set[str]) -> bool:
     """Whether ``key``'s file name carries one of ``generations`` (24 hex digits each)."""
     name = key.rsplit("/", 1)[-1]
-    return any(g in name for g in generations)
+    return any(_is_generation(g) and g in name for g in generations)
 
 
 class ManifestInDoubt(ExportFailed):
@@ -884,14 +1057,14 @@ class ObjectCommit(_Commit):
     def begin(self) -> str | None:
         store = _store(self.client, self.cfg, self.folder)
         # The object's own folder counts too: a folder export owns everything under it.
-        claim = _claim_around(store, self.cfg.key)
+        claim = claim_around(store, self.cfg.key)
         if claim is not None:
             raise _conflict(self.cfg, self.export_id, *claim, "around")
         existing = head_object(self.client, self.cfg.bucket, self.cfg.key)
         if existing is not None:
             owner = unquote(existing.metadata.get(OWNER_METADATA, ""))
             if owner and owner not in (self.export_id, self.cfg.take_over_from):
-                raise _conflict(self.cfg, self.export_id, self.cfg.key, f"'{owner}'", "same")
+                raise _conflict(self.cfg, self.export_id, self.cfg.key, f"export '{owner}'", "same")
             if self.cfg.mode in ("error_if_exists", "skip_if_exists"):
                 return self._exists(self.cfg.key)
         # Where nothing is, write only if nothing appears meanwhile (another export's file).
@@ -928,8 +1101,12 @@ class ObjectCommit(_Commit):
 Commit = FolderCommit | ObjectCommit
 
 
-def open_commit(client: S3Client, cfg: ExportConfig, ctx: RunContext) -> Commit:
-    return FolderCommit(client, cfg, ctx) if cfg.is_prefix else ObjectCommit(client, cfg, ctx)
+def open_commit(
+    client: S3Client, cfg: ExportConfig, ctx: RunContext, partition_types: Sequence[str] = ()
+) -> Commit:
+    if cfg.is_prefix:
+        return FolderCommit(client, cfg, ctx, partition_types)
+    return ObjectCommit(client, cfg, ctx)
 
 
 __all__ = [

@@ -146,7 +146,8 @@ def run_export(
     glue = GlueRegistration(cfg, ctx, schema) if cfg.glue is not None else None
     if glue is not None:
         glue.prepare()
-    commit = open_commit(client, cfg, ctx)
+    partition_types = [str(schema.field(c).type) for c in cfg.partition_cols]
+    commit = open_commit(client, cfg, ctx, partition_types)
     result = ExportResult(ctx.model, cfg.destination, cfg.file_format, commit.generation)
     try:
         skipped = commit.begin()
@@ -168,7 +169,9 @@ def run_export(
         part_size=cfg.part_size,
         max_concurrency=cfg.max_concurrency,
         # A single object names its export in its metadata: a folder has its lease for that.
-        object_args=object_args(cfg, {} if cfg.is_prefix else owner_metadata(ctx.export_id(cfg))),
+        object_args=object_args(
+            cfg, {} if cfg.is_prefix else owner_metadata(ctx.export_id(cfg), commit.generation)
+        ),
     )
     roller: FileRoller | None = None
     meter = Progress(f"{ctx.model} -> {cfg.destination}", log=ctx.log)
@@ -188,7 +191,8 @@ def run_export(
         uploader.wait()
         result.files = roller.files
         listed = [_listed(f) for f in result.files]
-        commit.publish(listed, _manifest_fields(cfg, ctx, result, schema))
+        fields = _manifest_fields(cfg, ctx, result, schema)
+        commit.publish(listed, {**fields, "partition_types": partition_types})
     except BaseException as e:
         meter.stop()
         if roller is not None:

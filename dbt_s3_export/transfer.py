@@ -138,18 +138,36 @@ class Uploader:
         self, key: str, data: bytes | bytearray, content_type: str, *, if_absent: bool = False
     ) -> None:
         condition = _conditions(if_absent=if_absent)
-        call(
-            self.bucket,
-            f"write {key}",
-            lambda: self.client.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=cast(bytes, data),  # botocore sends any bytes-like body
-                ContentType=content_type,
-                **self.object_args,
-                **condition,
-            ),
-        )
+        try:
+            call(
+                self.bucket,
+                f"write {key}",
+                lambda: self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=cast(bytes, data),  # botocore sends any bytes-like body
+                    ContentType=content_type,
+                    **self.object_args,
+                    **condition,
+                ),
+            )
+        except PreconditionFailed:
+            if not self.landed(key):
+                raise
+
+    def landed(self, key: str) -> bool:
+        """Whether the object at ``key`` is this uploader's own write.
+
+        An only-if-absent write whose answer was lost is sent again by botocore, and
+        the second try finds the first one's object there. The metadata every object
+        of the uploader carries names its run, so reading it back tells the run's
+        own object from another writer's.
+        """
+        mine = self.object_args.get("Metadata") or {}
+        if not mine:
+            return False
+        there = head_object(self.client, self.bucket, key)
+        return there is not None and all(there.metadata.get(k) == v for k, v in mine.items())
 
     def _record(self, key: str) -> None:
         with self._lock:
@@ -271,17 +289,24 @@ class ObjectSink(io.RawIOBase):
                 future.exception()
             try:
                 self._up.raise_if_failed()
-                call(
-                    bucket,
-                    f"complete the upload of {key}",
-                    lambda: self._up.client.complete_multipart_upload(
-                        Bucket=bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        MultipartUpload={"Parts": cast(Any, self._parts)},
-                        **condition,
-                    ),
-                )
+                try:
+                    call(
+                        bucket,
+                        f"complete the upload of {key}",
+                        lambda: self._up.client.complete_multipart_upload(
+                            Bucket=bucket,
+                            Key=key,
+                            UploadId=upload_id,
+                            MultipartUpload={"Parts": cast(Any, self._parts)},
+                            **condition,
+                        ),
+                    )
+                except TransferError as e:
+                    # A completion whose answer was lost is sent again and finds the upload
+                    # gone (or, only-if-absent, the object there): it may be this one.
+                    lost = isinstance(e, PreconditionFailed) or e.code == "NoSuchUpload"
+                    if not (lost and self._up.landed(key)):
+                        raise
             except BaseException:
                 with contextlib.suppress(Exception):  # best effort; the first failure is reported
                     self._up.client.abort_multipart_upload(
@@ -348,6 +373,22 @@ def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:
             return
         for obj in page.get("Contents", []):
             yield obj["Key"]
+
+
+def list_folder(
+    client: S3Client, bucket: str, prefix: str, *, max_keys: int = 1000
+) -> tuple[list[str], list[str]]:
+    """One page of the keys and the subfolders directly under ``prefix`` (no recursion)."""
+    response = call(
+        bucket,
+        f"list s3://{bucket}/{prefix}",
+        lambda: client.list_objects_v2(
+            Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=max_keys
+        ),
+    )
+    keys = [obj["Key"] for obj in response.get("Contents", [])]
+    folders = [p["Prefix"] for p in response.get("CommonPrefixes", [])]
+    return keys, folders
 
 
 def list_uploads(client: S3Client, bucket: str, prefix: str) -> Iterator[tuple[str, str]]:

@@ -73,6 +73,8 @@ def stored(body: Any) -> StoredObject:
     return StoredObject("out/_manifest.json", data, '"e"', now, now)
 
 
+# A generation as runs make them (commit.new_generation).
+G = "0190f3a2b4c5d6e7f8a9b0c1"
 GOOD = {"format_version": 2, "generation": "g", "file_format": "csv", "files": []}
 
 
@@ -83,8 +85,15 @@ GOOD = {"format_version": 2, "generation": "g", "file_format": "csv", "files": [
         ([1, 2], "it holds a JSON list, not an object"),
         ({**GOOD, "format_version": 9}, "format_version is 9, expected 1 or 2"),
         ({**GOOD, "files": "x"}, "'files' is a str, not a list"),
-        ({**GOOD, "files": ["out/a.csv"]}, "files[0] is 'out/a.csv', not an object with a key"),
-        ({**GOOD, "files": [{"key": "elsewhere/a.csv"}]}, "not an object with a key under out/"),
+        ({**GOOD, "files": ["out/a.csv"]}, "files[0] is 'out/a.csv', not a data file"),
+        ({**GOOD, "files": [{"key": f"elsewhere/part-{G}.csv"}]}, "not a data file"),
+        ({**GOOD, "files": [{"key": "out/_manifest.json"}]}, "not a data file"),
+        ({**GOOD, "files": [{"key": "out/_lease.json"}]}, "not a data file"),
+        ({**GOOD, "files": [{"key": "out/sub/_lease.json"}]}, "not a data file"),
+        ({**GOOD, "files": [{"key": f"out/_probe-{G}.json"}]}, "not a data file"),
+        ({**GOOD, "files": [{"key": "out/part-1-00001.csv"}]}, "not a data file"),
+        ({**GOOD, "files": [{"key": f"out/other/part-{G}.csv"}]}, "not a data file"),
+        ({**GOOD, "partition_types": "date"}, "'partition_types' is 'date', not a list"),
         ({**GOOD, "generation": 7}, "'generation' is 7, not a string"),
         ({**GOOD, "partition_cols": "day"}, "'partition_cols' is 'day', not a list"),
     ],
@@ -140,9 +149,12 @@ def test_a_folder_is_handed_over_only_when_asked(s3: Any, bucket: str, s3_server
 
 def test_single_objects_have_owners_too(s3: Any, bucket: str, s3_server: S3Server) -> None:
     client = engine_client(s3_server.endpoint)
-    run(client, bucket, "files/orders.parquet", table(3, tag="a"), model="orders")
+    result = run(client, bucket, "files/orders.parquet", table(3, tag="a"), model="orders")
     head = s3.head_object(Bucket=bucket, Key="files/orders.parquet")
-    assert head["Metadata"] == {"dbt-s3-export-id": "model.p.orders%230"}
+    assert head["Metadata"] == {
+        "dbt-s3-export-id": "model.p.orders%230",
+        "dbt-s3-export-run": result.generation,
+    }
     with pytest.raises(OwnershipConflict, match=re.escape("belongs to export 'model.p.orders#0'")):
         run(client, bucket, "files/orders.parquet", table(3, tag="b"), model="customers")
     run(client, bucket, "files/orders.parquet", table(5, tag="c"), model="orders")
