@@ -585,13 +585,14 @@ class Lease:
             "token": secrets.token_hex(8),
         }
 
-    def acquire(self, claim_checks: Callable[[], None]) -> None:
+    def acquire(self, claim_checks: Callable[[bool], None]) -> None:
         """Take the lease, creating the claim first if the folder has none.
 
         ``claim_checks`` (no other export claims a folder around or inside this one)
         run on every path that takes the lease: after creating it, so that of two
         exports racing for nested folders at least one sees the other, and before
         taking over an existing one, whose claim is already there for others to see.
+        They are told whether this run created the lease.
         """
         deadline = time.monotonic() + self.cfg.lease_wait_seconds
         announced = False
@@ -604,7 +605,7 @@ class Lease:
                     continue  # another run created it first: look again
                 self._renewed = time.monotonic()
                 try:
-                    claim_checks()
+                    claim_checks(True)
                 except BaseException:
                     with contextlib.suppress(S3ExportError):
                         self.store.remove(self.key, self.etag)
@@ -618,7 +619,7 @@ class Lease:
             holder = record.get("holder") if record.get("state") == "held" else None
             expired = holder is not None and self._expired(current, record)
             if holder is None or expired:
-                claim_checks()
+                claim_checks(False)
                 self._inherit(record, expired_holder=holder if expired else None)
                 try:
                     self.etag = self.store.replace(self.key, self._record("held"), current.etag)
@@ -863,7 +864,7 @@ class FolderCommit(_Commit):
         self.mode = self._effective_mode()
         return None
 
-    def _claim_checks(self) -> None:
+    def _claim_checks(self, created: bool) -> None:
         assert self.store is not None
         claim = claim_around(self.store, self.cfg.prefix)
         if claim is not None:
@@ -872,9 +873,10 @@ class FolderCommit(_Commit):
         if claim is not None:
             relation = "same" if claim[0] == self.cfg.prefix else "inside"
             raise _conflict(self.cfg, self.export_id, *claim, relation)
-        stored = self.store.read(self.manifest_key)
-        if stored is not None:  # written before folders had leases
-            self._check_owner(Manifest.parse(stored, self.cfg))
+        if created:  # a manifest written before folders had leases names its owner
+            stored = self.store.read(self.manifest_key)
+            if stored is not None:
+                self._check_owner(Manifest.parse(stored, self.cfg))
 
     def _check_owner(self, manifest: Manifest) -> None:
         owner = manifest.export_id

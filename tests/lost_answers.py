@@ -1,0 +1,289 @@
+"""Every answer lost, one at a time: the sweep behind tests/test_lost_answers.py.
+
+A run's requests go through a ``FaultProxy``. Request *i* reaches the server and
+takes effect there, then its answer is dropped (the connection is reset), so
+botocore sends it again, as it does when a network loses an answer. For each *i*
+of a run's request sequence, on a bucket set up afresh, the sweep checks what a
+run must never do, whatever answer it lost:
+
+- change, delete or add an object that is not the export's own (its data files,
+  its manifest and lease, or its single object);
+- leave a manifest that lists a missing object, or rows other than the old or
+  the new ones;
+- wait on its own lease, or fail with anything but one clear line;
+- leave the destination so that the next run, with no fault, cannot finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute
+
+from dbt_s3_export import ArrowSource, ExportConfig, RunContext, S3ExportError, run_export
+from dbt_s3_export.commit import is_data_key
+
+from .concurrency import check_invariant, check_settled
+from .engine import engine_client, expected_rows, read_rows, table
+from .faultproxy import DROP_ANSWER, PASS, FaultProxy, Rule
+from .support import list_keys
+
+# A run that waits on a lease gives up after this long: a run that waited on its own
+# lease fails, and every run of the sweep must end well within it.
+LEASE_WAIT = 8
+
+
+def snapshot(s3: Any, bucket: str) -> dict[str, str]:
+    """Every object of the bucket and its ETag."""
+    out: dict[str, str] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            out[obj["Key"]] = obj["ETag"]
+    return out
+
+
+@dataclass
+class Scenario:
+    """One kind of run: what is in the bucket before it, and what it exports."""
+
+    name: str
+    key: str
+    options: dict[str, Any]
+    # The model the run exports, and (for a second export in the way) who it is.
+    data: pa.Table
+    model: str = "m"
+    # Run before the swept run, without faults: (key, options, model, data).
+    before: list[tuple[str, dict[str, Any], str, pa.Table]] = field(default_factory=list)
+    # Objects that belong to nobody's export, written before the run.
+    others: dict[str, bytes] = field(default_factory=dict)
+    # The run must fail with this text (an ownership conflict), every time.
+    refused: str | None = None
+    # What the export holds after a run (by default, the run's rows).
+    result: pa.Table | None = None
+
+    @property
+    def expected(self) -> pa.Table | None:
+        if self.refused is not None:
+            return None
+        return self.result if self.result is not None else self.data
+
+    @property
+    def prefix(self) -> str | None:
+        cfg = _config("any-bucket", self.key, self.options)
+        return cfg.prefix if cfg.is_prefix else None
+
+    def run(self, client: Any, bucket: str) -> Any:
+        """The swept run itself."""
+        return _export(client, bucket, self.key, self.options, self.model, self.data)
+
+    def own(self, key: str) -> bool:
+        """Whether ``key`` is the swept export's own object."""
+        prefix = self.prefix
+        if prefix is None:
+            return key in (self.key, self.key + ".manifest.json")
+        control = (prefix + "_manifest.json", prefix + "_lease.json")
+        return key in control or is_data_key(prefix, key)
+
+
+def _config(bucket: str, key: str, options: dict[str, Any]) -> ExportConfig:
+    base = {"file_format": "parquet", "lease_wait_seconds": LEASE_WAIT}
+    return ExportConfig.parse({"bucket": bucket, "key": key, **base, **options})
+
+
+def _export(
+    client: Any, bucket: str, key: str, options: dict[str, Any], model: str, data: pa.Table
+) -> Any:
+    ctx = RunContext(model=model, unique_id=f"model.p.{model}")
+    return run_export(_config(bucket, key, options), ArrowSource(data), client, ctx)
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    server: str
+    index: int
+    request: str
+    result: str
+    seconds: float
+
+    def line(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+def prepare(scenario: Scenario, s3: Any, endpoint: str, bucket: str) -> None:
+    """Set the bucket up for the run: earlier exports and objects of nobody's."""
+    s3.create_bucket(Bucket=bucket)
+    client = engine_client(endpoint)
+    for key, options, model, data in scenario.before:
+        _export(client, bucket, key, options, model, data)
+    for key, body in scenario.others.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def count_requests(scenario: Scenario, s3: Any, endpoint: str, bucket: str) -> int:
+    """How many requests the run sends when nothing goes wrong."""
+    prepare(scenario, s3, endpoint, bucket)
+    proxy = FaultProxy(endpoint).start()
+    try:
+        try:
+            scenario.run(engine_client(proxy.endpoint), bucket)
+        except S3ExportError:
+            if scenario.refused is None:
+                raise
+        return len(proxy.seen)
+    finally:
+        proxy.stop()
+
+
+def sweep_one(
+    scenario: Scenario, s3: Any, endpoint: str, bucket: str, index: int, server: str
+) -> Outcome:
+    """Drop the answer to request ``index`` (0-based) of one run, and check the aftermath."""
+    prepare(scenario, s3, endpoint, bucket)
+    before = snapshot(s3, bucket)
+    proxy = FaultProxy(endpoint).start()
+    proxy.add(Rule(PASS, times=index))
+    dropped = proxy.add(Rule(DROP_ANSWER, times=1))
+    started = time.monotonic()
+    error: S3ExportError | None = None
+    try:
+        scenario.run(engine_client(proxy.endpoint), bucket)
+    except S3ExportError as e:
+        error = e
+    finally:
+        seconds = time.monotonic() - started
+        seen = proxy.seen[index] if index < len(proxy.seen) else None
+        proxy.stop()
+    request = f"{seen.method} {seen.path}?{seen.query}".rstrip("?") if seen else "(none)"
+    where = f"{scenario.name}, answer to request {index} ({request}) lost"
+    assert dropped.fired == 1 or seen is None, where
+    assert seconds < LEASE_WAIT, f"{where}: the run took {seconds:.1f} s (waited on a lease?)"
+    if error is not None:
+        text = str(error)
+        assert "\n" not in text and "Traceback" not in text, f"{where}: {text}"
+    if scenario.refused is not None:
+        assert error is not None and scenario.refused in str(error), f"{where}: {error}"
+    else:
+        assert error is None, f"{where}: the run failed: {error}"
+    after = snapshot(s3, bucket)
+    _check_others(scenario, before, after, where)
+    _check_rows(scenario, s3, bucket, scenario.expected, where)
+    if scenario.refused is None:
+        # The destination is left so that the next run, with no fault, finishes cleanly.
+        scenario.run(engine_client(endpoint), bucket)
+        _check_rows(scenario, s3, bucket, scenario.expected, where + ", then a clean run")
+        if scenario.prefix is not None:
+            near = frozenset(k for k in scenario.others if k.startswith(scenario.prefix))
+            check_settled(s3, bucket, scenario.prefix, others=near)
+    result = "refused" if scenario.refused is not None else "exported"
+    return Outcome(scenario.name, server, index, request, result, round(seconds, 3))
+
+
+def _check_others(
+    scenario: Scenario, before: dict[str, str], after: dict[str, str], where: str
+) -> None:
+    for key, etag in before.items():
+        if not scenario.own(key) or scenario.refused is not None:
+            assert after.get(key) == etag, f"{where}: {key} was changed or deleted"
+    for key in after.keys() - before.keys():
+        mine = scenario.own(key) and scenario.refused is None
+        assert mine, f"{where}: {key} was written, and it is not the export's own"
+
+
+def _check_rows(
+    scenario: Scenario, s3: Any, bucket: str, expected: pa.Table | None, where: str
+) -> None:
+    """The export holds exactly ``expected`` (None: there is no export)."""
+    prefix = scenario.prefix
+    if prefix is None:
+        keys = [k for k in list_keys(s3, bucket, scenario.key) if k == scenario.key]
+    else:
+        manifest = check_invariant(s3, bucket, prefix)
+        keys = [f["key"] for f in manifest["files"]] if manifest else []
+    if expected is None:
+        assert not keys, f"{where}: an export appeared: {keys[:3]}"
+        return
+    assert read_rows(s3, bucket, keys) == expected_rows(expected), f"{where}: other rows"
+
+
+def scenarios() -> list[Scenario]:
+    """The runs the sweep covers: each kind of destination and its commit."""
+    old = table(12, tag="old", partitions=3)
+    new = table(12, tag="new", partitions=3)
+    partitioned = {"partition_cols": ["p"], "include_partition_cols": True}
+    neighbours = {
+        "exp-sibling.txt": b"not an export",
+        "other/data.csv": b"a,b\n1,2\n",
+        # Files that look like an export's but are nobody's.
+        f"exp/stray/part-{'0' * 24}-00001.parquet": b"stray",
+    }
+    return [
+        Scenario(
+            "folder replace",
+            "exp/",
+            {},
+            new,
+            before=[("exp/", {}, "m", old), ("exp2/", {}, "n", old)],
+            others={k: v for k, v in neighbours.items() if not k.startswith("exp/")},
+        ),
+        Scenario(
+            "folder overwrite_partitions",
+            "exp/",
+            {**partitioned, "mode": "overwrite_partitions"},
+            table(8, tag="new", partitions=2),
+            before=[("exp/", {**partitioned, "mode": "overwrite_partitions"}, "m", old)],
+            # Partition 2 is not in the run's rows: its files stay.
+            result=pa.concat_tables(
+                [table(8, tag="new", partitions=2), old.filter(pa.compute.equal(old["p"], 2))]
+            ),
+            others={k: v for k, v in neighbours.items() if not k.startswith("exp/")},
+        ),
+        Scenario("first export to a folder", "exp/", partitioned, new, others=neighbours),
+        Scenario(
+            "single object, first write",
+            "files/one.parquet",
+            {},
+            new,
+            others={"files/other.parquet": b"someone else's"},
+        ),
+        Scenario(
+            "single object, replaced",
+            "files/one.parquet",
+            {},
+            new,
+            before=[("files/one.parquet", {}, "m", old)],
+        ),
+        Scenario(
+            "folder nested in another export's",
+            "nest/inner/",
+            {},
+            new,
+            model="ny",
+            before=[("nest/", {}, "nx", old)],
+            refused="belongs to export 'model.p.nx#0'",
+        ),
+        Scenario(
+            "folder around another export's",
+            "nest/",
+            {},
+            new,
+            model="nx",
+            before=[("nest/inner/", {}, "ny", old)],
+            refused="belongs to export 'model.p.ny#0'",
+        ),
+    ]
+
+
+def chosen(index: int, count: int, name: str) -> bool:
+    """Which requests a sampled sweep drops: every fourth, at an offset per scenario.
+
+    ``DBT_S3_EXPORT_SWEEP=full`` sweeps every request.
+    """
+    if os.environ.get("DBT_S3_EXPORT_SWEEP") == "full":
+        return True
+    return index % 4 == sum(map(ord, name)) % 4 or index == count - 1
