@@ -921,14 +921,14 @@ class FolderCommit(_Commit):
             )
         if types_were is not None and types_were != self.partition_types:
             changed = [
-                f"{col} from {old} to {new}"
+                f"partition column {col} was {old} and is now {new}"
                 for col, old, new in zip(now[0], types_were, self.partition_types, strict=False)
                 if old != new
             ]
             raise LayoutChanged(
-                f"mode {mode}: the type of partition column {', '.join(changed)} changed, so "
-                "the same value would get another folder name and readers would see its rows "
-                f"twice. {_REWRITE}, or cast the column back in the model"
+                f"mode {mode}: {'; '.join(changed)}, so the same value would get another "
+                f"folder name and readers would see its rows twice. {_REWRITE}, or cast the "
+                "column back in the model"
             )
         return mode
 
