@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import sqlglot
 import yaml
 from sqlglot import exp
+
+from dbt_s3_export.partitioning import NULL_SEGMENT, encode_segment
 
 from .support import REPO
 
@@ -477,6 +481,18 @@ ERRORS: dict[str, dict[str, tuple[dict[str, Any], str, str]]] = {
             "partition_cols",
             "where filter",
         ),
+        # EXPORT DATA: the uri takes exactly one '*' wildcard.
+        "key_with_star": (
+            {**BASE, "connection": "p.aws-us-east-1.c", "key": "exports/*/"},
+            "key",
+            "Choose a key without '*'",
+        ),
+        # BigQuery Omni: exports to S3 go through a connection in an AWS region.
+        "connection_not_in_aws": (
+            {**BASE, "connection": "p.us.c"},
+            "connection",
+            "<project>.<aws-region>.<connection>",
+        ),
         "skip_if_exists": (
             {**BASE, "connection": "p.aws-us-east-1.c", "mode": "skip_if_exists"},
             "mode",
@@ -805,3 +821,110 @@ def test_hostile_values_decode_back_in_every_statement(
         for step in steps:
             sqlglot.tokenize(step["sql"], read=DIALECTS[adapter])
             literals(step["sql"], adapter)
+
+
+def test_snowflake_folder_values_are_escaped_as_the_duckdb_export_escapes_them(
+    rendered: tuple[str, dict[str, Any]],
+) -> None:
+    """The PARTITION BY expression of a text column, run by DuckDB (sqlglot
+    translates it), gives the folder value dbt_s3_export.partitioning gives."""
+    adapter, out = rendered
+    if adapter != "snowflake":
+        pytest.skip("Snowflake builds its folder names in SQL")
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+    unload = next(s for s in out["plans"]["hostile"] if s["name"] == "unload")["sql"]
+    line = next(x for x in unload.splitlines() if x.startswith("PARTITION BY ("))
+    tree = sqlglot.parse_one("SELECT " + line[len("PARTITION BY ") :], read="snowflake")
+    # The name= segment (the other, ts=, is a timestamp).
+    name_value = next(c for c in tree.find_all(exp.Coalesce) if "'name'" in c.sql("snowflake"))
+
+    def to_column(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Cast) and "'name'" in node.this.sql("snowflake"):
+            return exp.column("v")
+        return node
+
+    expression = name_value.transform(to_column).sql("duckdb")
+    values = [
+        "it's here",
+        "a/b=c?d#e%f",
+        'q"uo\\te',
+        "ünï côdé",
+        "tab\tline\nbreak\x01\x7f",
+        "2024-01-01 00:00:00.000",
+        "~-._ok",
+        NULL_SEGMENT,
+        None,
+    ]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (i INTEGER, v VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(values)))
+    got = dict(con.execute(f"SELECT i, {expression} FROM t").fetchall())
+    for i, value in enumerate(values):
+        assert got[i] == (NULL_SEGMENT if value is None else encode_segment(value)), value
+
+
+# Option combinations each vendor's reference page rejects: never in a statement.
+# (regex that must not match the statement, why)
+NEVER_RENDERED: dict[str, list[tuple[str, str]]] = {
+    "snowflake": [
+        (
+            r"(?s)SINGLE = TRUE.*PARTITION BY|PARTITION BY.*SINGLE = TRUE",
+            "PARTITION BY with SINGLE",
+        ),
+        (
+            r"(?s)INCLUDE_QUERY_ID = TRUE.*(SINGLE|OVERWRITE) = TRUE",
+            "INCLUDE_QUERY_ID with SINGLE/OVERWRITE",
+        ),
+        (r"(?s)TYPE = JSON.*HEADER = ", "HEADER with JSON"),
+        (r"COPY INTO @", "an unquoted stage path"),
+        (r"(?m)^(LIST|REMOVE) @", "an unquoted stage path"),
+    ],
+    "redshift": [
+        (
+            r"(?s)CLEANPATH.*ALLOWOVERWRITE|ALLOWOVERWRITE.*CLEANPATH",
+            "CLEANPATH with ALLOWOVERWRITE",
+        ),
+        (
+            r"(?s)FORMAT AS PARQUET.*\n(HEADER|DELIMITER|GZIP|ZSTD|BZIP2|ADDQUOTES|ESCAPE)\b",
+            "text options with PARQUET",
+        ),
+        (r"(?s)FORMAT AS JSON.*\n(HEADER|DELIMITER|ADDQUOTES|ESCAPE)\b", "text options with JSON"),
+        (r"(?s)MANIFEST.*\nPARALLEL OFF", "nothing of the kind is rendered"),
+    ],
+    "bigquery": [
+        (
+            r"(?s)format = 'PARQUET'.*header =|format = 'JSON'.*header =",
+            "header with a non-CSV format",
+        ),
+        (
+            r"(?s)format = 'JSON'.*compression = '(SNAPPY|ZSTD)'",
+            "JSON compressed with other than GZIP",
+        ),
+        (r"uri = '[^*']*\*[^']*\*", "more than one wildcard"),
+    ],
+    "databricks": [(r"(?m)^DROP TABLE.*\n*(?s:.*)^CREATE TABLE", "a drop before the create")],
+    "spark": [(r"(?m)^DROP TABLE.*\n*(?s:.*)^CREATE TABLE", "a drop before the create")],
+    "athena": [
+        (r"format = 'TEXTFILE'", "TEXTFILE (no quoting, NULL as \\N)"),
+        (r"compression = 'NONE'", "uncompressed text"),
+    ],
+}
+
+
+def test_combinations_the_vendor_rejects_are_never_rendered(
+    rendered: tuple[str, dict[str, Any]],
+) -> None:
+    adapter, out = rendered
+    for name, steps in out["plans"].items():
+        whole = "\n".join(step["sql"] for step in steps)
+        for pattern, why in NEVER_RENDERED[adapter]:
+            for step in steps:
+                assert not re.search(pattern, step["sql"]), (name, step["name"], why)
+        if adapter in ("spark", "databricks"):
+            assert not re.search(r"(?s)DROP TABLE.*CREATE TABLE", whole), name
+        if adapter == "redshift":
+            sizes = [int(m) for m in re.findall(r"MAXFILESIZE AS (\d+) MB", whole)]
+            assert all(5 <= size <= 6200 for size in sizes), name
+        if adapter == "bigquery":
+            uris = [v for v in literals(whole, adapter) if v.startswith("s3://")]
+            assert all(uri.count("*") == 1 for uri in uris), name

@@ -30,10 +30,6 @@
   {%- endif -%}
   {%- set auth = dbt_s3_export._s3_key_auth(opts, 'storage_integration', 'a storage integration granted on the bucket') -%}
   {%- set split = dbt_s3_export._s3_split_columns(opts, columns) -%}
-  {%- if split.parts and not opts.is_prefix -%}
-    {{- fail(context, 'partition_cols', opts.adapter, "writes partition folders, but the key names one object ('" ~ opts.key ~ "') and Snowflake refuses PARTITION BY with SINGLE = TRUE",
-          "End the key with '/' to export into a folder, or drop partition_cols") -}}
-  {%- endif -%}
   {%- if split.parts and not opts.include_partition_cols -%}
     {{- fail(context, 'include_partition_cols', opts.adapter, 'Snowflake keeps the partition columns inside the files too (PARTITION BY reads them from the unloaded columns)',
           'Set include_partition_cols: true') -}}
