@@ -7,6 +7,12 @@ warehouse's dialect where sqlglot knows the statement. Options or modes a
 warehouse cannot honour fail at compile time, naming the model, the option, the
 adapter and the fix. Spark is also executed for real (test_spark_export.py).
 
+A hostile case per adapter (bucket with dots; key with a quote, a space, a
+backslash and unicode; columns named `select` and `it's "x"`; a `where` with
+quotes and backslashes; earlier partition folders with spaces, quotes, unicode
+and timestamps) is decoded literal by literal with the warehouse's own rules;
+combinations a vendor's reference page rejects are checked never to be rendered.
+
 Set DBT_S3_EXPORT_UPDATE_EXPECTED=1 to rewrite the expected files, then review the diff.
 """
 
@@ -17,16 +23,19 @@ import os
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import sqlglot
 import yaml
 from sqlglot import exp
 
-from dbt_s3_export.partitioning import NULL_SEGMENT, encode_segment
+from dbt_s3_export.partitioning import NULL_SEGMENT, encode_segment, value_text
 
 from .support import REPO
 
@@ -928,3 +937,27 @@ def test_combinations_the_vendor_rejects_are_never_rendered(
         if adapter == "bigquery":
             uris = [v for v in literals(whole, adapter) if v.startswith("s3://")]
             assert all(uri.count("*") == 1 for uri in uris), name
+
+
+def test_snowflake_timestamps_in_folder_names_read_as_the_duckdb_export_writes_them(
+    rendered: tuple[str, dict[str, Any]],
+) -> None:
+    """TO_VARCHAR(ts, 'YYYY-MM-DD HH24:MI:SS.FF9') with the rendered trim gives
+    the text dbt_s3_export.partitioning gives (Arrow's, trailing zeros cut)."""
+    adapter, out = rendered
+    if adapter != "snowflake":
+        pytest.skip("Snowflake builds its folder names in SQL")
+    unload = next(s for s in out["plans"]["hostile"] if s["name"] == "unload")["sql"]
+    assert (
+        "TO_VARCHAR(GET(\"S3_EXPORT_ROW\", 'ts')::TIMESTAMP_NTZ, 'YYYY-MM-DD HH24:MI:SS.FF9')"
+        in unload
+    )
+    found = re.search(r"'YYYY-MM-DD HH24:MI:SS\.FF9'\), ('(?:[^'\\]|\\.)*'), ''\)", unload)
+    assert found, unload
+    (trim,) = literals(found[1], "snowflake")
+    for nanos in (0, 500_000_000, 120_000_000, 123_456_789, 10, 100_000):
+        for seconds in (0, 10, 59):
+            stamp = pa.array([datetime(2024, 1, 1, 0, 0, seconds)], pa.timestamp("ns"))
+            stamp = pc.add(stamp, pa.scalar(nanos, pa.duration("ns")))
+            ff9 = f"2024-01-01 00:00:{seconds:02d}.{nanos:09d}"
+            assert re.sub(trim, "", ff9) == value_text(stamp, 0), (ff9, value_text(stamp, 0))
