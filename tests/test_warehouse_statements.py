@@ -793,6 +793,10 @@ def _hostile_expectations(adapter: str, steps: list[dict[str, Any]]) -> None:
             assert query.endswith(f" WHERE ({where})"), query
             assert '"select"' in query and '"it\'s ""x"""' in query
             sqlglot.tokenize(query, read="redshift")
+            # JSON booleans: a SUPER true/false, not Redshift's t/f text.
+            flag = "JSON_PARSE(CASE WHEN \"flag\" THEN 'true' WHEN NOT \"flag\" THEN 'false' END)"
+            assert flag in query, query
+            assert "CLEANPATH" in sql.splitlines()
             assert H_DEST in decoded
             seen.add("to")
         elif step["name"] == "unload":
