@@ -151,17 +151,57 @@
 {% macro _s3_column_list(columns) %}
   {%- set names = [] -%}
   {%- for column in columns -%}
-    {%- do names.append(adapter.quote(column.name)) -%}
+    {%- do names.append(dbt_s3_export._s3_ident(column.name)) -%}
   {%- endfor -%}
   {{- return(names | join(', ')) -}}
 {% endmacro %}
 
-{#- A SQL string literal: quotes doubled, or backslash-escaped where the dialect needs it. -#}
-{% macro _s3_literal(value, backslash=false) %}
-  {%- if backslash -%}
-    {{- return("'" ~ (value | string).replace('\\', '\\\\').replace("'", "\\'").replace('\t', '\\t') ~ "'") -}}
+{#-
+  A quoted identifier (a column name) for a warehouse's SQL: "..." with "" for
+  a quote on Snowflake, Redshift and Athena; `...` on Spark and Databricks
+  (`` for a backtick) and BigQuery (\` for a backtick, \\ for a backslash).
+  adapter.quote() does not escape the quote character itself.
+-#}
+{% macro _s3_ident(name, dialect=none) %}
+  {%- set dialect = dialect or adapter.type() -%}
+  {%- if dialect == 'bigquery' -%}
+    {{- return('`' ~ name.replace('\\', '\\\\').replace('`', '\\`') ~ '`') -}}
+  {%- elif dialect in ['spark', 'databricks'] -%}
+    {{- return('`' ~ name.replace('`', '``') ~ '`') -}}
   {%- endif -%}
-  {{- return("'" ~ (value | string).replace("'", "''") ~ "'") -}}
+  {{- return('"' ~ name.replace('"', '""') ~ '"') -}}
+{% endmacro %}
+
+{#-
+  A string literal for a warehouse's SQL, the one way every value (S3 URL, stage
+  path, option value, the query inside Redshift's UNLOAD('...')) enters a
+  statement. The rules, each from the warehouse's reference on string literals:
+  - snowflake, bigquery, spark, databricks: backslash escapes. `\\` and `\'`,
+    `\n` `\r` `\t`, other control characters as `\u00XX`; BigQuery's quoted
+    strings may not hold a raw line break at all.
+  - redshift: `''` for a quote and `\\` for a backslash (Redshift reads a
+    backslash in a literal as an escape); line breaks stay as they are.
+  - athena (Trino): `''` for a quote; nothing else is special.
+  dialect defaults to the adapter's type.
+-#}
+{% macro _s3_literal(value, dialect=none) %}
+  {%- set dialect = dialect or adapter.type() -%}
+  {%- set text = value | string -%}
+  {%- if dialect in ['athena', 'trino'] -%}
+    {{- return("'" ~ text.replace("'", "''") ~ "'") -}}
+  {%- elif dialect in ['redshift', 'postgres'] -%}
+    {{- return("'" ~ text.replace('\\', '\\\\').replace("'", "''") ~ "'") -}}
+  {%- endif -%}
+  {%- set out = [] -%}
+  {%- set named = {} -%}
+  {%- for code in (range(32) | list) + [127] -%}
+    {%- do named.update({'%c' | format(code): '\\u%04X' | format(code)}) -%}
+  {%- endfor -%}
+  {%- do named.update({'\\': '\\\\', "'": "\\'", '\n': '\\n', '\r': '\\r', '\t': '\\t'}) -%}
+  {%- for ch in text -%}
+    {%- do out.append(named.get(ch, ch)) -%}
+  {%- endfor -%}
+  {{- return("'" ~ out | join('') ~ "'") -}}
 {% endmacro %}
 
 {#- `select <columns> from <relation> [where (<where>)]`. -#}

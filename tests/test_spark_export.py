@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -227,9 +228,14 @@ def test_spark_unloads_partitioned_parquet_csv_and_jsonl(spark_project: tuple[Pa
         ).fetchall()
     assert sorted(got) == _rows(FIRST)
 
-    # The scratch table over the folder is dropped after the insert; the files stay.
-    insert = log.index("INSERT OVERWRITE TABLE exports.events_parquet__s3_export")
-    assert "DROP TABLE IF EXISTS exports.events_parquet__s3_export" in log[insert:]
+    # The scratch table is named for this run, created (never dropped first) and
+    # dropped after the insert; the files stay.
+    scratch = re.search(r"INSERT OVERWRITE TABLE (exports\.events_parquet__s3_export_\w+)", log)
+    assert scratch, log
+    assert re.fullmatch(r"exports\.events_parquet__s3_export_\d{8}t\d{6}z_[0-9a-f]{8}", scratch[1])
+    assert f"CREATE TABLE {scratch[1]} (" in log[: scratch.start()]
+    assert f"DROP TABLE IF EXISTS {scratch[1]}" in log[scratch.start() :]
+    assert f"DROP TABLE IF EXISTS {scratch[1]}" not in log[: scratch.start()]
 
 
 def test_spark_modes_on_the_second_run(spark_project: tuple[Path, Path]) -> None:

@@ -4,13 +4,19 @@
   partitions from partitioned_by (at most 100 per query). Athena keeps the list
   of files it wrote in the workgroup's query result location, not beside the
   data. Credentials are the Athena workgroup's; no transactions.
+
+  No csv: Athena's UNLOAD writes text as TEXTFILE (LazySimpleSerDe), which
+  neither quotes nor escapes a field and writes NULL as \N, so a value holding
+  the delimiter or a line break would corrupt its row.
 -#}
 {% macro athena__s3_unload_plan(relation, opts, columns, run_id, model_name) %}
   {%- set fail = dbt_s3_export._s3_fail -%}
   {%- set context = opts.context -%}
   {%- do dbt_s3_export._s3_generation_modes(opts, "Athena's UNLOAD cannot") -%}
-  {%- if opts.file_format == 'csv' and opts.csv_header -%}
-    {{- fail(context, 'csv_header', opts.adapter, "Athena's UNLOAD writes text files without a header row", 'Set csv_header: false') -}}
+  {%- if opts.file_format == 'csv' -%}
+    {{- fail(context, 'file_format', opts.adapter, "csv would be Athena's TEXTFILE, which does not quote fields and writes NULL as \\N, "
+          ~ 'so a value holding the delimiter or a line break corrupts its row',
+          'Use file_format parquet or jsonl') -}}
   {%- endif -%}
   {%- set codec = opts.get('compression') -%}
   {%- set allowed = ['snappy', 'gzip', 'zstd', 'lz4'] if opts.file_format == 'parquet' else ['gzip', 'zstd'] -%}
@@ -21,11 +27,8 @@
   {%- endif -%}
   {%- set split = dbt_s3_export._s3_split_columns(opts, columns) -%}
   {%- set lit = dbt_s3_export._s3_literal -%}
-  {%- set props = ['format = ' ~ lit({'csv': 'TEXTFILE', 'parquet': 'PARQUET', 'jsonl': 'JSON'}[opts.file_format])] -%}
+  {%- set props = ['format = ' ~ lit({'parquet': 'PARQUET', 'jsonl': 'JSON'}[opts.file_format])] -%}
   {%- do props.append('compression = ' ~ lit((codec or 'snappy') | upper)) -%}
-  {%- if opts.file_format == 'csv' -%}
-    {%- do props.append('field_delimiter = ' ~ lit(opts.csv_delimiter)) -%}
-  {%- endif -%}
   {%- if split.parts -%}
     {%- set names = [] -%}
     {%- for col in split.parts -%}{%- do names.append(lit(col.name)) -%}{%- endfor -%}

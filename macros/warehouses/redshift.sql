@@ -1,10 +1,18 @@
 {#-
-  Redshift: UNLOAD. Redshift cannot list or delete S3 objects, so every run
-  unloads into a new generation folder, <key><run id>/, named so that folders
-  sort by time, with MANIFEST VERBOSE (the files, their rows and sizes) at
-  <key><run id>/manifest. Earlier generations stay until an S3 lifecycle rule
-  expires them. Credentials: iam_role (an ARN, or `default` for the cluster's
-  default role); keys only with keys_in_sql: true.
+  Redshift: UNLOAD. Redshift cannot list S3, but UNLOAD's CLEANPATH deletes:
+  before writing, it removes the files under the TO path (with PARTITION BY,
+  only in the partition folders this unload writes into). So:
+  - replace (no partition_cols): TO <key> CLEANPATH, with MANIFEST VERBOSE at
+    <key>manifest. Not atomic: the old files are gone before the new ones are
+    written, and a failed unload leaves the folder empty or partial.
+  - overwrite_partitions: TO <key> PARTITION BY ... CLEANPATH: the partitions
+    this run writes are replaced, the others kept (no manifest: it would list
+    this run's partitions only).
+  - replace with partition_cols is refused: CLEANPATH would keep the partitions
+    this run does not write.
+  - append: a new generation folder <key><run id>/ per run, with its manifest.
+  Credentials: iam_role (an ARN, or `default` for the cluster's default role);
+  keys only with keys_in_sql: true.
 
   Transactions: the model's transaction is committed first, so the export
   reads committed data and nothing later can roll back what S3 already holds;
@@ -13,7 +21,22 @@
 {% macro redshift__s3_unload_plan(relation, opts, columns, run_id, model_name) %}
   {%- set fail = dbt_s3_export._s3_fail -%}
   {%- set context = opts.context -%}
-  {%- do dbt_s3_export._s3_generation_modes(opts, "Redshift's UNLOAD cannot") -%}
+  {%- if not opts.is_prefix -%}
+    {{- fail(context, 'key', opts.adapter, "names one object ('" ~ opts.key ~ "'), but Redshift names the files of an unload itself",
+          "End the key with '/' to export into a folder") -}}
+  {%- endif -%}
+  {%- if opts.mode in ['error_if_exists', 'skip_if_exists'] -%}
+    {{- fail(context, 'mode', opts.adapter, opts.mode ~ " needs to look at what is already in S3, which Redshift's UNLOAD cannot",
+          'Use mode replace, overwrite_partitions or append') -}}
+  {%- endif -%}
+  {%- if opts.mode == 'overwrite_partitions' and not opts.partition_cols -%}
+    {{- fail(context, 'mode', opts.adapter, 'overwrite_partitions needs partition_cols', 'Set partition_cols, or use mode replace') -}}
+  {%- endif -%}
+  {%- if opts.mode == 'replace' and opts.partition_cols -%}
+    {{- fail(context, 'mode', opts.adapter, "replace with partition_cols would keep the partitions this run does not write: "
+          ~ "Redshift's CLEANPATH removes files only in the partition folders an unload writes into",
+          'Use mode overwrite_partitions (this run\'s partitions replaced, the others kept), or drop partition_cols') -}}
+  {%- endif -%}
   {%- set auth = dbt_s3_export._s3_key_auth(opts, 'iam_role', 'an IAM role the cluster may assume, or default') -%}
   {%- set codec = opts.get('compression') -%}
   {%- if opts.file_format == 'parquet' and codec not in [none, 'snappy'] -%}
@@ -26,8 +49,19 @@
     {{- fail(context, 'max_file_size_mb', opts.adapter, 'Redshift accepts 5 to 6200 MB, got ' ~ size) -}}
   {%- endif -%}
   {%- set split = dbt_s3_export._s3_split_columns(opts, columns) -%}
-  {%- set query = dbt_s3_export._s3_select('*', relation, opts) -%}
-  {%- set to = opts.destination ~ run_id ~ '/' -%}
+  {#- JSON: Redshift writes a boolean as "t"/"f"; a SUPER true/false is written as JSON's true/false. -#}
+  {%- set outputs = [] -%}
+  {%- for column in columns -%}
+    {%- set quoted = dbt_s3_export._s3_ident(column.name) -%}
+    {%- if opts.file_format == 'jsonl' and (column.type | lower) in ['boolean', 'bool'] -%}
+      {%- do outputs.append("JSON_PARSE(CASE WHEN " ~ quoted ~ " THEN 'true' WHEN NOT " ~ quoted ~ " THEN 'false' END) AS " ~ quoted) -%}
+    {%- else -%}
+      {%- do outputs.append(quoted) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- set query = dbt_s3_export._s3_select(outputs | join(', '), relation, opts) -%}
+  {%- set cleanpath = opts.mode in ['replace', 'overwrite_partitions'] -%}
+  {%- set to = opts.destination if cleanpath else opts.destination ~ run_id ~ '/' -%}
   {%- set clauses = [] -%}
   {%- do clauses.append('FORMAT AS ' ~ {'csv': 'CSV', 'parquet': 'PARQUET', 'jsonl': 'JSON'}[opts.file_format]) -%}
   {%- if split.parts -%}
@@ -50,14 +84,21 @@
   {%- if opts.get('region') -%}
     {%- do clauses.append('REGION AS ' ~ dbt_s3_export._s3_literal(opts.region)) -%}
   {%- endif -%}
-  {%- do clauses.append('MANIFEST VERBOSE') -%}
+  {%- if cleanpath -%}
+    {%- do clauses.append('CLEANPATH') -%}
+  {%- endif -%}
+  {%- if opts.mode != 'overwrite_partitions' -%}
+    {%- do clauses.append('MANIFEST VERBOSE') -%}
+  {%- endif -%}
   {%- set head = 'UNLOAD (' ~ dbt_s3_export._s3_literal(query) ~ ')\nTO ' ~ dbt_s3_export._s3_literal(to) ~ '\n' -%}
   {%- set tail = '\n' ~ (clauses | join('\n')) -%}
   {%- set unload = {'name': 'unload', 'sql': head ~ auth.sql ~ tail, 'shown': head ~ auth.shown ~ tail,
                     'fetch': false, 'secret': auth.secret} -%}
   {%- set steps = [dbt_s3_export._s3_step('commit_model', 'COMMIT'), unload] -%}
-  {{- return(dbt_s3_export._s3_plan_base(opts, model_name, run_id, steps,
-        'unloaded to generation ' ~ to ~ ' (manifest: ' ~ to ~ 'manifest)')) -}}
+  {%- set summary = {'replace': 'folder replaced in place (manifest: ' ~ to ~ 'manifest)',
+        'overwrite_partitions': "this run's partitions replaced in place",
+        'append': 'unloaded to generation ' ~ to ~ ' (manifest: ' ~ to ~ 'manifest)'}[opts.mode] -%}
+  {{- return(dbt_s3_export._s3_plan_base(opts, model_name, run_id, steps, summary)) -}}
 {% endmacro %}
 
 {#-
@@ -99,7 +140,6 @@
     {%- endif -%}
     {{- return({'sql': clause, 'shown': clause, 'secret': false}) -}}
   {%- endif -%}
-  {%- set backslash = opts.adapter == 'snowflake' -%}
   {%- set values = [('access_key_id', opts.access_key_id), ('secret_access_key', opts.secret_access_key)] -%}
   {%- if opts.get('session_token') -%}{%- do values.append(('session_token', opts.session_token)) -%}{%- endif -%}
   {%- set names = {'redshift': {'access_key_id': 'ACCESS_KEY_ID', 'secret_access_key': 'SECRET_ACCESS_KEY', 'session_token': 'SESSION_TOKEN'},
@@ -108,7 +148,7 @@
   {%- set shown = [] -%}
   {%- for name, value in values -%}
     {%- set joiner = ' = ' if opts.adapter == 'snowflake' else ' ' -%}
-    {%- do sql.append(names[name] ~ joiner ~ dbt_s3_export._s3_literal(value, backslash)) -%}
+    {%- do sql.append(names[name] ~ joiner ~ dbt_s3_export._s3_literal(value)) -%}
     {%- do shown.append(names[name] ~ joiner ~ "'***'") -%}
   {%- endfor -%}
   {%- if opts.adapter == 'snowflake' -%}

@@ -46,38 +46,55 @@
   {%- set lit = dbt_s3_export._s3_literal -%}
   {#- Where: a stage path, or the bucket URL with the integration or the keys. -#}
   {%- if stage -%}
-    {%- set target = '@' ~ stage ~ '/' ~ opts.key -%}
+    {%- set target = dbt_s3_export._snowflake_stage_path(stage, opts.key) -%}
     {%- set target_shown = target -%}
   {%- else -%}
     {%- set encryption = '' -%}
     {%- if opts.get('sse') == 'AES256' -%}
       {%- set encryption = "\nENCRYPTION = (TYPE = 'AWS_SSE_S3')" -%}
     {%- elif opts.get('sse') == 'aws:kms' -%}
-      {%- set encryption = "\nENCRYPTION = (TYPE = 'AWS_SSE_KMS'" ~ (' KMS_KEY_ID = ' ~ lit(opts.sse_kms_key_id, true) if opts.get('sse_kms_key_id') else '') ~ ')' -%}
+      {%- set encryption = "\nENCRYPTION = (TYPE = 'AWS_SSE_KMS'" ~ (' KMS_KEY_ID = ' ~ lit(opts.sse_kms_key_id) if opts.get('sse_kms_key_id') else '') ~ ')' -%}
     {%- endif -%}
-    {%- set target = lit(opts.destination, true) ~ '\n' ~ auth.sql ~ encryption -%}
-    {%- set target_shown = lit(opts.destination, true) ~ '\n' ~ auth.shown ~ encryption -%}
+    {%- set target = lit(opts.destination) ~ '\n' ~ auth.sql ~ encryption -%}
+    {%- set target_shown = lit(opts.destination) ~ '\n' ~ auth.shown ~ encryption -%}
   {%- endif -%}
-  {#- What: JSON Lines is one object per row, with NULLs kept. -#}
+  {#-
+    What: the columns under the names the model gave them (below), for JSON
+    Lines one object per row with NULLs kept. A JSON unload takes exactly one
+    column, so its partition expressions read the values back out of that object.
+  -#}
+  {%- set names = {} -%}
+  {%- for column in split.data + split.parts -%}
+    {%- do names.update({column.name: dbt_s3_export._snowflake_model_name(column.name)}) -%}
+  {%- endfor -%}
+  {%- set outputs = [] -%}
   {%- if opts.file_format == 'jsonl' -%}
     {%- set pairs = [] -%}
     {%- for column in split.data + split.parts -%}
-      {%- do pairs.append(lit(column.name, true) ~ ', ' ~ adapter.quote(column.name)) -%}
+      {%- do pairs.append(lit(names[column.name]) ~ ', ' ~ dbt_s3_export._s3_ident(column.name)) -%}
     {%- endfor -%}
-    {%- set select_list = 'OBJECT_CONSTRUCT_KEEP_NULL(' ~ pairs | join(', ') ~ ')' -%}
+    {%- set select_list = 'OBJECT_CONSTRUCT_KEEP_NULL(' ~ pairs | join(', ') ~ ') AS ' ~ dbt_s3_export._s3_ident('S3_EXPORT_ROW') -%}
   {%- else -%}
-    {%- set select_list = dbt_s3_export._s3_column_list(split.data + split.parts) -%}
+    {%- for column in split.data + split.parts -%}
+      {%- do outputs.append(dbt_s3_export._s3_ident(column.name) ~ ' AS ' ~ dbt_s3_export._s3_ident(names[column.name])) -%}
+    {%- endfor -%}
+    {%- set select_list = outputs | join(', ') -%}
   {%- endif -%}
   {%- set lines = ['FROM (' ~ dbt_s3_export._s3_select(select_list, relation, opts) ~ ')'] -%}
   {%- if split.parts -%}
     {%- set segments = [] -%}
     {%- for col in split.parts -%}
-      {%- do segments.append(lit(('/' if not loop.first else '') ~ col.path_name ~ '=', true) ~ ' || '
-            ~ dbt_s3_export._s3_hive_value('TO_VARCHAR(' ~ adapter.quote(col.name) ~ ')')) -%}
+      {%- if opts.file_format == 'jsonl' -%}
+        {%- set value = 'GET(' ~ dbt_s3_export._s3_ident('S3_EXPORT_ROW') ~ ', ' ~ lit(names[col.name]) ~ ')::' ~ col.type -%}
+      {%- else -%}
+        {%- set value = dbt_s3_export._s3_ident(names[col.name]) -%}
+      {%- endif -%}
+      {%- do segments.append(lit(('/' if not loop.first else '') ~ dbt_s3_export._s3_hive_name(col.path_name) ~ '=') ~ ' || '
+            ~ dbt_s3_export._s3_hive_value(dbt_s3_export._snowflake_text(value, col.type))) -%}
     {%- endfor -%}
     {%- do lines.append('PARTITION BY (' ~ segments | join(' || ') ~ ')') -%}
   {%- endif -%}
-  {%- set type_options = {'csv': 'TYPE = CSV FIELD_DELIMITER = ' ~ lit(opts.csv_delimiter, true)
+  {%- set type_options = {'csv': 'TYPE = CSV FIELD_DELIMITER = ' ~ lit(opts.csv_delimiter)
         ~ " FIELD_OPTIONALLY_ENCLOSED_BY = '\"' NULL_IF = ('') EMPTY_FIELD_AS_NULL = FALSE",
         'parquet': 'TYPE = PARQUET', 'jsonl': 'TYPE = JSON'}[opts.file_format] -%}
   {%- set default_codec = 'snappy' if opts.file_format == 'parquet' else 'none' -%}
@@ -100,7 +117,7 @@
   {%- set body = '\n' ~ lines | join('\n') -%}
   {%- set steps = [] -%}
   {%- if opts.mode in ['error_if_exists', 'skip_if_exists'] -%}
-    {%- do steps.append(dbt_s3_export._s3_step('check', 'LIST @' ~ stage ~ '/' ~ opts.key, true)) -%}
+    {%- do steps.append(dbt_s3_export._s3_step('check', 'LIST ' ~ dbt_s3_export._snowflake_stage_path(stage, opts.key), true)) -%}
   {%- endif -%}
   {%- do steps.append({'name': 'unload', 'fetch': false, 'secret': auth.secret,
         'sql': dbt_s3_export._snowflake_committed('COPY INTO ' ~ target ~ body),
@@ -109,7 +126,7 @@
     {#- The COPY's DETAILED_OUTPUT, read back: it ran just before the COMMIT. -#}
     {%- do steps.append(dbt_s3_export._s3_step('files', 'SELECT $1, $2, $3 FROM TABLE(RESULT_SCAN(LAST_QUERY_ID(-2)))', true)) -%}
     {%- if stage -%}
-      {%- do steps.append(dbt_s3_export._s3_step('list', 'LIST @' ~ stage ~ '/' ~ opts.key, true)) -%}
+      {%- do steps.append(dbt_s3_export._s3_step('list', 'LIST ' ~ dbt_s3_export._snowflake_stage_path(stage, opts.key), true)) -%}
     {%- endif -%}
   {%- endif -%}
   {%- set plan = dbt_s3_export._s3_plan_base(opts, model_name, run_id, steps,
@@ -124,16 +141,87 @@
 {% endmacro %}
 
 {#-
-  A partition value as a Hive folder name, in SQL: NULL as Hive's default
-  partition, and the characters Hive and Spark escape percent-encoded ('%' first).
+  A partition value as a Hive folder name, in SQL, escaped as the DuckDB export
+  escapes it (dbt_s3_export/partitioning.py): every ASCII character but letters,
+  digits and -._~ percent-encoded ('%' first), non-ASCII kept, NULL as Hive's
+  default partition, and a text that spells it with its underscores encoded.
 -#}
 {% macro _s3_hive_value(expression) %}
-  {%- set sql = namespace(text=expression) -%}
-  {%- for ch, code in [('%', '25'), ('"', '22'), ('#', '23'), ("'", '27'), ('*', '2A'), ('/', '2F'), (':', '3A'),
-                       ('=', '3D'), ('?', '3F'), ('\\', '5C'), ('{', '7B'), ('[', '5B'), (']', '5D'), ('^', '5E')] -%}
-    {%- set sql.text = 'REPLACE(' ~ sql.text ~ ', ' ~ dbt_s3_export._s3_literal(ch, true) ~ ", '%" ~ code ~ "')" -%}
+  {%- set sql = namespace(text='REPLACE(' ~ expression ~ ", '%', '%25')") -%}
+  {%- set unreserved = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%' -%}
+  {%- for code in range(128) -%}
+    {%- set ch = '%c' | format(code) -%}
+    {%- if ch not in unreserved -%}
+      {%- set sql.text = 'REPLACE(' ~ sql.text ~ ', ' ~ dbt_s3_export._s3_literal(ch) ~ ", '%" ~ ('%02X' | format(code)) ~ "')" -%}
+    {%- endif -%}
   {%- endfor -%}
-  {{- return("COALESCE(" ~ sql.text ~ ", '__HIVE_DEFAULT_PARTITION__')") -}}
+  {{- return("COALESCE(IFF(" ~ expression ~ " = '__HIVE_DEFAULT_PARTITION__', '%5F%5FHIVE_DEFAULT_PARTITION%5F%5F', "
+        ~ sql.text ~ "), '__HIVE_DEFAULT_PARTITION__')") -}}
+{% endmacro %}
+
+{#- A partition column's name in a folder name, escaped as its value is (Jinja, at compile time). -#}
+{% macro _s3_hive_name(name) %}
+  {%- set unreserved = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~' -%}
+  {%- set out = [] -%}
+  {%- for ch in name -%}
+    {%- if ch in unreserved or ch > '\x7f' -%}
+      {%- do out.append(ch) -%}
+    {%- else -%}
+      {%- do out.append('%' ~ ('%02X' | format(dbt_s3_export._s3_ascii_code(ch)))) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {{- return(out | join('')) -}}
+{% endmacro %}
+
+{% macro _s3_ascii_code(ch) %}
+  {%- for code in range(128) if ('%c' | format(code)) == ch -%}
+    {{- return(code) -}}
+  {%- endfor -%}
+  {{- return(63) -}}
+{% endmacro %}
+
+{#-
+  A value as text in the DuckDB export's spelling, whatever the session's
+  DATE_OUTPUT_FORMAT / TIMESTAMP_OUTPUT_FORMAT: dates YYYY-MM-DD, timestamps
+  'YYYY-MM-DD HH24:MI:SS' with the fraction's trailing zeros cut, zoned ones in
+  UTC with a Z, as Arrow prints them.
+-#}
+{% macro _snowflake_text(expression, type) %}
+  {%- set t = (type or '') | upper -%}
+  {%- set trim = "REGEXP_REPLACE(TO_VARCHAR({}, {}), " ~ dbt_s3_export._s3_literal('\\.?0*$') ~ ", '')" -%}
+  {%- if t.startswith('DATE') and not t.startswith('DATETIME') -%}
+    {{- return("TO_VARCHAR(" ~ expression ~ ", 'YYYY-MM-DD')") -}}
+  {%- elif t.startswith('TIMESTAMP_TZ') or t.startswith('TIMESTAMP_LTZ') -%}
+    {{- return(trim.format("CONVERT_TIMEZONE('UTC', " ~ expression ~ ")::TIMESTAMP_NTZ", "'YYYY-MM-DD HH24:MI:SS.FF9'") ~ " || 'Z'") -}}
+  {%- elif t.startswith('TIMESTAMP') or t.startswith('DATETIME') -%}
+    {{- return(trim.format(expression, "'YYYY-MM-DD HH24:MI:SS.FF9'")) -}}
+  {%- elif t.startswith('TIME') -%}
+    {{- return(trim.format(expression, "'HH24:MI:SS.FF9'")) -}}
+  {%- endif -%}
+  {{- return('TO_VARCHAR(' ~ expression ~ ')') -}}
+{% endmacro %}
+
+{#-
+  The name a column has in the model. Snowflake stores an unquoted name
+  upper-case (`select 1 as id` gives ID); every other engine, and the DuckDB
+  export, keeps it as written, which for an unquoted name is lower-case by
+  convention. So a name Snowflake would store for an unquoted identifier (all
+  upper-case letters, digits, _ and $) is written lower-case; a quoted name with
+  any lower-case letter or other character is kept exactly.
+-#}
+{% macro _snowflake_model_name(name) %}
+  {%- if modules.re.match('^[A-Z_][A-Z0-9_$]*$', name) -%}
+    {{- return(name | lower) -}}
+  {%- endif -%}
+  {{- return(name) -}}
+{% endmacro %}
+
+{#-
+  `'@<stage>/<path>'`: a stage path always in quotes, which Snowflake requires
+  when the path holds a space or a special character (LIST, REMOVE, COPY INTO).
+-#}
+{% macro _snowflake_stage_path(stage, path) %}
+  {{- return(dbt_s3_export._s3_literal('@' ~ stage ~ '/' ~ path, 'snowflake')) -}}
 {% endmacro %}
 
 {% macro snowflake__s3_unload_run(plan) %}
@@ -210,11 +298,11 @@
         'compression': opts.get('compression'), 'partition_cols': opts.partition_cols, 'adapter': 'snowflake',
         'files': manifest_files} -%}
   {%- set text = tojson(manifest, sort_keys=True) | replace('$$', '$ $') -%}
-  {%- set write = 'COPY INTO @' ~ plan.stage ~ '/' ~ opts.key ~ '_manifest.json\nFROM (SELECT PARSE_JSON($$' ~ text ~ '$$))\n'
+  {%- set write = 'COPY INTO ' ~ dbt_s3_export._snowflake_stage_path(plan.stage, opts.key ~ '_manifest.json') ~ '\nFROM (SELECT PARSE_JSON($$' ~ text ~ '$$))\n'
         ~ 'FILE_FORMAT = (TYPE = JSON COMPRESSION = NONE)\nSINGLE = TRUE\nOVERWRITE = TRUE' -%}
   {%- set steps = [dbt_s3_export._s3_step('manifest', dbt_s3_export._snowflake_committed(write))] -%}
   {%- for prefix in old.keys() | sort -%}
-    {%- do steps.append(dbt_s3_export._s3_step('remove', 'REMOVE @' ~ plan.stage ~ '/' ~ opts.key ~ prefix)) -%}
+    {%- do steps.append(dbt_s3_export._s3_step('remove', 'REMOVE ' ~ dbt_s3_export._snowflake_stage_path(plan.stage, opts.key ~ prefix))) -%}
   {%- endfor -%}
   {{- return(steps) -}}
 {% endmacro %}

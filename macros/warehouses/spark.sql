@@ -6,6 +6,12 @@
   overwrite_partitions) or INSERT INTO (append), and drops the table again,
   which leaves the files. Spark writes Hive `col=value` folders itself.
 
+  The scratch table is named for the run (<model>__s3_export_<run id>) and
+  created with a plain CREATE TABLE, which fails if the name is taken: a run
+  never drops a table it did not create, and two runs never share one. A run
+  that fails after the CREATE leaves its scratch table (external: dropping it
+  leaves the files).
+
   Credentials are the cluster's: an instance profile, or on Databricks the
   storage credential of the Unity Catalog external location over the bucket.
   No key ever goes into the SQL. There are no transactions to mind.
@@ -46,17 +52,17 @@
   {%- endif -%}
   {%- set rendered_options = [] -%}
   {%- for name, value in options -%}
-    {%- do rendered_options.append(dbt_s3_export._s3_literal(name, true) ~ ' = ' ~ dbt_s3_export._s3_literal(value, true)) -%}
+    {%- do rendered_options.append(dbt_s3_export._s3_literal(name) ~ ' = ' ~ dbt_s3_export._s3_literal(value)) -%}
   {%- endfor -%}
   {%- set location = opts.get('location') or opts.destination -%}
   {%- if opts.get('location') and not location.endswith('/') -%}
     {%- set location = location ~ '/' -%}
   {%- endif -%}
   {%- set scratch = api.Relation.create(database=relation.database, schema=relation.schema,
-        identifier=relation.identifier ~ '__s3_export') -%}
+        identifier=relation.identifier ~ '__s3_export_' ~ (run_id | lower | replace('-', '_'))) -%}
   {%- set definitions = [] -%}
   {%- for column in split.data + split.parts -%}
-    {%- do definitions.append(adapter.quote(column.name) ~ ' ' ~ column.type) -%}
+    {%- do definitions.append(dbt_s3_export._s3_ident(column.name) ~ ' ' ~ column.type) -%}
   {%- endfor -%}
   {%- set create -%}
 CREATE TABLE {{ scratch }} ({{ definitions | join(', ') }})
@@ -64,7 +70,7 @@ USING {{ fmt }}
 {%- if split.parts %}
 PARTITIONED BY ({{ dbt_s3_export._s3_column_list(split.parts) }})
 {%- endif %}
-LOCATION {{ dbt_s3_export._s3_literal(location, true) }}
+LOCATION {{ dbt_s3_export._s3_literal(location) }}
 OPTIONS ({{ rendered_options | join(', ') }})
   {%- endset -%}
   {%- set insert -%}
@@ -72,7 +78,6 @@ INSERT {{ 'INTO' if opts.mode == 'append' else 'OVERWRITE' }} TABLE {{ scratch }
 {{ dbt_s3_export._s3_select(dbt_s3_export._s3_column_list(split.data + split.parts), relation, opts) }}
   {%- endset -%}
   {%- set steps = [
-        dbt_s3_export._s3_step('drop_scratch', 'DROP TABLE IF EXISTS ' ~ scratch),
         dbt_s3_export._s3_step('create_scratch', create),
         dbt_s3_export._s3_step('unload', insert),
         dbt_s3_export._s3_step('drop_scratch', 'DROP TABLE IF EXISTS ' ~ scratch),
