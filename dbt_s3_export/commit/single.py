@@ -1,0 +1,73 @@
+"""A single-object export: ownership in the object's metadata, only-if-absent writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from ..config import ExportConfig
+from ..transfer import abort_upload, head_object, list_uploads, put_object
+from .base import BaseCommit
+from .ownership import OWNER_METADATA, RunContext, claim_around, conflict
+from .store import encode, object_args, store_for
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+else:
+    S3Client = Any
+
+
+class ObjectCommit(BaseCommit):
+    """A single-object export: ownership and the only-if-absent condition."""
+
+    def __init__(self, client: S3Client, cfg: ExportConfig, ctx: RunContext) -> None:
+        super().__init__(client, cfg, ctx)
+        self._manifest_body: dict[str, Any] | None = None
+
+    @property
+    def folder(self) -> str:
+        return self.cfg.key.rsplit("/", 1)[0] + "/" if "/" in self.cfg.key else ""
+
+    def begin(self) -> str | None:
+        store = store_for(self.client, self.cfg, self.folder)
+        # The object's own folder counts too: a folder export owns everything under it.
+        claim = claim_around(store, self.cfg.key)
+        if claim is not None:
+            raise conflict(self.cfg, self.export_id, *claim, "around")
+        existing = head_object(self.client, self.cfg.bucket, self.cfg.key)
+        if existing is not None:
+            owner = unquote(existing.metadata.get(OWNER_METADATA, ""))
+            if owner and owner not in (self.export_id, self.cfg.take_over_from):
+                raise conflict(self.cfg, self.export_id, self.cfg.key, f"export '{owner}'", "same")
+            if self.cfg.mode in ("error_if_exists", "skip_if_exists"):
+                return self._exists(self.cfg.key)
+        # Where nothing is, write only if nothing appears meanwhile (another export's file).
+        self.if_absent = existing is None and store.conditional
+        return None
+
+    def publish(self, files: Sequence[dict[str, Any]], manifest: dict[str, Any]) -> None:
+        """The object itself was the commit; its manifest, if asked for, follows it."""
+        if self.cfg.manifest:
+            self._manifest_body = self._manifest(files, manifest)
+
+    def finish(self) -> int:
+        """Abort uploads left at the key by killed runs; write the manifest if asked."""
+        for key, upload_id in list(list_uploads(self.client, self.cfg.bucket, self.cfg.key)):
+            if key == self.cfg.key:
+                abort_upload(self.client, self.cfg.bucket, key, upload_id)
+        if self._manifest_body is not None:
+            put_object(
+                self.client,
+                self.cfg.bucket,
+                self.cfg.key + ".manifest.json",
+                encode(self._manifest_body),
+                extra=object_args(self.cfg, {}),
+            )
+        return 0
+
+    def abort(self, written: Iterable[str], *, in_doubt: bool) -> None:
+        """Nothing to undo: an object that did not land was never visible."""
+
+    def close(self) -> None:
+        pass
