@@ -19,6 +19,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="comma-separated S3 servers the end-to-end tests run against "
         f"(default: {','.join(SERVERS)})",
     )
+    parser.addoption(
+        "--quick",
+        action="store_true",
+        help="the fast lane: unit tests and one end-to-end export per format",
+    )
+
+
+# Tests that need none of these are unit tests: the fast lane runs them all.
+SERVICE_FIXTURES = {"s3_server", "project", "spark"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--quick``: unit tests, and the tests marked ``quick`` (one export per format)."""
+    if not config.getoption("--quick"):
+        return
+    kept, dropped = [], []
+    for item in items:
+        needs = SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        slow = item.get_closest_marker("slow") is not None
+        quick = item.get_closest_marker("quick") is not None
+        (kept if quick or not (needs or slow) else dropped).append(item)
+    items[:] = kept
+    config.hook.pytest_deselected(items=dropped)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
