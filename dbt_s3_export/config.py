@@ -16,7 +16,7 @@ each derived from the one option table (``options.py``):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from . import options as spec
@@ -225,11 +225,19 @@ class ExportConfig:
         reader = Reader(merged, context)
         kw: dict[str, Any] = {}
         for name in READ_BY_ENTRY:
-            value = reader.read(name)
+            value = reader.read(name, _entry(name, kw))
             if value is not None:
                 kw[name] = value
         check_rules(reader, kw)
         return cls(**kw)
+
+
+def _entry(name: str, kw: Mapping[str, Any]) -> spec.Option:
+    """An option's table entry, with compression's choices narrowed to the format's codecs."""
+    entry = spec.BY_NAME[name]
+    if name == "compression":  # file_format is read first: it comes first in the table
+        return replace(entry, choices=FORMATS[kw["file_format"]].codecs)
+    return entry
 
 
 def overlay(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:

@@ -40,11 +40,7 @@ def check_rules(r: Reader, kw: dict[str, Any]) -> None:
     if fmt != "iceberg":
         for col in cols:
             partition_name(r, col)
-    # Codecs and levels depend on the format.
-    if codec is not None and codec not in FORMATS[fmt].codecs:
-        raise r.fail(
-            "compression", f"must be one of {', '.join(FORMATS[fmt].codecs)}, got {codec!r}"
-        )
+    # Compression levels depend on the format and the codec (codecs on the format: config).
     if kw.get("compression_level") is not None and (
         not is_typed(fmt) or codec not in ("zstd", "gzip", "brotli")
     ):
