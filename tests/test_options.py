@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import pytest
 
@@ -114,7 +114,9 @@ def test_the_parser_holds_the_table_bounds(option: spec.Option) -> None:
 
 
 @pytest.mark.parametrize(
-    "option", [o for o in spec.OPTIONS if o.choices and spec.DUCKDB in o.adapters], ids=str
+    "option",
+    [o for o in spec.OPTIONS if o.choices and spec.DUCKDB in o.adapters],
+    ids=lambda o: o.name,
 )
 def test_every_choice_parses(option: spec.Option) -> None:
     base = {**BASE, "key": "t/", "file_format": "iceberg"} if option.name == "file_format" else BASE
@@ -183,3 +185,16 @@ def test_an_output_option_of_another_adapter_is_named_as_such() -> None:
         ExportConfig.parse({**BASE, "max_file_size_mb": 64})
     assert info.value.option == "max_file_size_mb"
     assert info.value.problem == "is honoured on snowflake, redshift, not by the dbt-duckdb plugin"
+
+
+def test_the_literal_types_of_export_config_are_the_table_choices() -> None:
+    """mypy needs the choices as Literal types too; they must be the table's."""
+    checked = []
+    for name, hint in get_type_hints(ExportConfig).items():
+        literals = [a for a in get_args(hint) if get_origin(a) is Literal] or (
+            [hint] if get_origin(hint) is Literal else []
+        )
+        if literals:
+            assert get_args(literals[0]) == spec.BY_NAME[name].choices, name
+            checked.append(name)
+    assert {"file_format", "mode", "compression", "checksums", "rows"} <= set(checked)
