@@ -26,8 +26,8 @@ def render_docs_table() -> str:
         if option.choices:
             kind = "one of " + ", ".join(f"`{c}`" for c in option.choices)
         elif option.minimum is not None:
-            upper = f" to {option.maximum:g}" if option.maximum is not None else " or more"
-            kind += f", {option.minimum:g}{upper}"
+            upper = f" to {_number(option.maximum)}" if option.maximum is not None else " or more"
+            kind += f", {_number(option.minimum)}{upper}"
         if option.secret:
             kind += " (secret)"
         default = option.shown_default or (
@@ -42,13 +42,17 @@ def render_docs_table() -> str:
     return "\n".join([DOCS_BEGIN, *rows, DOCS_END])
 
 
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
 def _shown_default(value: Value) -> str:
     if value is None:
         return "none"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, (int, float)):
-        return f"{value:,g}" if isinstance(value, float) else f"{value:,}"
+        return _number(value)
     return f"`{value}`"
 
 
