@@ -15,6 +15,7 @@ each derived from the one option table (``options.py``):
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
@@ -282,7 +283,7 @@ def check_option_names(options: Mapping[str, Any], *, context: str) -> None:
         if not isinstance(name, str):
             raise ConfigError(context, repr(name), "option names must be strings")
         if name not in spec.NAMES:
-            hint = spec.unknown_option_hint(name, spec.DUCKDB)
+            hint = unknown_option_hint(name, spec.DUCKDB)
             raise ConfigError(context, name, "unknown option", hint)
     # Options of other engines that only say how they reach S3 are ignored here, so
     # one meta can serve a DuckDB and a warehouse target; those that change the
@@ -297,3 +298,34 @@ def check_option_names(options: Mapping[str, Any], *, context: str) -> None:
             if name == "max_file_size_mb"
             else "Drop it for this target",
         )
+
+
+def unknown_option_hint(name: str, adapter: str) -> str:
+    """What to say of an unknown option: the closest names, or the names ``adapter`` takes.
+
+    Only names about as close as the best are offered (``partition_col`` gets
+    ``partition_cols``, not ``include_partition_cols`` too); a name another
+    adapter honours says so.
+    """
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, name, known).ratio(), known) for known in spec.NAMES),
+        reverse=True,
+    )
+    best = scored[0][0]
+    close = [known for ratio, known in scored[:3] if ratio >= max(0.6, best - 0.1)]
+    if close:
+        shown = [
+            f"'{known}'"
+            + (
+                ""
+                if adapter in spec.BY_NAME[known].adapters
+                else f" (an option of {_adapters_of(known)})"
+            )
+            for known in close
+        ]
+        return f"Did you mean {' or '.join(shown)}?"
+    return f"The options on {adapter}: " + ", ".join(sorted(spec.supported_by(adapter)))
+
+
+def _adapters_of(name: str) -> str:
+    return ", ".join(spec.BY_NAME[name].adapters)

@@ -9,7 +9,7 @@ documentation. From this table come
   ``option_rules.py`` checks how the options fit together),
 * ``macros/_option_spec.sql``, the same table for the warehouse macros,
 * the option table of ``docs/options.md``, and
-* the "did you mean" of an unknown option.
+* the "did you mean" of an unknown option (``config.unknown_option_hint``).
 
 ``scripts/gen-option-spec`` writes the two generated files; tests fail when
 either is stale.
@@ -33,7 +33,6 @@ exports too.
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass
 from typing import Literal
@@ -484,33 +483,6 @@ def unsupported_output_options(adapter: str, given: frozenset[str] | set[str]) -
         and BY_NAME[name].scope == "output"
         and adapter not in BY_NAME[name].adapters
     )
-
-
-def unknown_option_hint(name: str, adapter: str) -> str:
-    """What to say of an unknown option: the closest names, or the names ``adapter`` takes.
-
-    Only names about as close as the best are offered (``partition_col`` gets
-    ``partition_cols``, not ``include_partition_cols`` too); a name another
-    adapter honours says so.
-    """
-    scored = sorted(
-        ((difflib.SequenceMatcher(None, name, known).ratio(), known) for known in NAMES),
-        reverse=True,
-    )
-    best = scored[0][0]
-    close = [known for ratio, known in scored[:3] if ratio >= max(0.6, best - 0.1)]
-    if close:
-        shown = [
-            f"'{known}'"
-            + ("" if adapter in BY_NAME[known].adapters else f" (an option of {_on(known)})")
-            for known in close
-        ]
-        return f"Did you mean {' or '.join(shown)}?"
-    return f"The options on {adapter}: " + ", ".join(sorted(supported_by(adapter)))
-
-
-def _on(name: str) -> str:
-    return ", ".join(BY_NAME[name].adapters)
 
 
 def render_macro() -> str:
