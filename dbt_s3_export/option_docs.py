@@ -37,6 +37,8 @@ def render_docs_table() -> str:
         if option.scope == "access":
             adapters += " (others ignore it)"
         formats = "all" if option.formats == FILE_FORMATS else ", ".join(option.formats)
+        if option.folder_only:
+            formats += " (folders only)"
         doc = option.doc.replace("|", "\\|")
         rows.append(f"| `{option.name}` | {kind} | {default} | {adapters} | {formats} | {doc} |")
     return "\n".join([DOCS_BEGIN, *rows, DOCS_END])

@@ -28,7 +28,7 @@ either is stale.
 Delta) refuses a file-shaping option and a file format refuses a table's
 (``option_rules.formats_problem``), but a file format quietly ignores another
 file format's option, so a profile's ``csv_delimiter`` can serve its Parquet
-exports too.
+exports too. ``folder_only`` options are refused by a single-object export.
 """
 
 from __future__ import annotations
@@ -88,6 +88,8 @@ class Option:
     maximum: float | None = None
     case: Case = "lower"
     formats: tuple[str, ...] = FILE_FORMATS
+    # Whether only a folder export (a key ending in '/', or partitioned) takes it.
+    folder_only: bool = False
     # The default as the docs show it, when it is not one value (``snappy for Parquet``).
     shown_default: str = ""
 
@@ -139,10 +141,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_rows_per_file",
         "integer",
-        "Split the output into files of at most this many rows (the key must be a folder).",
+        "Split the output into files of at most this many rows.",
         (DUCKDB, *SPARKS),
         minimum=1,
         formats=FILES,
+        folder_only=True,
     ),
     Option(
         "max_file_size_mb",
@@ -250,6 +253,7 @@ OPTIONS: tuple[Option, ...] = (
         "{invocation_id} and {date}.",
         default="part-{run_id}-{part}",
         formats=FILES,
+        folder_only=True,
     ),
     Option(
         "manifest",
@@ -378,6 +382,7 @@ OPTIONS: tuple[Option, ...] = (
         "mapping",
         "Register a folder export as a Glue table: database, table.",
         formats=GLUE_FORMATS,
+        folder_only=True,
     ),
     # Who owns a folder and how runs of one export take turns (commit.py).
     Option(

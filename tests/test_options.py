@@ -198,3 +198,17 @@ def test_the_literal_types_of_export_config_are_the_table_choices() -> None:
             assert get_args(literals[0]) == spec.BY_NAME[name].choices, name
             checked.append(name)
     assert {"file_format", "mode", "compression", "checksums", "rows"} <= set(checked)
+
+
+@pytest.mark.parametrize("option", [o for o in spec.OPTIONS if o.folder_only], ids=lambda o: o.name)
+def test_a_single_object_export_refuses_every_folder_option(option: spec.Option) -> None:
+    value = {
+        "max_rows_per_file": 10,
+        "filename_template": "{run_id}-{part}",
+        "glue": {"database": "lake", "table": "orders"},
+    }[option.name]
+    single = {**BASE, "key": "orders/all.parquet"}
+    ExportConfig.parse({**BASE, option.name: value})
+    with pytest.raises(ConfigError, match="one object") as info:
+        ExportConfig.parse({**single, option.name: value})
+    assert info.value.option in (option.name, "key")
