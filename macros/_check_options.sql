@@ -19,9 +19,13 @@
         {%- endif -%}
       {%- endfor -%}
       {%- set close = close | sort(attribute='distance') | map(attribute='name') | list -%}
+      {%- set here = [] -%}
+      {%- for known, option in spec.items() if adapter_name in option.adapters -%}
+        {%- do here.append(known) -%}
+      {%- endfor -%}
       {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'unknown option',
-            ("Did you mean '" ~ close[0] ~ "'? " if close else '')
-            ~ 'Known options: ' ~ (spec.keys() | sort | join(', '))) -}}
+            "Did you mean '" ~ close[0] ~ "'?" if close
+            else 'The options on ' ~ adapter_name ~ ': ' ~ (here | sort | join(', '))) -}}
     {%- endif -%}
     {%- set option = spec[name] -%}
     {%- if value is none -%}

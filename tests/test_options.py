@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import pytest
 
 from dbt_s3_export import options as spec
 from dbt_s3_export.config import SECRET_OPTIONS, ExportConfig
+from dbt_s3_export.deadlines import CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT
 from dbt_s3_export.errors import ConfigError
+from dbt_s3_export.option_docs import with_docs_table
 
 from .support import REPO
 
@@ -62,3 +64,151 @@ def test_every_option_names_known_adapters() -> None:
     for option in spec.OPTIONS:
         assert option.adapters and set(option.adapters) <= set(spec.ADAPTERS), option.name
         assert option.doc.endswith("."), option.name
+
+
+# -- what is derived from the table ---------------------------------------------------------
+
+
+def test_checked_in_docs_table_is_generated_from_the_spec() -> None:
+    page = (REPO / "docs" / "options.md").read_text()
+    assert page == with_docs_table(page), (
+        "the option table of docs/options.md is out of date: run scripts/gen-option-spec"
+    )
+
+
+@pytest.mark.parametrize("option", spec.OPTIONS, ids=lambda o: o.name)
+def test_every_option_is_in_the_macro_the_docs_and_the_parser(option: spec.Option) -> None:
+    assert f'    "{option.name}": {{' in spec.render_macro()
+    assert f"| `{option.name}` |" in (REPO / "docs" / "options.md").read_text()
+    plugin = {f.name for f in fields(ExportConfig)} | {"to"}
+    assert (option.name in plugin) == (spec.DUCKDB in option.adapters)
+
+
+def test_the_dataclass_defaults_are_the_table_defaults() -> None:
+    for f in fields(ExportConfig):
+        declared = spec.BY_NAME[f.name].default
+        if declared is not None:
+            assert f.default == declared, f.name
+    assert tuple(
+        spec.BY_NAME[n].default for n in ("connect_timeout", "read_timeout", "total_timeout")
+    ) == (CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT)
+
+
+BOUNDED = [o for o in spec.OPTIONS if spec.DUCKDB in o.adapters and o.minimum is not None]
+
+
+@pytest.mark.parametrize("option", BOUNDED, ids=lambda o: o.name)
+def test_the_parser_holds_the_table_bounds(option: spec.Option) -> None:
+    extra = {"compression": "zstd"} if option.name == "compression_level" else {}
+    assert option.minimum is not None
+    low = option.minimum if option.type == "number" else int(option.minimum)
+    if option.name != "total_timeout":  # must also cover connect_timeout + read_timeout
+        ExportConfig.parse({**BASE, **extra, option.name: low})
+    outside = [low - (0.05 if option.type == "number" else 1)]
+    if option.maximum is not None:
+        outside.append(option.maximum + 1)
+    for value in outside:
+        with pytest.raises(ConfigError, match="must be") as info:
+            ExportConfig.parse({**BASE, **extra, option.name: value})
+        assert info.value.option == option.name
+
+
+@pytest.mark.parametrize(
+    "option",
+    [o for o in spec.OPTIONS if o.choices and spec.DUCKDB in o.adapters],
+    ids=lambda o: o.name,
+)
+def test_every_choice_parses(option: spec.Option) -> None:
+    base = {**BASE, "key": "t/", "file_format": "iceberg"} if option.name == "file_format" else BASE
+    for choice in option.choices:
+        extra: dict[str, Any] = {}
+        if option.name == "mode" and choice == "overwrite_partitions":
+            extra = {"partition_cols": ["day"]}
+        if option.name == "file_format" and choice == "iceberg":
+            extra = {"namespace": "lake", "table": "t", "catalog": {"type": "glue"}}
+        ExportConfig.parse({**base, **extra, option.name: choice})
+
+
+def test_a_table_format_refuses_every_file_option_and_a_file_format_the_table_options() -> None:
+    table = {**BASE, "key": "lake/t/", "file_format": "delta"}
+    for option in spec.OPTIONS:
+        if spec.DUCKDB not in option.adapters or "delta" in option.formats:
+            continue
+        value = {"mapping": {"a": "b"}, "boolean": True, "integer": 10}.get(option.type, "x")
+        if option.name in ("sse", "storage_class", "filename_template", "csv_delimiter"):
+            value = {
+                "sse": "AES256",
+                "storage_class": "STANDARD",
+                "filename_template": "{run_id}-{part}",
+                "csv_delimiter": ";",
+            }[option.name]
+        if option.name == "glue":
+            value = {"database": "lake", "table": "t"}
+        with pytest.raises(ConfigError) as info:
+            ExportConfig.parse({**table, option.name: value})
+        assert info.value.option == option.name, str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("typo", "hint"),
+    [
+        ("partition_col", "Did you mean 'partition_cols'?"),
+        ("bukcet", "Did you mean 'bucket'?"),
+        ("compresion", "Did you mean 'compression'?"),
+        ("max_row_per_file", "Did you mean 'max_rows_per_file'?"),
+        (
+            "storage_integraton",
+            "Did you mean 'storage_integration' (an option of snowflake)?",
+        ),
+        ("iam_roles", "Did you mean 'iam_role' (an option of redshift)?"),
+    ],
+)
+def test_a_typo_gets_the_closest_names(typo: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ExportConfig.parse({**BASE, typo: "x"})
+    assert info.value.option == typo
+    assert info.value.fix == hint
+
+
+def test_a_name_close_to_nothing_gets_the_options_of_this_adapter_only() -> None:
+    with pytest.raises(ConfigError) as info:
+        ExportConfig.parse({**BASE, "frobnicate": 1})
+    fix = info.value.fix
+    assert fix.startswith("The options on duckdb: access_key_id, batch_size, bucket,")
+    listed = set(fix.split(": ", 1)[1].split(", "))
+    assert listed == spec.supported_by(spec.DUCKDB)
+    assert "iam_role" not in listed and "storage_integration" not in listed
+
+
+def test_an_output_option_of_another_adapter_is_named_as_such() -> None:
+    with pytest.raises(ConfigError) as info:
+        ExportConfig.parse({**BASE, "max_file_size_mb": 64})
+    assert info.value.option == "max_file_size_mb"
+    assert info.value.problem == "is honoured on snowflake, redshift, not by the dbt-duckdb plugin"
+
+
+def test_the_literal_types_of_export_config_are_the_table_choices() -> None:
+    """mypy needs the choices as Literal types too; they must be the table's."""
+    checked = []
+    for name, hint in get_type_hints(ExportConfig).items():
+        literals = [a for a in get_args(hint) if get_origin(a) is Literal] or (
+            [hint] if get_origin(hint) is Literal else []
+        )
+        if literals:
+            assert get_args(literals[0]) == spec.BY_NAME[name].choices, name
+            checked.append(name)
+    assert {"file_format", "mode", "compression", "checksums", "rows"} <= set(checked)
+
+
+@pytest.mark.parametrize("option", [o for o in spec.OPTIONS if o.folder_only], ids=lambda o: o.name)
+def test_a_single_object_export_refuses_every_folder_option(option: spec.Option) -> None:
+    value = {
+        "max_rows_per_file": 10,
+        "filename_template": "{run_id}-{part}",
+        "glue": {"database": "lake", "table": "orders"},
+    }[option.name]
+    single = {**BASE, "key": "orders/all.parquet"}
+    ExportConfig.parse({**BASE, option.name: value})
+    with pytest.raises(ConfigError, match="one object") as info:
+        ExportConfig.parse({**single, option.name: value})
+    assert info.value.option in (option.name, "key")

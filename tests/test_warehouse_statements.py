@@ -443,6 +443,11 @@ ERRORS: dict[str, dict[str, tuple[dict[str, Any], str, str]]] = {
             "partition_col",
             "Did you mean 'partition_cols'?",
         ),
+        "unknown_option_far_from_any": (
+            {**BASE, **SF, "frobnicate": 1},
+            "frobnicate",
+            "The options on snowflake: access_key_id, bucket, compression,",
+        ),
         "wrong_type": ({**BASE, **SF, "csv_header": "yes"}, "csv_header", "must be true or false"),
         "secret_of_wrong_type": (
             {**BASE, "access_key_id": 12345678, "secret_access_key": "x"},
