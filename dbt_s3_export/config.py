@@ -558,6 +558,12 @@ class _Parser:
                     "For example 'orders_to_lake'",
                 )
             kw[name] = value
+        if kw["export_id"] == "*":
+            raise self.fail(
+                "export_id",
+                "'*' is not an export id: take_over_from: '*' adopts a table that names no owner",
+                "For example 'orders_to_lake'",
+            )
         conditional = self.raw.get("conditional_writes")
         if isinstance(conditional, bool):
             conditional = str(conditional).lower()
