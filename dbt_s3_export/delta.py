@@ -156,7 +156,7 @@ class DeltaWriter:
         try:
             return DeltaTable.create(
                 self.uri,
-                schema,
+                pa.schema([f.with_type(_creatable(f.type)) for f in schema]),
                 mode="error",
                 partition_by=list(self.cfg.partition_cols) or None,
                 configuration=owner,
@@ -298,6 +298,25 @@ class DeltaWriter:
             for key in sorted(seen, key=repr)
         ]
         return " OR ".join(terms)
+
+
+def _creatable(typ: pa.DataType) -> pa.DataType:
+    """The type Delta declares the column with (the write casts the rows to it).
+
+    delta-rs converts the rows' types when a write creates the table, but not when a table
+    is created empty: timestamps are microseconds, with the zone named UTC if they have one.
+    """
+    if pa.types.is_timestamp(typ):
+        return pa.timestamp("us", "UTC" if typ.tz else None)
+    if pa.types.is_fixed_size_binary(typ):
+        return pa.binary()
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return pa.list_(typ.value_field.with_type(_creatable(typ.value_type)))
+    if pa.types.is_struct(typ):
+        return pa.struct([f.with_type(_creatable(f.type)) for f in typ])
+    if pa.types.is_map(typ):
+        return pa.map_(_creatable(typ.key_type), _creatable(typ.item_type))
+    return typ
 
 
 def _sql_equals(column: str, value: Any, typ: pa.DataType) -> str:
