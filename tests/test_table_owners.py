@@ -154,8 +154,8 @@ def tables_project(tmp_path: Path, s3_server: S3Server) -> DbtProject:
 
 
 @pytest.mark.dbt
-def test_delta_tables_without_an_owner_record(
-    tables_project: DbtProject, s3_server: S3Server, bucket: str
+def test_tables_without_an_owner_record(
+    tables_project: DbtProject, s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     """A table an earlier version wrote for this export is adopted; one of another export
     or of none is refused, and ``take_over_from: '*'`` adopts the latter."""
@@ -163,42 +163,51 @@ def test_delta_tables_without_an_owner_record(
     from deltalake import CommitProperties, write_deltalake
 
     project = tables_project
-    options = delta_options(s3_server.endpoint)
+    reader = Reader(s3_server.endpoint, bucket, f"sqlite:///{tmp_path / 'catalog.db'}")
+    reader.catalog.create_namespace_if_not_exists("analytics")
     int32 = pa.int32()
     old = pa.table({"id": pa.array([100], int32), "p": ["old"], "v": pa.array([0], int32)})
 
-    def written_by(name: str, properties: dict[str, str]) -> None:
-        write_deltalake(
-            f"s3://{bucket}/lake/{name}",
-            old,
-            storage_options=options,
-            commit_properties=CommitProperties(custom_metadata=properties),
-        )
+    def written_by(fmt: str, name: str, properties: dict[str, str]) -> None:
+        """A table as an earlier version (``properties``) or another tool (none) left it."""
+        location = f"s3://{bucket}/lake/{name}"
+        if fmt == "delta":
+            write_deltalake(
+                location,
+                old,
+                storage_options=delta_options(s3_server.endpoint),
+                commit_properties=CommitProperties(custom_metadata=properties),
+            )
+            return
+        table = reader.catalog.create_table(("analytics", name), old.schema, location=location)
+        table.append(old, snapshot_properties=properties)
 
-    written_by("ours", {"dbt.export_id": "model.export_test.ours#0", "dbt.model": "ours"})
-    written_by("theirs", {"dbt.export_id": "model.elsewhere.theirs#0"})
-    written_by("nobody", {})
-    for name in ("ours", "theirs", "nobody"):
-        model(project, name, meta("delta", bucket, name), data_sql(1))
+    for fmt in FORMATS:
+        written_by(fmt, f"{fmt}_ours", {"dbt.export_id": f"model.export_test.{fmt}_ours#0"})
+        written_by(fmt, f"{fmt}_theirs", {"dbt.export_id": "model.elsewhere.theirs#0"})
+        written_by(fmt, f"{fmt}_nobody", {})
+        for whose in ("ours", "theirs", "nobody"):
+            name = f"{fmt}_{whose}"
+            model(project, name, meta(fmt, bucket, name), data_sql(1))
     result = project.dbt("run", check=False)
     assert not result.ok
     out = " ".join(result.output.split())
-    assert "was written by an earlier version of dbt-s3-export for this export" in out
-    assert (
-        f"Delta table s3://{bucket}/lake/theirs belongs to export 'model.elsewhere.theirs#0'"
-    ) in out
-    assert (
-        f"Delta table s3://{bucket}/lake/nobody exists and names no dbt-s3-export owner "
-        "(it was made by something else)"
-    ) in out
+    for what in (f"Delta table s3://{bucket}/lake/delta", "Iceberg table analytics.iceberg"):
+        assert f"{what}_ours was written by an earlier version of dbt-s3-export" in out, out
+        assert f"{what}_theirs belongs to export 'model.elsewhere.theirs#0'" in out
+        assert (
+            f"{what}_nobody exists and names no dbt-s3-export owner (it was made by something else)"
+        ) in out
     assert "set take_over_from: '*' for one run" in out
-    reader = Reader(s3_server.endpoint, bucket, "sqlite://")
-    assert reader.rows("delta", "ours") == sorted(rows(1))
-    assert owner(reader, "delta", "ours") == "model.export_test.ours#0"
-    for name in ("theirs", "nobody"):
-        assert reader.rows("delta", name) == [(100, "old", 0)]
-        assert owner(reader, "delta", name) is None
-    model(project, "nobody", meta("delta", bucket, "nobody", take_over_from="*"), data_sql(1))
-    project.dbt("run", "--select", "nobody")
-    assert reader.rows("delta", "nobody") == sorted(rows(1))
-    assert owner(reader, "delta", "nobody") == "model.export_test.nobody#0"
+    for fmt in FORMATS:
+        assert reader.rows(fmt, f"{fmt}_ours") == sorted(rows(1))
+        assert owner(reader, fmt, f"{fmt}_ours") == f"model.export_test.{fmt}_ours#0"
+        for whose in ("theirs", "nobody"):
+            assert reader.rows(fmt, f"{fmt}_{whose}") == [(100, "old", 0)]
+            assert owner(reader, fmt, f"{fmt}_{whose}") is None
+        name = f"{fmt}_nobody"
+        model(project, name, meta(fmt, bucket, name, take_over_from="*"), data_sql(1))
+    project.dbt("run", "--select", "delta_nobody iceberg_nobody")
+    for fmt in FORMATS:
+        assert reader.rows(fmt, f"{fmt}_nobody") == sorted(rows(1))
+        assert owner(reader, fmt, f"{fmt}_nobody") == f"model.export_test.{fmt}_nobody#0"
