@@ -34,7 +34,8 @@ from .tables import (
     Storage,
     TableConflict,
     cast_batches,
-    check_folder_claims,
+    check_holds_no_folder_export,
+    check_outside_folder_exports,
     check_owner,
     earlier_owner,
     effective_mode,
@@ -83,7 +84,7 @@ class DeltaWriter:
         options = self.storage.delta()
         schema = table_types(source.schema(), "delta")
         check_partition_columns_exist(schema, cfg.partition_cols)
-        check_folder_claims(self.client, cfg, self.what, inside=False)
+        check_outside_folder_exports(self.client, cfg, self.what)
         with _delta_errors(self.uri):
             try:
                 table: DeltaTable | None = DeltaTable(self.uri, storage_options=options)
@@ -93,7 +94,7 @@ class DeltaWriter:
         if table is not None:
             new_owner = self._check_owner(table)
         else:
-            check_folder_claims(self.client, cfg, self.what, inside=True)
+            check_holds_no_folder_export(self.client, cfg, self.what)
         mode = effective_mode(cfg, self.ctx, result, None if table is None else self.what)
         if mode is None:
             return
@@ -166,13 +167,11 @@ class DeltaWriter:
             )
         except Exception as e:
             # Another writer made the table at the same moment: its owner decides.
-            try:
-                table = DeltaTable(self.uri, storage_options=options)
-            except TableNotFoundError:
-                table = None
-            if table is None:
-                with _delta_errors(self.uri):
-                    raise e  # translated on the way out
+            with _delta_errors(self.uri):
+                try:
+                    table = DeltaTable(self.uri, storage_options=options)
+                except TableNotFoundError:
+                    raise e from None  # no table there: the create failed for another reason
             if self._check_owner(table) is not None:
                 raise TableConflict(
                     f"another writer created {self.what} while this run was creating it. "

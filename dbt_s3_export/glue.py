@@ -261,9 +261,7 @@ class GlueRegistration:
                     raise
         current = self._table()
         if current is not None:
-            note = self._check_owner(current)
-            if note is not None:
-                self.ctx.info(f"s3_export: {self.ctx.model}: {note}")
+            self._check_owner(current)
 
     def _table(self) -> dict[str, Any] | None:
         try:
@@ -315,7 +313,7 @@ class GlueRegistration:
                     raise
                 current = self._table()
         if current is not None:
-            self._check_owner(current)
+            note = self._check_owner(current)
             keys_changed = _names(current.get("PartitionKeys")) != _names(wanted["PartitionKeys"])
             if _differs(current, wanted):
                 version = current.get("VersionId")
@@ -329,6 +327,8 @@ class GlueRegistration:
                         **self._catalog,
                     ),
                 )
+            if note is not None:
+                self.ctx.info(f"s3_export: {self.ctx.model}: {note}")
         paths = {str(f.get("partition") or "") for f in manifest.get("files") or []}
         self._sync_partitions(commit, wanted, sorted(p for p in paths if p), keys_changed)
 

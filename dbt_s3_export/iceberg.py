@@ -27,7 +27,8 @@ from .tables import (
     Storage,
     TableConflict,
     cast_batches,
-    check_folder_claims,
+    check_holds_no_folder_export,
+    check_outside_folder_exports,
     check_owner,
     earlier_owner,
     effective_mode,
@@ -129,7 +130,7 @@ class IcebergWriter:
         check_partition_columns_exist(schema, [f.column for f in self.fields])
         namespace, table_name = str(cfg.namespace), str(cfg.table)
         # Before the catalog is touched: the location is no folder export's.
-        check_folder_claims(self.client, cfg, self.what, inside=False)
+        check_outside_folder_exports(self.client, cfg, self.what)
         with _catalog_errors(cfg, self.name):
             catalog = load_catalog(cfg, self.storage)
             _create_namespace(catalog, namespace)
@@ -141,7 +142,7 @@ class IcebergWriter:
             self._check_owner(table)
             self._check_location(table)
         else:
-            check_folder_claims(self.client, cfg, self.what, inside=True)
+            check_holds_no_folder_export(self.client, cfg, self.what)
         mode = effective_mode(
             cfg, self.ctx, result, None if table is None else f"Iceberg table {self.name}"
         )

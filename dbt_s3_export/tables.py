@@ -342,13 +342,12 @@ def earlier_owner(commits: Iterable[Mapping[str, Any]]) -> str | None:
     return None
 
 
-def check_folder_claims(client: S3Client, cfg: ExportConfig, what: str, *, inside: bool) -> None:
-    """A table may not lie inside a folder export's folder, nor (``inside``) hold one."""
+def check_outside_folder_exports(client: S3Client, cfg: ExportConfig, what: str) -> None:
+    """The table's location is in no folder a folder export claims (nor is that folder)."""
     folder = cfg.key.rstrip("/") + "/"
-    store = _store(client, cfg, folder)
     # _claim_around looks at the folders around a key: a key inside the table's folder
     # makes the folder itself count.
-    claim = _claim_around(store, folder + "_")
+    claim = _claim_around(_store(client, cfg, folder), folder + "_")
     if claim is not None:
         claimed, owner = claim
         raise OwnershipConflict(
@@ -356,9 +355,16 @@ def check_folder_claims(client: S3Client, cfg: ExportConfig, what: str, *, insid
             f"at {table_location(cfg)} lies inside it. A folder export owns everything under "
             "its folder. Nothing was written. Give the table a key outside that folder"
         )
-    if not inside:
-        return
-    claim = _claim_inside(store, folder)
+
+
+def check_holds_no_folder_export(client: S3Client, cfg: ExportConfig, what: str) -> None:
+    """No folder export claims a folder inside the location of a table about to be made.
+
+    Checked when the table is created only: the listing covers every file under the
+    location, which for an existing table means all its data files.
+    """
+    folder = cfg.key.rstrip("/") + "/"
+    claim = _claim_inside(_store(client, cfg, folder), folder)
     if claim is not None:
         claimed, owner = claim
         raise OwnershipConflict(
