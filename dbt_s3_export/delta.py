@@ -4,6 +4,13 @@ delta-rs writes the data files from the stream and commits by creating the next
 ``_delta_log`` entry only if it is absent (``If-None-Match: *``), so concurrent writers
 need no lock table on a server that honours that condition; the export checks that it
 does before writing.
+
+The table's owner is a key of its configuration (tables.py). delta-rs writes no key it
+does not know with the data, so a new table is first created empty with its owner
+(version 0, created only where no table is: of two exports creating it at once, one
+wins and the other is refused as any other owner is), and the rows follow as version 1.
+A takeover rewrites the owner in a commit of its own before the rows; a run of the old
+owner that read the table before that commit fails on it ("metadata changed").
 """
 
 from __future__ import annotations
@@ -22,10 +29,15 @@ from .errors import ExportFailed, S3ExportError, TransferError, brief
 from .files import WrittenFile
 from .partitioning import check_partition_columns_exist
 from .tables import (
+    OWNER_PROPERTY,
     SchemaMismatch,
     Storage,
     TableConflict,
     cast_batches,
+    check_holds_no_folder_export,
+    check_outside_folder_exports,
+    check_owner,
+    earlier_owner,
     effective_mode,
     missing_extra,
     snapshot_properties,
@@ -42,6 +54,11 @@ else:
     S3Client = Any
 
 
+# How many of the newest commits are searched for the export id an earlier version of
+# this package wrote (before tables had an owner record).
+EARLIER_COMMITS = 20
+
+
 class DeltaWriter:
     """One run's write to a Delta table: delta-rs streams the files and commits the log entry."""
 
@@ -53,6 +70,7 @@ class DeltaWriter:
         self.storage = storage
         self.client = client
         self.uri = table_location(cfg)
+        self.what = f"Delta table {self.uri}"
 
     def run(self, source: BatchSource, result: ExportResult) -> None:
         try:
@@ -66,35 +84,34 @@ class DeltaWriter:
         options = self.storage.delta()
         schema = table_types(source.schema(), "delta")
         check_partition_columns_exist(schema, cfg.partition_cols)
+        check_outside_folder_exports(self.client, cfg, self.what)
         with _delta_errors(self.uri):
             try:
                 table: DeltaTable | None = DeltaTable(self.uri, storage_options=options)
             except TableNotFoundError:
                 table = None
-        mode = effective_mode(
-            cfg, self.ctx, result, None if table is None else f"Delta table {self.uri}"
-        )
+        new_owner = None
+        if table is not None:
+            new_owner = self._check_owner(table)
+        else:
+            check_holds_no_folder_export(self.client, cfg, self.what)
+        mode = effective_mode(cfg, self.ctx, result, None if table is None else self.what)
         if mode is None:
             return
-        kwargs: dict[str, Any] = {"mode": "append" if mode == "append" else "overwrite"}
-        if table is not None:
-            current = list(table.metadata().partition_columns)
-            relayout = current != list(cfg.partition_cols)
-            schema = self._fit_schema(table, schema, replaces_layout=relayout and mode == "replace")
-            kwargs["schema_mode"] = "merge"
-            if relayout and mode == "replace":
-                kwargs["schema_mode"] = "overwrite"  # a new layout: only replace may change it
-            elif relayout:
-                raise ExportFailed(
-                    f"Delta table {self.uri} is partitioned by "
-                    f"{current or 'nothing'}, and mode {mode} would add rows "
-                    f"partitioned by {list(cfg.partition_cols) or 'nothing'}. Rewrite the table "
-                    "once with mode replace (or --full-refresh) to change its partitioning"
-                )
-            if mode == "overwrite_partitions":
-                kwargs["predicate"] = self._partitions_predicate(source, schema)
-                if kwargs["predicate"] is None:
-                    kwargs["mode"] = "append"  # no rows: no partition to replace
+        commit_properties = CommitProperties(custom_metadata=snapshot_properties(cfg, self.ctx))
+        owner = {OWNER_PROPERTY: self.ctx.export_id(cfg)}
+        if table is None:
+            table = self._create(schema, owner, commit_properties)
+            schema = self._fit_schema(table, schema, replaces_layout=False)
+            kwargs: dict[str, Any] = {"mode": "append"}  # into the empty table just made
+        else:
+            if new_owner is not None:
+                with _delta_errors(self.uri):
+                    table.alter.set_table_properties(
+                        owner, raise_if_not_exists=False, commit_properties=commit_properties
+                    )
+                self.ctx.info(f"s3_export: {self.ctx.model}: {new_owner}")
+            kwargs, schema = self._existing(table, source, schema, mode)
         reader = source.open(list(cfg.partition_cols), cfg.batch_size)
         stream = pa.RecordBatchReader.from_batches(schema, cast_batches(reader, schema))
         try:
@@ -102,21 +119,17 @@ class DeltaWriter:
                 # Written through the table read above, which then stands at this run's
                 # commit, even when another writer commits right after it.
                 write_deltalake(
-                    self.uri if table is None else table,
+                    table,
                     stream,
                     partition_by=list(cfg.partition_cols) or None,
                     storage_options=options,
-                    commit_properties=CommitProperties(
-                        custom_metadata=snapshot_properties(cfg, self.ctx)
-                    ),
+                    commit_properties=commit_properties,
                     writer_properties=deltalake.WriterProperties(
                         compression=_delta_codec(cfg.codec),
                         compression_level=cfg.compression_level,
                     ),
                     **kwargs,
                 )
-                if table is None:
-                    table = DeltaTable(self.uri, storage_options=options)
         finally:
             reader.close()
         result.generation = str(table.version())
@@ -125,6 +138,71 @@ class DeltaWriter:
             f"s3_export: {self.ctx.model}: Delta table {self.uri} at version {result.generation} "
             f"({mode})"
         )
+
+    def _check_owner(self, table: Any) -> str | None:
+        """The table is this export's, or passes to it before the rows (take_over_from)."""
+        with _delta_errors(self.uri):
+            recorded = table.metadata().configuration.get(OWNER_PROPERTY)
+            earlier = None if recorded else earlier_owner(table.history(EARLIER_COMMITS))
+        return check_owner(
+            self.cfg, self.ctx, self.what, recorded, earlier, elsewhere="another key"
+        )
+
+    def _create(self, schema: pa.Schema, owner: dict[str, str], commit_properties: Any) -> Any:
+        """The table, empty, with this export as its owner; made only where none is."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        options = self.storage.delta()
+        try:
+            return DeltaTable.create(
+                self.uri,
+                pa.schema([f.with_type(_creatable(f.type)) for f in schema]),
+                mode="error",
+                partition_by=list(self.cfg.partition_cols) or None,
+                configuration=owner,
+                storage_options=options,
+                commit_properties=commit_properties,
+                raise_if_key_not_exists=False,
+            )
+        except Exception as e:
+            # Another writer made the table at the same moment: its owner decides.
+            with _delta_errors(self.uri):
+                try:
+                    table = DeltaTable(self.uri, storage_options=options)
+                except TableNotFoundError:
+                    raise e from None  # no table there: the create failed for another reason
+            if self._check_owner(table) is not None:
+                raise TableConflict(
+                    f"another writer created {self.what} while this run was creating it. "
+                    "Nothing was written; run again"
+                ) from e
+            return table  # another run of this export made it
+
+    def _existing(
+        self, table: Any, source: BatchSource, schema: pa.Schema, mode: str
+    ) -> tuple[dict[str, Any], pa.Schema]:
+        """The arguments of the write into an existing table, and the schema of its rows."""
+        cfg = self.cfg
+        kwargs: dict[str, Any] = {"mode": "append" if mode == "append" else "overwrite"}
+        current = list(table.metadata().partition_columns)
+        relayout = current != list(cfg.partition_cols)
+        schema = self._fit_schema(table, schema, replaces_layout=relayout and mode == "replace")
+        kwargs["schema_mode"] = "merge"
+        if relayout and mode == "replace":
+            kwargs["schema_mode"] = "overwrite"  # a new layout: only replace may change it
+        elif relayout:
+            raise ExportFailed(
+                f"Delta table {self.uri} is partitioned by "
+                f"{current or 'nothing'}, and mode {mode} would add rows "
+                f"partitioned by {list(cfg.partition_cols) or 'nothing'}. Rewrite the table "
+                "once with mode replace (or --full-refresh) to change its partitioning"
+            )
+        if mode == "overwrite_partitions":
+            kwargs["predicate"] = self._partitions_predicate(source, schema)
+            if kwargs["predicate"] is None:
+                kwargs["mode"] = "append"  # no rows: no partition to replace
+        return kwargs, schema
 
     def _added_files(self, version: int) -> list[WrittenFile]:
         """The data files the commit of ``version`` added, from its log entry."""
@@ -219,6 +297,25 @@ class DeltaWriter:
             for key in sorted(seen, key=repr)
         ]
         return " OR ".join(terms)
+
+
+def _creatable(typ: pa.DataType) -> pa.DataType:
+    """The type Delta declares the column with (the write casts the rows to it).
+
+    delta-rs converts the rows' types when a write creates the table, but not when a table
+    is created empty: timestamps are microseconds, with the zone named UTC if they have one.
+    """
+    if pa.types.is_timestamp(typ):
+        return pa.timestamp("us", "UTC" if typ.tz else None)
+    if pa.types.is_fixed_size_binary(typ):
+        return pa.binary()
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return pa.list_(typ.value_field.with_type(_creatable(typ.value_type)))
+    if pa.types.is_struct(typ):
+        return pa.struct([f.with_type(_creatable(f.type)) for f in typ])
+    if pa.types.is_map(typ):
+        return pa.map_(_creatable(typ.key_type), _creatable(typ.item_type))
+    return typ
 
 
 def _sql_equals(column: str, value: Any, typ: pa.DataType) -> str:

@@ -7,8 +7,11 @@ location is the export's folder, and each partition folder the export's manifest
 lists is registered as a partition.
 
 When: before the export writes anything, the database is made and the table's
-owner checked (a table another export registered is refused, as a folder another
-export owns is). After the export's manifest is committed, and while the run still
+owner checked (tables.py): a table another export registered, or one that names no
+owner (made by something else), is refused, as a folder another export owns is,
+unless ``take_over_from`` names its owner (``'*'`` for none). The owner is checked
+again right before the table is written, on every path (a table created meanwhile by
+another creator included). After the export's manifest is committed, and while the run still
 holds the folder's lease, the table is brought in line with the manifest as it is
 then: the definition replaced if it changed, new partitions added and partitions no
 longer listed dropped, in batches. The lease keeps runs of one export from doing this
@@ -36,6 +39,7 @@ from .credentials import ConnectionSettings
 from .errors import ExportFailed, TransferError, brief
 from .partitioning import NULL_SEGMENT
 from .s3_errors import BOTOCORE_ERRORS, GlueRequest, translate
+from .tables import OWNER_PROPERTY, check_owner
 from .transfer import get_object
 
 # Requests are built with optional arguments (CatalogId, NextToken, VersionId) spread in,
@@ -44,7 +48,7 @@ GlueClient = Any
 
 T = TypeVar("T")
 # Table parameter naming the export that registered the table.
-OWNER_PARAMETER = "dbt_s3_export.export_id"
+OWNER_PARAMETER = OWNER_PROPERTY
 # Glue's limits per request.
 CREATE_BATCH = 100
 DELETE_BATCH = 25
@@ -273,15 +277,15 @@ class GlueRegistration:
             raise
         return dict(answer["Table"])
 
-    def _check_owner(self, table: dict[str, Any]) -> None:
+    def _check_owner(self, table: dict[str, Any]) -> str | None:
+        """The table is this export's, or passes to it (take_over_from): see tables.py."""
         owner = (table.get("Parameters") or {}).get(OWNER_PARAMETER)
-        if owner in (self.export_id, self.cfg.take_over_from):
-            return
-        whose = f"export '{owner}'" if owner else "something other than dbt-s3-export"
-        raise ExportFailed(
-            f"Glue table {self.name} was registered by {whose}, and this export is "
-            f"'{self.export_id}'. Give glue another table name, or drop the table (or set "
-            "take_over_from to its export id) to let this export register it"
+        return check_owner(
+            self.cfg,
+            self.ctx,
+            f"Glue table {self.name}",
+            str(owner) if owner else None,
+            elsewhere="another glue table name",
         )
 
     def publish(self, commit: Commit) -> None:
@@ -309,7 +313,7 @@ class GlueRegistration:
                     raise
                 current = self._table()
         if current is not None:
-            self._check_owner(current)
+            note = self._check_owner(current)
             keys_changed = _names(current.get("PartitionKeys")) != _names(wanted["PartitionKeys"])
             if _differs(current, wanted):
                 version = current.get("VersionId")
@@ -323,6 +327,8 @@ class GlueRegistration:
                         **self._catalog,
                     ),
                 )
+            if note is not None:
+                self.ctx.info(f"s3_export: {self.ctx.model}: {note}")
         paths = {str(f.get("partition") or "") for f in manifest.get("files") or []}
         self._sync_partitions(commit, wanted, sorted(p for p in paths if p), keys_changed)
 

@@ -22,10 +22,15 @@ from .errors import ConfigError, ExportFailed, S3ExportError, TransferError, bri
 from .files import WrittenFile
 from .partitioning import check_partition_columns_exist
 from .tables import (
+    OWNER_PROPERTY,
     SchemaMismatch,
     Storage,
     TableConflict,
     cast_batches,
+    check_holds_no_folder_export,
+    check_outside_folder_exports,
+    check_owner,
+    earlier_owner,
     effective_mode,
     missing_extra,
     snapshot_properties,
@@ -101,11 +106,17 @@ def _identity_columns(fields: Sequence[PartitionField]) -> list[str]:
 class IcebergWriter:
     """One run's write to an Iceberg table: check, write data files, commit one snapshot."""
 
-    def __init__(self, cfg: ExportConfig, ctx: RunContext, storage: Storage) -> None:
+    def __init__(
+        self, cfg: ExportConfig, ctx: RunContext, storage: Storage, client: S3Client
+    ) -> None:
         self.cfg = cfg
         self.ctx = ctx
         self.storage = storage
+        self.client = client
         self.name = f"{cfg.namespace}.{cfg.table}"
+        self.what = f"Iceberg table {self.name}"
+        # Set when this run's commit rewrites the table's owner (a takeover, an adoption).
+        self.new_owner: str | None = None
         self.location = table_location(cfg)
         self.fields = partition_fields(cfg.partition_cols)
         self.written: list[Any] = []  # DataFiles of this run, deleted if it fails
@@ -118,6 +129,8 @@ class IcebergWriter:
         schema = table_types(source.schema(), "iceberg")
         check_partition_columns_exist(schema, [f.column for f in self.fields])
         namespace, table_name = str(cfg.namespace), str(cfg.table)
+        # Before the catalog is touched: the location is no folder export's.
+        check_outside_folder_exports(self.client, cfg, self.what)
         with _catalog_errors(cfg, self.name):
             catalog = load_catalog(cfg, self.storage)
             _create_namespace(catalog, namespace)
@@ -126,7 +139,10 @@ class IcebergWriter:
             except NoSuchTableError:
                 table = None
         if table is not None:
+            self._check_owner(table)
             self._check_location(table)
+        else:
+            check_holds_no_folder_export(self.client, cfg, self.what)
         mode = effective_mode(
             cfg, self.ctx, result, None if table is None else f"Iceberg table {self.name}"
         )
@@ -134,6 +150,8 @@ class IcebergWriter:
             return
         with _catalog_errors(cfg, self.name):
             tx = self._begin(catalog, table, schema, mode)
+            if self.new_owner is not None:  # in the same commit as the rows
+                tx.set_properties({OWNER_PROPERTY: self.ctx.export_id(cfg)})
         self.io = tx._table.io  # the table's FileIO; pyiceberg has no public accessor
         order_by = _identity_columns(self.fields)
         reader = source.open(order_by, cfg.batch_size)
@@ -144,6 +162,8 @@ class IcebergWriter:
         properties = snapshot_properties(cfg, self.ctx)
         self._snapshot(tx, table, mode, files, properties)
         committed = self._commit(tx)
+        if self.new_owner is not None:
+            self.ctx.info(f"s3_export: {self.ctx.model}: {self.new_owner}")
         snapshot = committed.current_snapshot()
         result.generation = str(snapshot.snapshot_id) if snapshot else ""
         result.files = [_written(self.location, f) for f in files]
@@ -154,13 +174,18 @@ class IcebergWriter:
 
     def _commit(self, tx: Any) -> Any:
         """The catalog's commit; its files stay if it may have landed without an answer."""
-        from pyiceberg.exceptions import CommitFailedException, ValidationException
+        from pyiceberg.exceptions import (
+            CommitFailedException,
+            TableAlreadyExistsError,
+            ValidationException,
+        )
 
+        refused = (CommitFailedException, TableAlreadyExistsError, ValidationException)
         try:
             with _catalog_errors(self.cfg, self.name):
                 return tx.commit_transaction()
         except BaseException as e:
-            if not isinstance(e.__cause__, (CommitFailedException, ValidationException)):
+            if not isinstance(e.__cause__, refused):
                 # Not a refusal: the catalog may hold the new snapshot, files and all.
                 self.written = []
             raise
@@ -172,6 +197,18 @@ class IcebergWriter:
         for data_file in self.written:
             with contextlib.suppress(Exception):
                 self.io.delete(data_file.file_path)
+
+    def _check_owner(self, table: Any) -> None:
+        """The table is this export's, or passes to it in this run's commit (take_over_from)."""
+        snapshots = sorted(table.metadata.snapshots, key=lambda s: -s.timestamp_ms)
+        self.new_owner = check_owner(
+            self.cfg,
+            self.ctx,
+            self.what,
+            table.properties.get(OWNER_PROPERTY),
+            earlier_owner(s.summary.additional_properties for s in snapshots if s.summary),
+            elsewhere="another namespace or table name",
+        )
 
     def _check_location(self, table: Any) -> None:
         there = str(table.metadata.location).rstrip("/")
@@ -203,7 +240,10 @@ class IcebergWriter:
                     for i, f in enumerate(self.fields)
                 )
             )
-            properties = {"write.parquet.compression-codec": _iceberg_codec(cfg.codec)}
+            properties = {
+                "write.parquet.compression-codec": _iceberg_codec(cfg.codec),
+                OWNER_PROPERTY: self.ctx.export_id(cfg),
+            }
             if cfg.compression_level is not None:
                 properties["write.parquet.compression-level"] = str(cfg.compression_level)
             return catalog.create_table_transaction(
@@ -369,7 +409,11 @@ def _written(location: str, data_file: Any) -> WrittenFile:
 @contextlib.contextmanager
 def _catalog_errors(cfg: ExportConfig, name: str) -> Iterator[None]:
     """pyiceberg's catalog errors as ours, saying what to do."""
-    from pyiceberg.exceptions import CommitFailedException, ValidationException
+    from pyiceberg.exceptions import (
+        CommitFailedException,
+        TableAlreadyExistsError,
+        ValidationException,
+    )
 
     catalog = cfg.catalog
     kind = catalog.type if catalog else "?"
@@ -377,6 +421,12 @@ def _catalog_errors(cfg: ExportConfig, name: str) -> Iterator[None]:
         yield
     except S3ExportError:
         raise
+    except TableAlreadyExistsError as e:
+        raise TableConflict(
+            f"another writer created Iceberg table {name} while this run was writing, so this "
+            "run did not commit. Run again: the run then writes into that table if it is this "
+            "export's, and is refused if it is another's"
+        ) from e
     except (CommitFailedException, ValidationException) as e:
         raise TableConflict(
             f"another writer committed to Iceberg table {name} while this run was writing, "

@@ -295,6 +295,15 @@ def _export_id(value: str) -> str:
     return value
 
 
+def _own_export_id(value: str) -> str:
+    if value == "*":
+        raise Invalid(
+            "'*' is not an export id: take_over_from: '*' adopts a table that names no owner",
+            "For example 'orders_to_lake'",
+        )
+    return _export_id(value)
+
+
 def template_fields(template: str) -> set[str]:
     """The placeholders of a filename_template, refusing what str.format would misread."""
     try:
@@ -361,7 +370,7 @@ VALUE_CHECKS: dict[str, Callable[[Any], Any]] = {
     "csv_delimiter": _delimiter,
     "where": _where,
     "endpoint_url": _endpoint_url,
-    "export_id": _export_id,
+    "export_id": _own_export_id,
     "take_over_from": _export_id,
     "filename_template": _filename_template,
     "metadata": _checked(metadata_problem),

@@ -388,13 +388,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "export_id",
         "string",
-        "The export's identity, which owns its folder (default: model unique id#entry).",
+        "The export's identity, which owns its folder or table (default: model unique id#entry).",
         scope="access",
     ),
     Option(
         "take_over_from",
         "string",
-        "The export_id that owns the folder now, to hand it to this export.",
+        "The export_id that owns the folder or table now, to hand it to this export; '*' "
+        "adopts a table that names no owner.",
         scope="access",
     ),
     Option(

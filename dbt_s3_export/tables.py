@@ -25,18 +25,38 @@ column's type fails before anything is written, naming the column. Rows stream f
 DuckDB in Arrow batches: Iceberg files are written from chunks of bounded size
 (iceberg.py), Delta files by delta-rs straight from the stream (delta.py), so memory
 never holds the whole model. This module holds what both share: the S3 connection as
-their libraries take it, the column types both hold, the commit properties, the modes.
+their libraries take it, the column types both hold, the commit properties, the modes,
+and the ownership of a table.
+
+**Owners.** A table has one owner, as a folder has (commit.py): the export id is kept in
+the table itself, as the Iceberg table property, the Delta table configuration key and
+the Glue table parameter ``dbt_s3_export.export_id``. A table that names another export,
+or none, is refused before anything is written, unless ``take_over_from`` names its
+owner (``'*'`` for a table that names none); the takeover rewrites the owner, so the old
+owner's next run is refused. A table written by an earlier version of this package has
+no owner record but carries the export id in its commits' ``dbt.export_id``: that is
+its owner. A table may not lie inside a folder a folder export claims, nor (when it is
+created) hold one: the folder export owns everything under its folder, and the table's
+orphan-file clean-up would delete the folder export's files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .commit import RunContext, new_generation
+from .commit import (
+    OwnershipConflict,
+    RunContext,
+    claim_around,
+    claim_at,
+    claim_inside,
+    new_generation,
+    store_for,
+)
 from .config import ExportConfig
 from .credentials import ConnectionSettings
 from .errors import (
@@ -57,6 +77,11 @@ else:
 
 # Snapshot (Iceberg) and commit (Delta) properties naming the dbt run.
 PROPERTY_PREFIX = "dbt."
+# The Iceberg table property, Delta configuration key and Glue table parameter that name
+# the export owning the table.
+OWNER_PROPERTY = "dbt_s3_export.export_id"
+# The take_over_from value that adopts a table naming no owner (made by something else).
+ADOPT_UNOWNED = "*"
 
 
 class TableConflict(ExportFailed):
@@ -264,6 +289,95 @@ def effective_mode(
     return cfg.mode
 
 
+# -- owners ---------------------------------------------------------------------------------
+
+
+def check_owner(
+    cfg: ExportConfig,
+    ctx: RunContext,
+    what: str,
+    recorded: str | None,
+    earlier: str | None = None,
+    *,
+    elsewhere: str,
+) -> str | None:
+    """Whether this export may write the table ``what``; raises ``OwnershipConflict`` if not.
+
+    ``recorded`` is the table's owner record, ``earlier`` the export id an earlier version
+    of this package left in the table's latest commit. Returns None when the table is
+    already this export's, else a note saying why the owner record is now rewritten
+    (adopted from an earlier version, or taken over). ``elsewhere`` says what the fix
+    changes to point the export at another table ("another key", ...).
+    """
+    me = ctx.export_id(cfg)
+    owner = recorded or earlier
+    if owner == me:
+        if recorded:
+            return None
+        return f"{what} was written by an earlier version of dbt-s3-export for this export"
+    if owner and owner == cfg.take_over_from:
+        return f"{what} passes from export '{owner}' to '{me}' (take_over_from)"
+    if owner is None and cfg.take_over_from == ADOPT_UNOWNED:
+        return f"{what}, which named no owner, passes to export '{me}' (take_over_from: '*')"
+    if owner is None:
+        raise OwnershipConflict(
+            f"{what} exists and names no dbt-s3-export owner (it was made by something else), "
+            f"and this export is '{me}'. Nothing was written. Give this export {elsewhere}, "
+            f"or, to let this export take the table over and rewrite it, set "
+            f"take_over_from: '{ADOPT_UNOWNED}' for one run"
+        )
+    raise OwnershipConflict(
+        f"{what} belongs to export '{owner}', and this export is '{me}'. Two exports cannot "
+        f"share a table. Nothing was written. Give this export {elsewhere}, or, to hand the "
+        f"table over to this export, set take_over_from: '{owner}' (the next run of "
+        f"'{owner}' is then refused)"
+    )
+
+
+def earlier_owner(commits: Iterable[Mapping[str, Any]]) -> str | None:
+    """The export id an earlier version of this package left in the newest of ``commits``."""
+    for properties in commits:
+        value = properties.get(PROPERTY_PREFIX + "export_id")
+        if value:
+            return str(value)
+    return None
+
+
+def check_outside_folder_exports(client: S3Client, cfg: ExportConfig, what: str) -> None:
+    """The table's location is in no folder another export or table claims, nor is it one
+    a folder export claims."""
+    folder = cfg.key.rstrip("/") + "/"
+    store = store_for(client, cfg, folder)
+    owner = claim_at(store, folder, tables=False)
+    claim = (folder, owner) if owner is not None else claim_around(store, folder)
+    if claim is not None:
+        claimed, owner = claim
+        raise OwnershipConflict(
+            f"s3://{cfg.bucket}/{claimed} belongs to {owner}, and {what} at "
+            f"{table_location(cfg)} lies inside it. An export owns everything under its "
+            "folder. Nothing was written. Give the table a key outside that folder"
+        )
+
+
+def check_holds_no_folder_export(client: S3Client, cfg: ExportConfig, what: str) -> None:
+    """No other export or table claims a folder inside the location of a table about to
+    be made.
+
+    Checked when the table is created only: the listing covers every file under the
+    location, which for an existing table means all its data files.
+    """
+    folder = cfg.key.rstrip("/") + "/"
+    claim = claim_inside(store_for(client, cfg, folder), folder)
+    if claim is not None:
+        claimed, owner = claim
+        raise OwnershipConflict(
+            f"s3://{cfg.bucket}/{claimed} belongs to {owner}, and it lies inside the "
+            f"location {table_location(cfg)} of {what}, whose clean-up of unreferenced "
+            "files would delete that export's files. Nothing was written. Give the table a "
+            "key that holds no other export"
+        )
+
+
 # -- the entry point ------------------------------------------------------------------------
 
 
@@ -280,7 +394,7 @@ def export_table(
     if cfg.file_format == "iceberg":
         from .iceberg import IcebergWriter
 
-        writer = IcebergWriter(cfg, ctx, storage)
+        writer = IcebergWriter(cfg, ctx, storage, client)
         try:
             writer.run(source, result)
         except BaseException as e:
@@ -298,4 +412,12 @@ def export_table(
     return result
 
 
-__all__ = ["SchemaMismatch", "Storage", "TableConflict", "export_table", "table_types"]
+__all__ = [
+    "OWNER_PROPERTY",
+    "SchemaMismatch",
+    "Storage",
+    "TableConflict",
+    "check_owner",
+    "export_table",
+    "table_types",
+]

@@ -7,6 +7,7 @@ endpoint) rather than once per S3 server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -190,7 +191,7 @@ def test_refusals_before_anything_is_written(tmp_path: Path, moto: MotoServer) -
         proxy.stop()
     assert not result.ok
     output = result.output
-    assert "Glue table owned.orders was registered by export 'someone.else#0'" in output
+    assert "Glue table owned.orders belongs to export 'someone.else#0'" in " ".join(output.split())
     assert "ignores conditional writes (If-None-Match), which delta-rs relies on" in output
     assert "model 'rest' exporting to s3://glue-owned/rest/: the rest catalog failed" in output
     # Refused before anything was written.
@@ -205,3 +206,189 @@ def test_refusals_before_anything_is_written(tmp_path: Path, moto: MotoServer) -
     ]:
         if path.is_file() and path.name not in DBT_META_COPIES:
             assert token not in path.read_text(errors="replace"), path
+
+
+def foreign_table(client: Any, database: str, table: str) -> None:
+    """A Glue table made by something else: its own location, parameters and partitions."""
+    with contextlib.suppress(client.exceptions.AlreadyExistsException):
+        client.create_database(DatabaseInput={"Name": database})
+    descriptor = {
+        "Columns": [{"Name": "amount", "Type": "double"}],
+        "Location": "s3://elsewhere/sales/",
+        "InputFormat": "org.apache.hadoop.mapred.TextInputFormat",
+        "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+        "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.serde2.OpenCSVSerde"},
+    }
+    client.create_table(
+        DatabaseName=database,
+        TableInput={
+            "Name": table,
+            "TableType": "EXTERNAL_TABLE",
+            "Parameters": {"owner": "etl", "classification": "csv"},
+            "PartitionKeys": [{"Name": "region", "Type": "string"}],
+            "StorageDescriptor": descriptor,
+        },
+    )
+    for region in ("eu", "us"):
+        client.create_partition(
+            DatabaseName=database,
+            TableName=table,
+            PartitionInput={
+                "Values": [region],
+                "StorageDescriptor": {**descriptor, "Location": f"s3://elsewhere/sales/{region}/"},
+            },
+        )
+
+
+def definition(client: Any, database: str, table: str) -> tuple[Any, ...]:
+    """What an export could change of a table: its definition and its partitions."""
+    found = client.get_table(DatabaseName=database, Name=table)["Table"]
+    return (
+        found["StorageDescriptor"],
+        found.get("Parameters"),
+        found.get("PartitionKeys"),
+        partitions(client, database, table),
+    )
+
+
+@pytest.mark.dbt
+def test_a_glue_table_made_by_something_else_is_left_alone(
+    tmp_path: Path, moto: MotoServer
+) -> None:
+    moto.create_bucket("glue-foreign")
+    client = glue(moto.endpoint)
+    foreign_table(client, "foreign", "sales")
+    before = definition(client, "foreign", "sales")
+    project = DbtProject(tmp_path / "project", moto.endpoint)
+    entry = {
+        "bucket": "glue-foreign",
+        "key": "sales/",
+        "file_format": "parquet",
+        "partition_cols": ["p"],
+        "glue": {"database": "foreign", "table": "sales", "endpoint_url": moto.endpoint},
+    }
+    model(project, "sales", entry, data_sql(1))
+    result = project.dbt("run", check=False)
+    assert not result.ok
+    out = " ".join(result.output.split())
+    assert (
+        "Glue table foreign.sales exists and names no dbt-s3-export owner (it was made by "
+        "something else), and this export is 'model.export_test.sales#0'. Nothing was written"
+    ) in out, out
+    assert "set take_over_from: '*' for one run" in out
+    assert definition(client, "foreign", "sales") == before
+    assert list_keys(s3_client(moto.endpoint), "glue-foreign") == []
+    # take_over_from: '*' adopts it: this export's definition, owner and partitions.
+    model(project, "sales", {**entry, "take_over_from": "*"}, data_sql(1))
+    result = project.dbt("run")
+    assert "which named no owner, passes to export 'model.export_test.sales#0'" in result.output
+    table = client.get_table(DatabaseName="foreign", Name="sales")["Table"]
+    assert table["Parameters"]["dbt_s3_export.export_id"] == "model.export_test.sales#0"
+    assert table["StorageDescriptor"]["Location"] == "s3://glue-foreign/sales/"
+    assert set(partitions(client, "foreign", "sales")) == {("p1",), ("p2",)}
+
+
+@pytest.mark.dbt
+def test_two_projects_and_one_glue_table(tmp_path: Path, moto: MotoServer) -> None:
+    """The second project is refused until take_over_from, then the first is refused."""
+    moto.create_bucket("glue-shared")
+    client = glue(moto.endpoint)
+    projects = {
+        name: DbtProject(tmp_path / name, moto.endpoint, project_config={"name": name})
+        for name in ("first", "second")
+    }
+
+    def entry(name: str, **options: Any) -> dict[str, Any]:
+        return {
+            "bucket": "glue-shared",
+            "key": f"{name}/",
+            "file_format": "parquet",
+            "partition_cols": ["p"],
+            "glue": {"database": "shared", "table": "orders", "endpoint_url": moto.endpoint},
+            **options,
+        }
+
+    model(projects["first"], "orders", entry("first"), data_sql(1))
+    projects["first"].dbt("run")
+    before = definition(client, "shared", "orders")
+    assert before[1]["dbt_s3_export.export_id"] == "model.first.orders#0"
+
+    model(projects["second"], "orders", entry("second"), data_sql(2))
+    result = projects["second"].dbt("run", check=False)
+    assert not result.ok
+    out = " ".join(result.output.split())
+    assert (
+        "Glue table shared.orders belongs to export 'model.first.orders#0', and this export is "
+        "'model.second.orders#0'"
+    ) in out, out
+    assert "set take_over_from: 'model.first.orders#0'" in out
+    assert definition(client, "shared", "orders") == before
+    assert list_keys(s3_client(moto.endpoint), "glue-shared", "second/") == []
+
+    model(
+        projects["second"],
+        "orders",
+        entry("second", take_over_from="model.first.orders#0"),
+        data_sql(2),
+    )
+    projects["second"].dbt("run")
+    taken = definition(client, "shared", "orders")
+    assert taken[0]["Location"] == "s3://glue-shared/second/"
+    assert taken[1]["dbt_s3_export.export_id"] == "model.second.orders#0"
+    assert set(taken[3]) == {("p2",), ("p3",)}
+
+    model(projects["first"], "orders", entry("first"), data_sql(3))
+    result = projects["first"].dbt("run", check=False)
+    assert not result.ok
+    assert "Glue table shared.orders belongs to export 'model.second.orders#0'" in " ".join(
+        result.output.split()
+    )
+    assert definition(client, "shared", "orders") == taken
+
+
+def test_a_table_created_meanwhile_is_checked_before_it_is_written(
+    moto: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another creator makes the table between the run's check and its create: the run's
+    create fails with AlreadyExists, and the table it finds there is refused as well."""
+    from dbt_s3_export import ExportConfig, RunContext, run_export
+    from dbt_s3_export import glue as glue_module
+    from dbt_s3_export.source import ArrowSource
+
+    from .engine import engine_client, table
+
+    moto.create_bucket("glue-race")
+    real = glue_module.glue_client
+
+    class Racing:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def create_table(self, **kwargs: Any) -> Any:
+            foreign_table(glue(moto.endpoint), "race", "orders")
+            return self.inner.create_table(**kwargs)
+
+    monkeypatch.setattr(glue_module, "glue_client", lambda *a, **k: Racing(real(*a, **k)))
+    cfg = ExportConfig.parse(
+        {
+            "bucket": "glue-race",
+            "key": "orders/",
+            "file_format": "parquet",
+            "partition_cols": ["p"],
+            "endpoint_url": moto.endpoint,
+            "region": "us-east-1",
+            "glue": {"database": "race", "table": "orders", "endpoint_url": moto.endpoint},
+        }
+    )
+    client = engine_client(moto.endpoint)
+    with pytest.raises(Exception, match="names no dbt-s3-export owner") as raised:
+        run_export(cfg, ArrowSource(table(10, tag="a", partitions=2)), client, RunContext())
+    assert "the export is committed, but registering it as Glue table race.orders" in str(
+        raised.value
+    )
+    found = glue(moto.endpoint).get_table(DatabaseName="race", Name="orders")["Table"]
+    assert found["StorageDescriptor"]["Location"] == "s3://elsewhere/sales/"
+    assert set(partitions(glue(moto.endpoint), "race", "orders")) == {("eu",), ("us",)}

@@ -195,3 +195,57 @@ def test_table_types_widen_unsigned_and_refuse_what_tables_cannot_hold() -> None
         table_types(pa.schema([("t", pa.timestamp("ns"))]), "iceberg")
     with pytest.raises(SourceError, match="column 't' is a TIME"):
         table_types(pa.schema([("t", pa.time64("us"))]), "delta")
+
+
+@pytest.mark.parametrize(
+    ("recorded", "earlier", "take_over_from", "outcome"),
+    [
+        ("model.p.m#0", None, None, None),  # its own: nothing to rewrite
+        ("model.p.m#0", "model.q.m#0", None, None),  # the record wins over older markers
+        (None, "model.p.m#0", None, "written by an earlier version"),
+        ("model.q.m#0", None, "model.q.m#0", "passes from export 'model.q.m#0'"),
+        (None, "model.q.m#0", "model.q.m#0", "passes from export 'model.q.m#0'"),
+        (None, None, "*", "which named no owner, passes to export 'model.p.m#0'"),
+        ("model.q.m#0", None, None, "belongs to export 'model.q.m#0'"),
+        ("model.q.m#0", None, "*", "belongs to export 'model.q.m#0'"),  # '*' adopts no owner's
+        ("model.q.m#0", None, "model.r.m#0", "belongs to export 'model.q.m#0'"),
+        (None, "model.q.m#0", None, "belongs to export 'model.q.m#0'"),
+        (None, None, None, "names no dbt-s3-export owner"),
+        (None, None, "model.q.m#0", "names no dbt-s3-export owner"),
+    ],
+)
+def test_table_owners(
+    recorded: str | None, earlier: str | None, take_over_from: str | None, outcome: str | None
+) -> None:
+    from dbt_s3_export import OwnershipConflict, RunContext
+    from dbt_s3_export.tables import check_owner
+
+    options = {"bucket": "lake", "key": "d/", "file_format": "delta"}
+    cfg = ExportConfig.parse({**options, "take_over_from": take_over_from})
+    ctx = RunContext(model="m", unique_id="model.p.m")
+
+    def check() -> str | None:
+        return check_owner(cfg, ctx, "Delta table t", recorded, earlier, elsewhere="another key")
+
+    if outcome is None:
+        assert check() is None
+        return
+    if "passes" in outcome or "earlier" in outcome:  # allowed, and the owner is rewritten
+        assert outcome in str(check())
+        return
+    with pytest.raises(OwnershipConflict) as info:
+        check()
+    message = str(info.value)
+    assert outcome in message
+    assert "this export is 'model.p.m#0'" in message
+    assert "Nothing was written" in message
+    fix = "take_over_from: '*'" if "no dbt-s3-export owner" in outcome else "take_over_from: 'mo"
+    assert fix in message
+
+
+def test_star_is_no_export_id() -> None:
+    fails(
+        {"bucket": "lake", "key": "d/", "file_format": "delta", "export_id": "*"},
+        "export_id",
+        "'*' is not an export id",
+    )

@@ -114,13 +114,13 @@ def describe_owner(record: dict[str, Any]) -> str:
 def claim_around(store: Store, key: str) -> tuple[str, str] | None:
     """(folder, owner) of the nearest export or table that claims a folder around ``key``."""
     for ancestor in ancestors(key):
-        owner = _claim_at(store, ancestor)
+        owner = claim_at(store, ancestor)
         if owner is not None:
             return ancestor, owner
     return None
 
 
-def _claim_at(store: Store, folder: str) -> str | None:
+def claim_at(store: Store, folder: str, *, tables: bool = True) -> str | None:
     """Who claims ``folder`` itself: a folder export (its lease or manifest) or a table."""
     keys, subfolders = list_folder(store.client, store.bucket, folder + "_")
     for name in (LEASE_NAME, MANIFEST_NAME):
@@ -128,6 +128,8 @@ def _claim_at(store: Store, folder: str) -> str | None:
             record = store.read(folder + name)
             if record is not None:
                 return describe_owner(decode(record.body))
+    if not tables:
+        return None
     if folder + DELTA_LOG in subfolders:
         return "a Delta table"
     keys, _ = list_folder(store.client, store.bucket, folder + ICEBERG_METADATA, max_keys=100)
