@@ -511,7 +511,7 @@ def worker(spec: dict[str, Any]) -> None:
     run: Any
     if name == "ours":
         from dbt_s3_export import DuckDBSource, ExportConfig, RunContext, run_export
-        from dbt_s3_export.credentials import ClientCache, ConnectionSettings
+        from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
 
         cfg = ExportConfig.parse(
             {

@@ -1,6 +1,6 @@
 """Run one export: check, begin the commit, stream the files, commit, clean up.
 
-The steps and the guarantees are those of the commit protocol (commit.py): for a
+The steps and the guarantees are those of the commit protocol (commit/): for a
 folder, a run writes new files under a lease, commits them by writing the
 manifest, and only then deletes what the commit made dead; a single object is
 replaced by S3's atomic PUT or multipart completion. A run that fails before its
@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -28,7 +26,8 @@ from .commit import (
     open_commit,
     owner_metadata,
 )
-from .config import ExportConfig
+from .encoding.files import FileNaming, FileRoller, WrittenFile, slices
+from .encoding.partitioning import check_partition_columns_exist, check_partition_types
 from .errors import (
     BucketNotFound,
     ConfigError,
@@ -40,51 +39,17 @@ from .errors import (
     TransferError,
     brief,
 )
-from .files import FileNaming, FileRoller, WrittenFile, slices
-from .glue import GlueRegistration, registration_failed
-from .partitioning import check_partition_columns_exist, check_partition_types
-from .progress import Progress, human_bytes, plural, utc_now
-from .transfer import Uploader
+from .options.config import ExportConfig
+from .progress import Progress, utc_now
+from .result import ExportResult
+from .s3.transfer import Uploader
+from .source.base import BatchSource
+from .tables.glue import GlueRegistration, registration_failed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 else:
     S3Client = Any
-
-
-class BatchSource(Protocol):
-    def schema(self, order_by: Sequence[str] = ()) -> pa.Schema: ...
-
-    def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader: ...
-
-
-@dataclass
-class ExportResult:
-    model: str
-    destination: str
-    file_format: str
-    generation: str
-    files: list[WrittenFile] = field(default_factory=list)
-    seconds: float = 0.0
-    removed: int = 0
-    skipped: str | None = None
-
-    @property
-    def rows(self) -> int:
-        return sum(f.rows for f in self.files)
-
-    @property
-    def bytes(self) -> int:
-        return sum(f.bytes for f in self.files)
-
-    def summary(self) -> str:
-        if self.skipped:
-            return f"s3_export: {self.model} -> {self.destination}: skipped ({self.skipped})"
-        return (
-            f"s3_export: {self.model} -> {self.destination} ({self.file_format}): "
-            f"{plural(self.rows, 'row')}, {plural(len(self.files), 'file')}, "
-            f"{human_bytes(self.bytes)}, {self.seconds:.2f}s"
-        )
 
 
 def check_columns(cfg: ExportConfig, schema: pa.Schema) -> None:
@@ -236,7 +201,7 @@ def _listed(f: WrittenFile) -> dict[str, Any]:
 def _manifest_fields(
     cfg: ExportConfig, ctx: RunContext, result: ExportResult, schema: pa.Schema
 ) -> dict[str, Any]:
-    """What a manifest says of the export besides its files (commit.py adds those)."""
+    """What a manifest says of the export besides its files (commit/ adds those)."""
     return {
         "created_at": utc_now(),
         "model": ctx.model,

@@ -22,19 +22,20 @@ from dbt.adapters.events.logging import AdapterLogger
 from dbt_common.exceptions import DbtRuntimeError
 
 from .commit import RunContext
-from .config import (
+from .errors import S3ExportError, brief
+from .export import run_export
+from .options.config import (
     SECRET_OPTIONS,
     ExportConfig,
     catalog_secret_values,
     check_option_names,
     overlay,
 )
-from .credentials import ClientCache, ConnectionSettings, redact, url_secrets
-from .duckdb_s3 import DuckDBS3Config, destination_of, profile_secrets
-from .errors import S3ExportError, brief
-from .export import ExportResult, run_export
 from .report import ExportRecord, RunReport
-from .source import export_source, relation_sql
+from .result import ExportResult
+from .s3.credentials import ClientCache, ConnectionSettings, redact, url_secrets
+from .s3.duckdb_s3 import DuckDBS3Config, destination_of, profile_secrets
+from .source.batches import export_source, relation_sql
 
 logger = AdapterLogger("S3Export")
 PROFILE_CONTEXT = "profiles.yml plugin 'dbt_s3_export' config"
@@ -48,7 +49,7 @@ def _log_facts(text: str, facts: Mapping[str, Any]) -> None:
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         # dbt-duckdb merges the profile's DuckDB settings into every plugin's config
-        # (duckdb_s3.py): those that are not export options are not ours to check.
+        # (s3/duckdb_s3.py): those that are not export options are not ours to check.
         settings = dict(getattr(self.creds, "settings", None) or {})
         known = ExportConfig.option_names()
         config = {k: v for k, v in (plugin_config or {}).items() if k in known or k not in settings}

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .export import ExportResult
 from .progress import human_bytes, plural, utc_now
+from .result import ExportResult
 
 ARTIFACT_NAME = "s3_export_results.json"
 ARTIFACT_VERSION = 1

@@ -1,4 +1,4 @@
-{#- Generated from dbt_s3_export/options.py by scripts/gen-option-spec: do not edit.
+{#- Generated from dbt_s3_export/options/table.py by scripts/gen-option-spec: do not edit.
     The options every engine knows, for the warehouse validators. -#}
 {% macro _option_spec() %}
   {{- return({

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from botocore.config import Config
 
 from dbt_s3_export import ArrowSource, ExportConfig, ExportResult, RunContext, run_export
-from dbt_s3_export.credentials import ConnectionSettings
+from dbt_s3_export.s3.credentials import ConnectionSettings
 
 from .support import list_keys, read_object
 

@@ -24,7 +24,7 @@ from dbt_s3_export import (
     S3ExportError,
     run_export,
 )
-from dbt_s3_export.credentials import ClientCache, ConnectionSettings
+from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
 
 from .bad_servers import SilentServer
 from .engine import engine_client

@@ -22,7 +22,7 @@ from dbt_s3_export import (
     run_export,
 )
 from dbt_s3_export.commit import Manifest, plan_commit, supports_conditional_writes
-from dbt_s3_export.transfer import StoredObject
+from dbt_s3_export.s3.objects import StoredObject
 
 from .concurrency import InvariantWatcher, check_settled, lease
 from .engine import engine_client, expected_rows, read_rows, table

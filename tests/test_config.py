@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from dbt_s3_export.config import ExportConfig
 from dbt_s3_export.errors import ConfigError
+from dbt_s3_export.options.config import ExportConfig
 
 BASE = {"bucket": "my-output-bucket", "key": "orders/all_orders.parquet", "file_format": "parquet"}
 

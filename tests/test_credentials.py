@@ -17,10 +17,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dbt_s3_export import ArrowSource, ExportConfig, RunContext, run_export
-from dbt_s3_export.config import ConfigError
-from dbt_s3_export.credentials import ClientCache, ConnectionSettings, redact
 from dbt_s3_export.errors import AccessDenied, InvalidCredentials
-from dbt_s3_export.transfer import describe_error
+from dbt_s3_export.options.config import ConfigError
+from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings, redact
+from dbt_s3_export.s3.objects import describe_error
 
 from .iam_support import (
     IamWorld,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbt_s3_export import ExportConfig
-from dbt_s3_export.formats import CONTENT_TYPES, FORMATS, content_type, file_extension
+from dbt_s3_export.options.formats import CONTENT_TYPES, FORMATS, content_type, file_extension
 
 
 @pytest.mark.parametrize(

@@ -352,8 +352,8 @@ def test_a_table_created_meanwhile_is_checked_before_it_is_written(
     """Another creator makes the table between the run's check and its create: the run's
     create fails with AlreadyExists, and the table it finds there is refused as well."""
     from dbt_s3_export import ExportConfig, RunContext, run_export
-    from dbt_s3_export import glue as glue_module
-    from dbt_s3_export.source import ArrowSource
+    from dbt_s3_export.source.base import ArrowSource
+    from dbt_s3_export.tables.common import glue as glue_module
 
     from .engine import engine_client, table
 

@@ -7,8 +7,8 @@ import os
 
 import pyarrow as pa
 
-from dbt_s3_export.grouping import GroupedBatches
-from dbt_s3_export.partitioning import key_boundaries
+from dbt_s3_export.encoding.partitioning import key_boundaries
+from dbt_s3_export.source.grouping import GroupedBatches
 
 
 def _reader(table: pa.Table, rows_per_batch: int) -> pa.RecordBatchReader:

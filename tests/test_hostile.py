@@ -35,8 +35,6 @@ from dbt_s3_export import (
     S3ExportError,
     run_export,
 )
-from dbt_s3_export.attributes import content_type_problem, metadata_problem, tags_problem
-from dbt_s3_export.credentials import ClientCache, ConnectionSettings, redact, url_secrets
 from dbt_s3_export.errors import (
     AccessDenied,
     BucketNotFound,
@@ -48,8 +46,11 @@ from dbt_s3_export.errors import (
     TooManyPartitions,
     TransferError,
 )
-from dbt_s3_export.s3_errors import AssumeRole, S3Request, translate
-from dbt_s3_export.source import FilterError, filter_sql
+from dbt_s3_export.options.attributes import content_type_problem, metadata_problem, tags_problem
+from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings, redact, url_secrets
+from dbt_s3_export.s3.error_table import AssumeRole, S3Request
+from dbt_s3_export.s3.translate import translate
+from dbt_s3_export.source.batches import FilterError, filter_sql
 
 from .bad_servers import EmptyAnswerServer, SilentServer
 from .engine import engine_client
@@ -483,7 +484,7 @@ def test_partitions_of_a_table_are_counted_before_any_row_is_read(
 _SPILL = """
 import sys
 import duckdb
-import dbt_s3_export.grouping as grouping
+import dbt_s3_export.source.grouping as grouping
 from dbt_s3_export import DuckDBSource, ExportConfig, RunContext, S3ExportError, run_export
 from tests.engine import engine_client
 

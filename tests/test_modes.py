@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from dbt_s3_export import ExportConfig, ExportFailed, RunContext, run_export
-from dbt_s3_export.source import ArrowSource
+from dbt_s3_export.source.base import ArrowSource
 
 from .engine import engine_client, expected_rows, export, manifest, read_rows, table
 from .support import DbtProject, S3Server, list_keys, read_object

@@ -7,11 +7,11 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import pytest
 
-from dbt_s3_export import options as spec
-from dbt_s3_export.config import SECRET_OPTIONS, ExportConfig
-from dbt_s3_export.deadlines import CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT
 from dbt_s3_export.errors import ConfigError
-from dbt_s3_export.option_docs import with_docs_table
+from dbt_s3_export.options import table as spec
+from dbt_s3_export.options.config import SECRET_OPTIONS, ExportConfig
+from dbt_s3_export.options.render import render_macro, with_docs_table
+from dbt_s3_export.s3.deadlines import CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT
 
 from .support import REPO
 
@@ -29,7 +29,7 @@ WRONG_TYPE: dict[str, Any] = {
 
 def test_checked_in_macro_is_generated_from_the_spec() -> None:
     checked_in = (REPO / "macros" / "_option_spec.sql").read_text()
-    assert checked_in == spec.render_macro(), (
+    assert checked_in == render_macro(), (
         "macros/_option_spec.sql is out of date: run scripts/gen-option-spec"
     )
 
@@ -78,7 +78,7 @@ def test_checked_in_docs_table_is_generated_from_the_spec() -> None:
 
 @pytest.mark.parametrize("option", spec.OPTIONS, ids=lambda o: o.name)
 def test_every_option_is_in_the_macro_the_docs_and_the_parser(option: spec.Option) -> None:
-    assert f'    "{option.name}": {{' in spec.render_macro()
+    assert f'    "{option.name}": {{' in render_macro()
     assert f"| `{option.name}` |" in (REPO / "docs" / "options.md").read_text()
     plugin = {f.name for f in fields(ExportConfig)} | {"to"}
     assert (option.name in plugin) == (spec.DUCKDB in option.adapters)

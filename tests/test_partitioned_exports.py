@@ -32,8 +32,8 @@ from dbt_s3_export import (
     RunContext,
     run_export,
 )
-from dbt_s3_export.credentials import ClientCache, ConnectionSettings
-from dbt_s3_export.transfer import ObjectSink, Uploader
+from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
+from dbt_s3_export.s3.transfer import ObjectSink, Uploader
 
 from .support import DbtProject, S3Server, export_meta, exported_model, list_keys, s3_client
 

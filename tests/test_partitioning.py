@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dbt_s3_export import ConfigError, ExportConfig, PartitionError
-from dbt_s3_export.partitioning import (
+from dbt_s3_export.encoding.partitioning import (
     ESCAPED_NULL_STRING,
     NULL_SEGMENT,
     check_partition_types,

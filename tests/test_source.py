@@ -6,8 +6,8 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from dbt_s3_export import source
-from dbt_s3_export.source import DuckDBSource, _name_parts
+from dbt_s3_export.source import batches as source
+from dbt_s3_export.source.batches import DuckDBSource, _name_parts
 
 
 @pytest.fixture

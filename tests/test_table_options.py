@@ -8,9 +8,13 @@ import pyarrow as pa
 import pytest
 
 from dbt_s3_export import ConfigError, ExportConfig, SourceError
-from dbt_s3_export.config import PartitionField, catalog_secret_values, parse_partition_field
-from dbt_s3_export.glue import hive_type, partition_values, table_input
-from dbt_s3_export.tables import table_types
+from dbt_s3_export.options.config import (
+    PartitionField,
+    catalog_secret_values,
+    parse_partition_field,
+)
+from dbt_s3_export.tables.common import table_types
+from dbt_s3_export.tables.glue import hive_type, partition_values, table_input
 
 ICEBERG = {
     "bucket": "lake",
@@ -218,7 +222,7 @@ def test_table_owners(
     recorded: str | None, earlier: str | None, take_over_from: str | None, outcome: str | None
 ) -> None:
     from dbt_s3_export import OwnershipConflict, RunContext
-    from dbt_s3_export.tables import check_owner
+    from dbt_s3_export.tables.common import check_owner
 
     options = {"bucket": "lake", "key": "d/", "file_format": "delta"}
     cfg = ExportConfig.parse({**options, "take_over_from": take_over_from})

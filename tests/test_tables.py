@@ -353,7 +353,7 @@ def test_iceberg_data_files_come_from_bounded_chunks(
 ) -> None:
     """The write holds at most CHUNK_BYTES of batches: a bigger model makes more files."""
     from dbt_s3_export import ExportConfig, RunContext, iceberg, run_export
-    from dbt_s3_export.source import ArrowSource
+    from dbt_s3_export.source.base import ArrowSource
 
     from .engine import engine_client
 

@@ -12,8 +12,8 @@ import pyarrow.csv as pacsv
 import pytest
 
 from dbt_s3_export import ArrowSource, ExportConfig, ExportFailed, RunContext, run_export
-from dbt_s3_export.credentials import ClientCache, ConnectionSettings
-from dbt_s3_export.transfer import ByteBudget
+from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
+from dbt_s3_export.s3.transfer import ByteBudget
 from tests.support import S3Server, list_keys
 
 

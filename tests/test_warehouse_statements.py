@@ -35,7 +35,7 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
-from dbt_s3_export.partitioning import NULL_SEGMENT, encode_segment, value_text
+from dbt_s3_export.encoding.partitioning import NULL_SEGMENT, encode_segment, value_text
 
 from .support import REPO
 
@@ -845,7 +845,7 @@ def test_snowflake_folder_values_are_escaped_as_the_duckdb_export_escapes_them(
     rendered: tuple[str, dict[str, Any]],
 ) -> None:
     """The PARTITION BY expression of a text column, run by DuckDB (sqlglot
-    translates it), gives the folder value dbt_s3_export.partitioning gives."""
+    translates it), gives the folder value dbt_s3_export.encoding.partitioning gives."""
     adapter, out = rendered
     if adapter != "snowflake":
         pytest.skip("Snowflake builds its folder names in SQL")
@@ -952,7 +952,7 @@ def test_snowflake_timestamps_in_folder_names_read_as_the_duckdb_export_writes_t
     rendered: tuple[str, dict[str, Any]],
 ) -> None:
     """TO_VARCHAR(ts, 'YYYY-MM-DD HH24:MI:SS.FF9') with the rendered trim gives
-    the text dbt_s3_export.partitioning gives (Arrow's, trailing zeros cut)."""
+    the text dbt_s3_export.encoding.partitioning gives (Arrow's, trailing zeros cut)."""
     adapter, out = rendered
     if adapter != "snowflake":
         pytest.skip("Snowflake builds its folder names in SQL")

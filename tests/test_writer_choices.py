@@ -12,14 +12,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from dbt_s3_export.errors import ColumnError
-from dbt_s3_export.writers import (
+from dbt_s3_export.encoding.writers import (
     CsvFormatWriter,
     FormatOptions,
     JsonFormatWriter,
     ParquetFormatWriter,
     dictionary_columns,
 )
+from dbt_s3_export.errors import ColumnError
 
 
 def _table(n: int) -> pa.Table:

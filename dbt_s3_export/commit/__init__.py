@@ -49,6 +49,12 @@ A single-object export (``key`` names one file) has no lease: S3 replaces an obj
 atomically, and the object is written only where nothing was (``If-None-Match``) when
 nothing was there at the start. Its owner is recorded in the object's metadata, and
 it may not sit inside a folder another export claims.
+
+Modules: ``ownership`` (export ids, claims of folders and tables), ``store``
+(conditional writes, real or emulated), ``lease``, ``manifest`` (and what each mode
+keeps), ``folder`` and ``single`` (the two commits), ``base`` (what they share). May
+import ``errors``, ``progress``, ``options`` and ``s3.transfer``; never botocore, so
+every S3 answer reaches it as one of our errors.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..config import ExportConfig
+from ..options.config import ExportConfig
 from .folder import FolderCommit, LayoutChanged, ManifestInDoubt
 from .lease import LeaseLost, LeaseTimeout
 from .manifest import CorruptManifest, Manifest, plan_commit

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..config import ExportConfig
 from ..errors import ExportFailed
+from ..options.config import ExportConfig
 from .manifest import MANIFEST_VERSION
 from .ownership import RunContext, new_generation
 

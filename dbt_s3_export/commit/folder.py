@@ -6,9 +6,9 @@ import secrets
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..config import ExportConfig
 from ..errors import ExportFailed, PreconditionFailed, S3ExportError, brief
-from ..transfer import abort_upload, delete_keys, list_keys, list_uploads
+from ..options.config import ExportConfig
+from ..s3.objects import abort_upload, delete_keys, list_keys, list_uploads
 from .base import BaseCommit
 from .lease import Lease, LeaseLost
 from .manifest import Manifest, Plan, plan_commit

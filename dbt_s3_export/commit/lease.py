@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ..config import ExportConfig
 from ..errors import ExportFailed, PreconditionFailed, S3ExportError
+from ..options.config import ExportConfig
 from ..progress import utc_now
-from ..transfer import StoredObject
+from ..s3.objects import StoredObject
 from .manifest import CorruptManifest
 from .ownership import (
     LEASE_NAME,

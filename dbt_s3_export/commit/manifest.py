@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ExportConfig
 from ..errors import ExportFailed
-from ..transfer import StoredObject
+from ..options.config import ExportConfig
+from ..s3.objects import StoredObject
 from .ownership import LEASE_NAME, is_data_key
 
 MANIFEST_VERSION = 2

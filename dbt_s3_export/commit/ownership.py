@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from ..config import ExportConfig
 from ..errors import ExportFailed
-from ..transfer import list_folder, list_keys
+from ..options.config import ExportConfig
+from ..s3.objects import list_folder, list_keys
 from .store import Store, decode
 
 MANIFEST_NAME = "_manifest.json"

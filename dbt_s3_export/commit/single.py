@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from ..config import ExportConfig
-from ..transfer import abort_upload, head_object, list_uploads, put_object
+from ..options.config import ExportConfig
+from ..s3.objects import abort_upload, head_object, list_uploads, put_object
 from .base import BaseCommit
 from .ownership import OWNER_METADATA, RunContext, claim_around, conflict
 from .store import encode, object_args, store_for

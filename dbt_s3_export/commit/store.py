@@ -17,9 +17,9 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from ..config import ExportConfig
 from ..errors import PreconditionFailed, S3ExportError, TransferError
-from ..transfer import StoredObject, delete_object, get_object, put_object
+from ..options.config import ExportConfig
+from ..s3.objects import StoredObject, delete_object, get_object, put_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -11,7 +11,7 @@ or the role, and ``redact`` scrubs known secret values out of any text as a
 last line of defence, in every spelling text may hold them (trimmed, escaped by
 repr or JSON, URL-encoded).
 
-Every request has the deadlines of ``deadlines.py``, STS calls for a role included.
+Every request has the deadlines of ``s3/deadlines.py``, STS calls for a role included.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from botocore.config import Config
 from botocore.credentials import DeferredRefreshableCredentials
 from botocore.exceptions import ProfileNotFound
 
-from .config import SECRET_OPTIONS, Checksums, ExportConfig
+from ..errors import InvalidCredentials, S3ExportError
+from ..options.config import SECRET_OPTIONS, Checksums, ExportConfig
 from .deadlines import CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT, Deadlines, Timeouts
-from .errors import InvalidCredentials, S3ExportError
-from .s3_errors import AssumeRole, translate
+from .error_table import AssumeRole
+from .translate import translate
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -120,7 +121,7 @@ class ConnectionSettings:
         Transient faults (503 SlowDown, 500, resets, timeouts) are retried with
         jittered backoff; a persistent one fails the request after at most
         ``Timeouts.attempts`` tries, each bounded by the timeouts, and all of them
-        within total_timeout (see deadlines.py).
+        within total_timeout (see s3/deadlines.py).
         """
         timeouts = self.timeouts
         return Config(

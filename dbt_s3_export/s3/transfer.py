@@ -1,4 +1,4 @@
-"""Uploads, listings and deletes against S3, and S3 errors turned into ours.
+"""Uploads: the bytes of a run's files streamed into S3 objects.
 
 ``Uploader`` streams bytes into objects: objects up to SINGLE_PUT_PARTS parts go
 up in one PUT, larger ones as multipart uploads whose parts are sent by a small
@@ -11,44 +11,25 @@ that says what went wrong and keeps the botocore error as ``__cause__``.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import io
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from .errors import ObjectNotFound, PreconditionFailed, S3ExportError, TransferError
-from .s3_errors import BOTOCORE_ERRORS, S3Request, translate
+from ..errors import PreconditionFailed, TransferError
+from .objects import call, conditions, head_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 else:
     S3Client = Any
 
-T = TypeVar("T")
-DELETE_BATCH = 1000
-BODY_READ_ATTEMPTS = 3
 # An object goes up in one PUT when it ends within this many parts' worth of bytes.
 # One request instead of a multipart upload's three or more: S3 needs parts only
 # to send a big object in parallel, and stores that copy every part again on
 # completion (MinIO on a single disk, moto) take about twice the CPU for them.
 SINGLE_PUT_PARTS = 3
-
-
-def describe_error(err: BaseException, bucket: str, what: str) -> S3ExportError:
-    """The error of ours for a failed request to ``what`` in ``bucket`` (see s3_errors)."""
-    return translate(err, S3Request(bucket, what))
-
-
-def call(bucket: str, what: str, fn: Callable[[], T]) -> T:
-    """Run one S3 request, turning what botocore raises into one of our errors."""
-    try:
-        return fn()
-    except BOTOCORE_ERRORS as e:
-        raise describe_error(e, bucket, what) from e
 
 
 class Uploader:
@@ -137,7 +118,7 @@ class Uploader:
     def put_bytes(
         self, key: str, data: bytes | bytearray, content_type: str, *, if_absent: bool = False
     ) -> None:
-        condition = _conditions(if_absent=if_absent)
+        condition = conditions(if_absent=if_absent)
         try:
             call(
                 self.bucket,
@@ -282,7 +263,7 @@ class ObjectSink(io.RawIOBase):
             self._send_part()
         parts = list(self._part_futures)
         bucket, key, upload_id = self._up.bucket, self.key, self._upload_id
-        condition = _conditions(if_absent=self._if_absent)
+        condition = conditions(if_absent=self._if_absent)
 
         def complete() -> None:
             for future in parts:
@@ -360,221 +341,3 @@ class ByteBudget:
         with self._cond:
             self._free += nbytes
             self._cond.notify_all()
-
-
-def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:
-    """Every key under ``prefix`` (which should end with ``/``), across pages."""
-    paginator = client.get_paginator("list_objects_v2")
-    what = f"list s3://{bucket}/{prefix}"
-    pages = call(bucket, what, lambda: iter(paginator.paginate(Bucket=bucket, Prefix=prefix)))
-    while True:
-        page = call(bucket, what, lambda: next(pages, None))
-        if page is None:
-            return
-        for obj in page.get("Contents", []):
-            yield obj["Key"]
-
-
-def list_folder(
-    client: S3Client, bucket: str, prefix: str, *, max_keys: int = 1000
-) -> tuple[list[str], list[str]]:
-    """One page of the keys and the subfolders directly under ``prefix`` (no recursion)."""
-    response = call(
-        bucket,
-        f"list s3://{bucket}/{prefix}",
-        lambda: client.list_objects_v2(
-            Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=max_keys
-        ),
-    )
-    keys = [obj["Key"] for obj in response.get("Contents", [])]
-    folders = [p["Prefix"] for p in response.get("CommonPrefixes", [])]
-    return keys, folders
-
-
-def list_uploads(client: S3Client, bucket: str, prefix: str) -> Iterator[tuple[str, str]]:
-    """(key, upload id) of the incomplete multipart uploads under ``prefix``."""
-    paginator = client.get_paginator("list_multipart_uploads")
-    pages = iter(paginator.paginate(Bucket=bucket, Prefix=prefix))
-    while True:
-        page = call(bucket, f"list uploads under s3://{bucket}/{prefix}", lambda: next(pages, None))
-        if page is None:
-            return
-        for upload in page.get("Uploads", []):
-            yield upload["Key"], upload["UploadId"]
-
-
-def abort_upload(client: S3Client, bucket: str, key: str, upload_id: str) -> None:
-    call(
-        bucket,
-        f"abort the upload of {key}",
-        lambda: client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id),
-    )
-
-
-def delete_keys(client: S3Client, bucket: str, keys: Iterable[str]) -> int:
-    """Delete keys in batches of 1,000; raise if S3 reports any key it could not delete."""
-    batch: list[str] = []
-    deleted = 0
-
-    def flush() -> None:
-        nonlocal deleted
-        objects: list[Any] = [{"Key": k} for k in batch]
-        response = call(
-            bucket,
-            f"delete {len(batch)} objects",
-            lambda: client.delete_objects(
-                Bucket=bucket, Delete={"Objects": objects, "Quiet": True}
-            ),
-        )
-        errors = response.get("Errors", [])
-        if errors:
-            first = errors[0]
-            raise TransferError(
-                f"S3 could not delete {len(errors)} of {len(batch)} objects in s3://{bucket}, "
-                f"e.g. {first.get('Key')}: {first.get('Code')} {first.get('Message')}",
-                code=str(first.get("Code")),
-            )
-        deleted += len(batch)
-        batch.clear()
-
-    for key in keys:
-        batch.append(key)
-        if len(batch) == DELETE_BATCH:
-            flush()
-    if batch:
-        flush()
-    return deleted
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """An object read back whole (manifests, leases): its bytes and what S3 said of it."""
-
-    key: str
-    body: bytes
-    etag: str
-    last_modified: dt.datetime
-    # The server's clock when it answered (its Date header): lease expiry is judged
-    # on the server's clock, so that the clocks of the machines running exports
-    # never matter.
-    server_time: dt.datetime
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-def _server_time(response: Mapping[str, Any]) -> dt.datetime:
-    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-    try:
-        return parsedate_to_datetime(str(date))
-    except (TypeError, ValueError):
-        return dt.datetime.now(dt.timezone.utc)
-
-
-def get_object(client: S3Client, bucket: str, key: str) -> StoredObject | None:
-    """The object at ``key``, read whole, or None when there is none.
-
-    botocore retries requests, not the reading of a streamed body: a connection
-    reset halfway through the body is retried here, a few times.
-    """
-    what = f"read {key}"
-    for attempt in range(1, BODY_READ_ATTEMPTS + 1):
-        try:
-            response = call(bucket, what, lambda: client.get_object(Bucket=bucket, Key=key))
-        except ObjectNotFound:
-            return None
-        try:
-            body = response["Body"].read()
-        except BOTOCORE_ERRORS as e:
-            if attempt == BODY_READ_ATTEMPTS:
-                raise describe_error(e, bucket, what) from e
-            continue
-        return _stored(key, cast(Mapping[str, Any], response), body)
-    raise AssertionError("unreachable")
-
-
-def head_object(client: S3Client, bucket: str, key: str) -> StoredObject | None:
-    """What S3 says of the object at ``key`` (no body), or None when there is none."""
-    try:
-        response = call(
-            bucket, f"look at {key}", lambda: client.head_object(Bucket=bucket, Key=key)
-        )
-    except ObjectNotFound:
-        return None
-    return _stored(key, cast(Mapping[str, Any], response))
-
-
-def _stored(key: str, response: Mapping[str, Any], body: bytes = b"") -> StoredObject:
-    """A GET's or HEAD's answer: version, times and metadata (and the body of a GET)."""
-    return StoredObject(
-        key=key,
-        body=body,
-        etag=response["ETag"],
-        last_modified=response["LastModified"],
-        server_time=_server_time(response),
-        metadata=dict(response.get("Metadata", {})),
-    )
-
-
-def _conditions(*, if_match: str | None = None, if_absent: bool = False) -> dict[str, Any]:
-    """Request arguments for S3's conditional writes and deletes."""
-    condition: dict[str, Any] = {}
-    if if_match is not None:
-        condition["IfMatch"] = if_match
-    if if_absent:
-        condition["IfNoneMatch"] = "*"
-    return condition
-
-
-def put_object(
-    client: S3Client,
-    bucket: str,
-    key: str,
-    body: bytes,
-    *,
-    content_type: str = "application/json",
-    if_match: str | None = None,
-    if_absent: bool = False,
-    what: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> str:
-    """Write a small object whole; return its ETag.
-
-    ``extra`` are further request arguments (encryption, storage class, metadata, tags).
-
-    ``if_match`` writes only over the object with that ETag, ``if_absent`` only
-    where there is none; otherwise ``PreconditionFailed`` is raised and nothing
-    changes. (Servers answer an ``If-Match`` on a missing object with 412 or 404;
-    both mean the same here.)
-    """
-    condition = _conditions(if_match=if_match, if_absent=if_absent)
-    try:
-        response = call(
-            bucket,
-            what or f"write {key}",
-            lambda: client.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=body,
-                ContentType=content_type,
-                **condition,
-                **(extra or {}),
-            ),
-        )
-    except ObjectNotFound as e:
-        if if_match is None:
-            raise
-        raise PreconditionFailed(str(e), code=e.code) from e
-    return str(response["ETag"])
-
-
-def delete_object(client: S3Client, bucket: str, key: str, *, if_match: str | None = None) -> None:
-    """Delete one object; with ``if_match``, only if it is still that version."""
-    condition = _conditions(if_match=if_match)
-    try:
-        call(
-            bucket,
-            f"delete {key}",
-            lambda: client.delete_object(Bucket=bucket, Key=key, **condition),
-        )
-    except ObjectNotFound:
-        if if_match is not None:
-            raise PreconditionFailed(f"{key} is gone", code="NoSuchKey") from None

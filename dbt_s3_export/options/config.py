@@ -3,14 +3,14 @@
 An export is described by a mapping: the model's ``meta.s3_export`` entry laid
 over the defaults from the profile's plugin config. ``ExportConfig.parse``
 checks all of it before one row is read or one byte is sent, in three steps,
-each derived from the one option table (``options.py``):
+each derived from the one option table (``table.py``):
 
 1. the names: an unknown option fails with the closest known names, and an
    option that changes the output on another adapter only fails as such;
 2. each value, by its type, choices and bounds and its own check
-   (``option_values.py``);
-3. how the values fit together (``option_rules.py``), tables and Glue
-   registration included (``table_config.py``).
+   (``options/values.py``);
+3. how the values fit together (``options/rules.py``), tables and Glue
+   registration included (``options/table_options.py``).
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from . import options as spec
-from .errors import ConfigError
+from ..errors import ConfigError
+from . import table as spec
 from .formats import FORMATS, TABLE_FORMATS, file_extension
-from .option_rules import check_rules
-from .option_values import MAX_KEY_BYTES, TEMPLATE_FIELDS, Reader
-from .table_config import (
+from .rules import check_rules
+from .table_options import (
     CatalogConfig,
     GlueTarget,
     PartitionField,
@@ -34,6 +33,7 @@ from .table_config import (
     parse_partition_field,
     partition_fields,
 )
+from .values import MAX_KEY_BYTES, TEMPLATE_FIELDS, Reader
 
 __all__ = [
     "MAX_KEY_BYTES",
@@ -126,14 +126,14 @@ class ExportConfig:
     # Naming and bookkeeping of the files a prefix export writes.
     filename_template: str = DEFAULTS["filename_template"]
     manifest: bool | None = None
-    # Who owns the destination, and how runs of one export take turns (see commit.py).
+    # Who owns the destination, and how runs of one export take turns (see commit/).
     export_id: str | None = None
     take_over_from: str | None = None
     lease_ttl_seconds: int = DEFAULTS["lease_ttl_seconds"]
     lease_wait_seconds: int = DEFAULTS["lease_wait_seconds"]
     conditional_writes: Literal["auto", "true", "false"] = DEFAULTS["conditional_writes"]
     max_partitions: int = DEFAULTS["max_partitions"]
-    # Tables (tables.py): an Iceberg table's name and catalog; Glue registration of files.
+    # Tables (tables/common.py): an Iceberg table's name and catalog; Glue registration of files.
     namespace: str | None = None
     table: str | None = None
     catalog: CatalogConfig | None = None
@@ -142,7 +142,7 @@ class ExportConfig:
     batch_size: int = DEFAULTS["batch_size"]
     part_size_mb: int = DEFAULTS["part_size_mb"]
     max_concurrency: int = DEFAULTS["max_concurrency"]
-    # Deadlines of each S3 (and STS) request, in seconds (see deadlines.py).
+    # Deadlines of each S3 (and STS) request, in seconds (see s3/deadlines.py).
     connect_timeout: float = DEFAULTS["connect_timeout"]
     read_timeout: float = DEFAULTS["read_timeout"]
     total_timeout: float = DEFAULTS["total_timeout"]

@@ -7,7 +7,7 @@ location is the export's folder, and each partition folder the export's manifest
 lists is registered as a partition.
 
 When: before the export writes anything, the database is made and the table's
-owner checked (tables.py): a table another export registered, or one that names no
+owner checked (tables/common.py): a table another export registered, or one that names no
 owner (made by something else), is refused, as a folder another export owns is,
 unless ``take_over_from`` names its owner (``'*'`` for none). The owner is checked
 again right before the table is written, on every path (a table created meanwhile by
@@ -33,14 +33,15 @@ import pyarrow as pa
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .commit import MANIFEST_NAME, Commit, FolderCommit, RunContext
-from .config import ExportConfig, GlueTarget
-from .credentials import ConnectionSettings
-from .errors import ExportFailed, TransferError, brief
-from .partitioning import NULL_SEGMENT
-from .s3_errors import BOTOCORE_ERRORS, GlueRequest, translate
-from .tables import OWNER_PROPERTY, check_owner
-from .transfer import get_object
+from ..commit import MANIFEST_NAME, Commit, FolderCommit, RunContext
+from ..encoding.partitioning import NULL_SEGMENT
+from ..errors import ExportFailed, TransferError, brief
+from ..options.config import ExportConfig, GlueTarget
+from ..s3.credentials import ConnectionSettings
+from ..s3.error_table import GlueRequest
+from ..s3.objects import get_object
+from ..s3.translate import BOTOCORE_ERRORS, translate
+from .common import OWNER_PROPERTY, check_owner
 
 # Requests are built with optional arguments (CatalogId, NextToken, VersionId) spread in,
 # which the generated stubs cannot follow: the client is typed loosely.
@@ -278,7 +279,7 @@ class GlueRegistration:
         return dict(answer["Table"])
 
     def _check_owner(self, table: dict[str, Any]) -> str | None:
-        """The table is this export's, or passes to it (take_over_from): see tables.py."""
+        """The table is this export's, or passes to it (take_over_from): see tables/common.py."""
         owner = (table.get("Parameters") or {}).get(OWNER_PARAMETER)
         return check_owner(
             self.cfg,

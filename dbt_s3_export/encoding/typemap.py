@@ -1,7 +1,7 @@
 """How each DuckDB type is written in each format: the source's half of the type contract.
 
 DuckDB hands rows to the writers as Arrow. For most types Arrow carries the
-value exactly and the writers render it (see writers.py and docs/types.md).
+value exactly and the writers render it (see encoding/writers.py and docs/types.md).
 For the others the source selects a different expression for the column, in
 DuckDB, where the real type is still known:
 
@@ -32,8 +32,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from .errors import ColumnError
-from .formats import is_typed
+from ..errors import ColumnError
+from ..options.formats import is_typed
 
 # Field metadata the source puts on the schema for the writers.
 RAW_JSON = b"dbt_s3_export.raw_json"

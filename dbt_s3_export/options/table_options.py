@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from . import options as spec
-from .option_values import Reader, is_folder
-from .options import Option
+from . import table as spec
+from .table import Option
+from .values import Reader, is_folder
 
 CatalogType = Literal["glue", "rest", "sql"]
 CATALOG_TYPES: tuple[CatalogType, ...] = ("glue", "rest", "sql")

@@ -15,11 +15,11 @@ from typing import BinaryIO, cast
 
 import pyarrow as pa
 
-from .config import MAX_KEY_BYTES, ExportConfig
-from .errors import PartitionError
-from .formats import content_type
+from ..errors import PartitionError
+from ..options.config import MAX_KEY_BYTES, ExportConfig
+from ..options.formats import content_type
+from ..s3.transfer import ObjectSink, Uploader
 from .partitioning import PartitionSlice, cap_partitions, longest_segment, split_by_partition
-from .transfer import ObjectSink, Uploader
 from .writers import FormatOptions, FormatWriter, open_writer
 
 
@@ -51,7 +51,7 @@ class WrittenFile:
 
 
 def file_content_type(cfg: ExportConfig, key: str) -> str:
-    """The configured content_type, else the type of the key's extension (formats.py)."""
+    """The configured content_type, else the type of the key's extension (options/formats.py)."""
     return cfg.content_type or content_type(key, cfg.file_format)
 
 

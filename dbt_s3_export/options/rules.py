@@ -1,6 +1,6 @@
 """How an export's options fit together. No I/O happens here.
 
-Each option's own value has been read and checked by then (``option_values.py``);
+Each option's own value has been read and checked by then (``options/values.py``);
 ``check_rules`` is the one place for what depends on more than one option.
 """
 
@@ -10,10 +10,10 @@ import re
 import string
 from typing import Any
 
-from . import options as spec
+from . import table as spec
 from .formats import FORMATS, TABLE_FORMATS, compression_suffix, is_typed
-from .option_values import MAX_KEY_BYTES, Reader, is_folder
-from .table_config import iceberg_rules, read_glue
+from .table_options import iceberg_rules, read_glue
+from .values import MAX_KEY_BYTES, Reader, is_folder
 
 # The longest text each filename_template placeholder renders to ({model}: checked
 # when the key is made).

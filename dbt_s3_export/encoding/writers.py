@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .errors import S3ExportError
+from ..errors import S3ExportError
 from .typemap import (
     DECIMAL_LIMIT,
     column_error,

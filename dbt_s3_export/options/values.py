@@ -1,9 +1,9 @@
 """Reading one option's value by its entry in the option table. No I/O happens here.
 
 ``Reader.read`` takes an option's type, choices, bounds and secrecy from its
-entry (``options.py``) and then runs the option's own value check, if it has
+entry (``table.py``) and then runs the option's own value check, if it has
 one (``VALUE_CHECKS``: a bucket name, a key's shape, a delimiter, a filter).
-How options fit together is ``option_rules.py``'s concern, not this module's.
+How options fit together is ``options/rules.py``'s concern, not this module's.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from . import options as spec
+from ..errors import ConfigError
+from . import table as spec
 from .attributes import Problem, content_type_problem, metadata_problem, tags_problem
-from .errors import ConfigError
-from .options import Option
-from .source import FilterError, filter_sql
+from .table import Option
+from .where import FilterError, filter_sql
 
 MAX_KEY_BYTES = 1024
 # Placeholders of filename_template. run_id and part are required: together they

@@ -1,6 +1,6 @@
 """Iceberg and Delta tables: a write path of its own beside the files of a folder export.
 
-A table format brings what commit.py builds by hand for files. Its data files are
+A table format brings what commit/ builds by hand for files. Its data files are
 written first, under the table's location, where no reader looks for them; then one
 commit makes them the table's new snapshot (Iceberg: the catalog swaps the metadata
 pointer, conditional on the version it read; Delta: the next numbered entry of the
@@ -23,12 +23,12 @@ A model that gains a column evolves the table's schema in the same commit, and s
 column whose type widens (int to bigint, float to double); any other change of a
 column's type fails before anything is written, naming the column. Rows stream from
 DuckDB in Arrow batches: Iceberg files are written from chunks of bounded size
-(iceberg.py), Delta files by delta-rs straight from the stream (delta.py), so memory
+(tables/iceberg.py), Delta files by delta-rs straight from the stream (tables/delta.py), so memory
 never holds the whole model. This module holds what both share: the S3 connection as
 their libraries take it, the column types both hold, the commit properties, the modes,
 and the ownership of a table.
 
-**Owners.** A table has one owner, as a folder has (commit.py): the export id is kept in
+**Owners.** A table has one owner, as a folder has (commit/): the export id is kept in
 the table itself, as the Iceberg table property, the Delta table configuration key and
 the Glue table parameter ``dbt_s3_export.export_id``. A table that names another export,
 or none, is refused before anything is written, unless ``take_over_from`` names its
@@ -48,30 +48,28 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .commit import (
+from ..commit import (
     OwnershipConflict,
     RunContext,
     claim_around,
     claim_at,
     claim_inside,
-    new_generation,
     store_for,
 )
-from .config import ExportConfig
-from .credentials import ConnectionSettings
-from .errors import (
+from ..errors import (
     ConfigError,
     ExportFailed,
     InvalidCredentials,
     S3ExportError,
     SourceError,
-    brief,
 )
+from ..options.config import ExportConfig
+from ..s3.credentials import ConnectionSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from .export import BatchSource, ExportResult
+    from ..result import ExportResult
 else:
     S3Client = Any
 
@@ -378,46 +376,11 @@ def check_holds_no_folder_export(client: S3Client, cfg: ExportConfig, what: str)
         )
 
 
-# -- the entry point ------------------------------------------------------------------------
-
-
-def export_table(
-    cfg: ExportConfig,
-    source: BatchSource,
-    client: S3Client,
-    ctx: RunContext,
-    result: ExportResult,
-) -> ExportResult:
-    """Write ``source`` as the Iceberg or Delta table ``cfg`` names, in one commit."""
-    storage = Storage.of(cfg)
-    result.generation = new_generation()
-    if cfg.file_format == "iceberg":
-        from .iceberg import IcebergWriter
-
-        writer = IcebergWriter(cfg, ctx, storage, client)
-        try:
-            writer.run(source, result)
-        except BaseException as e:
-            writer.abort()
-            if isinstance(e, Exception) and not isinstance(e, S3ExportError):
-                raise ExportFailed(
-                    f"writing Iceberg table {writer.name} failed: {brief(e)}. The table is "
-                    "unchanged"
-                ) from e
-            raise
-    else:
-        from .delta import DeltaWriter
-
-        DeltaWriter(cfg, ctx, storage, client).run(source, result)
-    return result
-
-
 __all__ = [
     "OWNER_PROPERTY",
     "SchemaMismatch",
     "Storage",
     "TableConflict",
     "check_owner",
-    "export_table",
     "table_types",
 ]

@@ -1,16 +1,20 @@
-"""The option table of docs/options.md, generated from the option table (options.py).
+"""What is derived from the option table (table.py): the Jinja spec the warehouse
+macros read (macros/_option_spec.sql) and the option table of docs/options.md.
 
-``scripts/gen-option-spec`` writes it between the page's markers; a test fails when
-the checked-in page is stale.
+``scripts/gen-option-spec`` writes both; a test fails when either checked-in copy is
+stale.
 """
 
 from __future__ import annotations
 
+import json
+
 from .formats import FILE_FORMATS
-from .options import ALL, OPTIONS, Value
+from .table import ALL, OPTIONS, Value
 
 DOCS_BEGIN = (
-    "<!-- option table: generated from dbt_s3_export/options.py by scripts/gen-option-spec -->"
+    "<!-- option table: generated from dbt_s3_export/options/table.py by "
+    "scripts/gen-option-spec -->"
 )
 DOCS_END = "<!-- end of the generated option table -->"
 
@@ -62,3 +66,32 @@ def with_docs_table(page: str) -> str:
     """``page`` (docs/options.md) with its generated section replaced by today's table."""
     head, rest = page.split(DOCS_BEGIN, 1)
     return head + render_docs_table() + rest.split(DOCS_END, 1)[1]
+
+
+def render_macro() -> str:
+    """The Jinja macro that hands this table to the warehouse validators."""
+    spec = {
+        option.name: {
+            "type": option.type,
+            "choices": list(option.choices),
+            "default": option.default,
+            "secret": option.secret,
+            "adapters": list(option.adapters),
+            "scope": option.scope,
+            "doc": option.doc,
+        }
+        for option in OPTIONS
+    }
+    # One option per line; JSON is a Jinja literal too, except that Jinja spells null none.
+    lines = [
+        f"    {json.dumps(name)}: {json.dumps(entry, sort_keys=True)}".replace(": null", ": none")
+        for name, entry in sorted(spec.items())
+    ]
+    return (
+        "{#- Generated from dbt_s3_export/options/table.py by scripts/gen-option-spec: "
+        "do not edit.\n"
+        "    The options every engine knows, for the warehouse validators. -#}\n"
+        "{% macro _option_spec() %}\n"
+        "  {{- return({\n" + ",\n".join(lines) + "\n  }) -}}\n"
+        "{% endmacro %}\n"
+    )

@@ -1,11 +1,11 @@
-"""Delta tables written with delta-rs (see tables.py).
+"""Delta tables written with delta-rs (see tables/common.py).
 
 delta-rs writes the data files from the stream and commits by creating the next
 ``_delta_log`` entry only if it is absent (``If-None-Match: *``), so concurrent writers
 need no lock table on a server that honours that condition; the export checks that it
 does before writing.
 
-The table's owner is a key of its configuration (tables.py). delta-rs writes no key it
+The table's owner is a key of its configuration (tables/common.py). delta-rs writes no key it
 does not know with the data, so a new table is first created empty with its owner
 (version 0, created only where no table is: of two exports creating it at once, one
 wins and the other is refused as any other owner is), and the rows follow as version 1.
@@ -23,12 +23,13 @@ from urllib.parse import unquote
 
 import pyarrow as pa
 
-from .commit import RunContext, supports_conditional_writes
-from .config import ExportConfig
-from .errors import ExportFailed, S3ExportError, TransferError, brief
-from .files import WrittenFile
-from .partitioning import check_partition_columns_exist
-from .tables import (
+from ..commit import RunContext, supports_conditional_writes
+from ..encoding.files import WrittenFile
+from ..encoding.partitioning import check_partition_columns_exist
+from ..errors import ExportFailed, S3ExportError, TransferError, brief
+from ..options.config import ExportConfig
+from ..s3.objects import get_object
+from .common import (
     OWNER_PROPERTY,
     SchemaMismatch,
     Storage,
@@ -44,12 +45,12 @@ from .tables import (
     table_location,
     table_types,
 )
-from .transfer import get_object
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from .export import BatchSource, ExportResult
+    from ..result import ExportResult
+    from ..source.base import BatchSource
 else:
     S3Client = Any
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SETTINGS_WHERE = "profiles.yml settings"
 # DuckDB setting (after "s3_") -> export option, for the settings that map one to one.

@@ -5,8 +5,8 @@ name, type, choices, default and bounds, whether its value is a credential,
 which adapters honour it, which file formats use it, and a line of
 documentation. From this table come
 
-* the plugin's parser (``config.py`` reads each option by its entry, then
-  ``option_rules.py`` checks how the options fit together),
+* the plugin's parser (``options/config.py`` reads each option by its entry, then
+  ``options/rules.py`` checks how the options fit together),
 * ``macros/_option_spec.sql``, the same table for the warehouse macros,
 * the option table of ``docs/options.md``, and
 * the "did you mean" of an unknown option (``config.unknown_option_hint``).
@@ -33,7 +33,6 @@ exports too. ``folder_only`` options are refused by a single-object export.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -335,7 +334,7 @@ OPTIONS: tuple[Option, ...] = (
         default=10_000,
         minimum=1,
     ),
-    # Deadlines of every S3 and STS request (deadlines.py).
+    # Deadlines of every S3 and STS request (s3/deadlines.py).
     Option(
         "connect_timeout",
         "number",
@@ -363,7 +362,7 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0.1,
         maximum=86400.0,
     ),
-    # Iceberg and Delta tables, and Glue registration of folder exports (tables.py, glue.py).
+    # Iceberg and Delta tables, and Glue registration of folder exports (tables/common.py, tables/glue.py).
     Option(
         "namespace",
         "string",
@@ -384,7 +383,7 @@ OPTIONS: tuple[Option, ...] = (
         formats=GLUE_FORMATS,
         folder_only=True,
     ),
-    # Who owns a folder and how runs of one export take turns (commit.py).
+    # Who owns a folder and how runs of one export take turns (commit/).
     Option(
         "export_id",
         "string",
@@ -488,32 +487,4 @@ def unsupported_output_options(adapter: str, given: frozenset[str] | set[str]) -
         if name in BY_NAME
         and BY_NAME[name].scope == "output"
         and adapter not in BY_NAME[name].adapters
-    )
-
-
-def render_macro() -> str:
-    """The Jinja macro that hands this table to the warehouse validators."""
-    spec = {
-        option.name: {
-            "type": option.type,
-            "choices": list(option.choices),
-            "default": option.default,
-            "secret": option.secret,
-            "adapters": list(option.adapters),
-            "scope": option.scope,
-            "doc": option.doc,
-        }
-        for option in OPTIONS
-    }
-    # One option per line; JSON is a Jinja literal too, except that Jinja spells null none.
-    lines = [
-        f"    {json.dumps(name)}: {json.dumps(entry, sort_keys=True)}".replace(": null", ": none")
-        for name, entry in sorted(spec.items())
-    ]
-    return (
-        "{#- Generated from dbt_s3_export/options.py by scripts/gen-option-spec: do not edit.\n"
-        "    The options every engine knows, for the warehouse validators. -#}\n"
-        "{% macro _option_spec() %}\n"
-        "  {{- return({\n" + ",\n".join(lines) + "\n  }) -}}\n"
-        "{% endmacro %}\n"
     )

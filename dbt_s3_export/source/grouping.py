@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import LocalSpaceError
-from .partitioning import key_boundaries, value_text
+from ..encoding.partitioning import key_boundaries, value_text
+from ..errors import LocalSpaceError
 
 # Arrow bytes of pieces held in memory before the biggest key's go to disk.
 MEMORY_BUDGET = 40 * 1024 * 1024

@@ -32,7 +32,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import PartitionError, SourceError, TooManyPartitions
+from ..errors import PartitionError, SourceError, TooManyPartitions
 
 NULL_SEGMENT = "__HIVE_DEFAULT_PARTITION__"
 ESCAPED_NULL_STRING = "%5F%5FHIVE_DEFAULT_PARTITION%5F%5F"

@@ -1,4 +1,4 @@
-"""Iceberg tables written with pyiceberg, in a Glue, REST or SQL catalog (see tables.py).
+"""Iceberg tables written with pyiceberg, in a Glue, REST or SQL catalog (see tables/common.py).
 
 Data files are written from the stream a chunk at a time (at most ``CHUNK_BYTES`` of
 Arrow batches, one file per partition the chunk holds); the schema evolution, the
@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .commit import RunContext
-from .config import ExportConfig, PartitionField, partition_fields
-from .errors import ConfigError, ExportFailed, S3ExportError, TransferError, brief
-from .files import WrittenFile
-from .partitioning import check_partition_columns_exist
-from .tables import (
+from ..commit import RunContext
+from ..encoding.files import WrittenFile
+from ..encoding.partitioning import check_partition_columns_exist
+from ..errors import ConfigError, ExportFailed, S3ExportError, TransferError, brief
+from ..options.config import ExportConfig, PartitionField, partition_fields
+from .common import (
     OWNER_PROPERTY,
     SchemaMismatch,
     Storage,
@@ -41,7 +41,8 @@ from .tables import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from .export import BatchSource, ExportResult
+    from ..result import ExportResult
+    from ..source.base import BatchSource
 else:
     S3Client = Any
 

@@ -8,20 +8,17 @@ DuckDB's own parser must find to be one expression over the relation's rows
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import duckdb
 import pyarrow as pa
 
-from .errors import ColumnError, LocalSpaceError, SourceError
-from .grouping import GroupedBatches
-from .partitioning import too_many_partitions
-from .typemap import (
+from ..encoding.partitioning import too_many_partitions
+from ..encoding.typemap import (
     Column,
     column_error_from,
     huge_int_error,
@@ -30,6 +27,10 @@ from .typemap import (
     select_list,
     tag_schema,
 )
+from ..errors import ColumnError, LocalSpaceError, SourceError
+from ..options.where import FilterError, filter_sql, first_line
+from .base import SAMPLE_ROWS, batch_rows, fixed_width, widest
+from .grouping import GroupedBatches
 
 # A partitioned export reads rows grouped by the partition columns, one partition
 # after the other, so that only one output file is open at a time. A base table
@@ -45,120 +46,11 @@ MAX_GROUPED_PARTITIONS = 256
 SORT_GROUP_BYTES = 64 * 1024 * 1024
 MAX_SORT_GROUPS = 64
 _IDENTIFIER = re.compile(r'"((?:[^"]|"")*)"|([^."]+)')
-# Batches hold about BATCH_BYTES of Arrow data whatever the width of a row: a
-# batch of batch_size rows of 1 MiB strings would be 128 GiB. The row count is
-# set from the average width of the first rows; where DuckDB knows the widest
-# value (string statistics of base tables), no batch can pass MAX_BATCH_BYTES
-# either, even when the wide rows come together.
-BATCH_BYTES = 16 * 1024 * 1024
-MAX_BATCH_BYTES = 128 * 1024 * 1024
-SAMPLE_ROWS = 1024
-
-
-def batch_rows(batch_size: int, row_bytes: float | None, widest_row: int | None = None) -> int:
-    """Rows per batch: at most batch_size, and about BATCH_BYTES of Arrow data."""
-    rows = batch_size
-    if row_bytes:
-        rows = min(rows, int(BATCH_BYTES // row_bytes))
-    if widest_row:
-        rows = min(rows, MAX_BATCH_BYTES // widest_row)
-    return max(rows, 1)
-
-
-def _fixed_width(typ: pa.DataType) -> int | None:
-    try:
-        return max(int(typ.bit_width) // 8, 1)
-    except ValueError:
-        return None
-
-
-def _widest(stats: Any, typ: pa.DataType) -> int | None:
-    """An upper bound of one value's Arrow bytes from DuckDB's statistics, if they give one."""
-    fixed = _fixed_width(typ)
-    if fixed is not None:
-        return fixed
-    if not isinstance(stats, dict):
-        return None
-    if pa.types.is_struct(typ):
-        children = stats.get("child_stats") or {}
-        total = 0
-        for field in typ:
-            width = _widest(children.get(field.name), field.type)
-            if width is None:
-                return None
-            total += width
-        return total
-    length = stats.get("max_string_length")
-    return int(length) + 8 if isinstance(length, int) else None
-
-
-# The relation a filter is parsed against; only the shape of the query matters.
-_FILTERED = "dbt_s3_export_filtered_relation"
 
 
 def relation_sql(*parts: str | None) -> str:
     """``"db"."schema"."name"`` from a relation's parts, each quoted (None parts left out)."""
     return ".".join(quote_identifier(p) for p in parts if p)
-
-
-class FilterError(ValueError):
-    """The ``where`` text is not one boolean expression over the relation's rows."""
-
-
-def filter_sql(where: str) -> str:
-    """``where`` as SQL to put after WHERE, once DuckDB's parser has found it one expression.
-
-    Two parses: the Python API's ``SQLExpression`` takes exactly one expression
-    (no second statement, no set operation, nothing after it), and
-    ``json_serialize_sql`` of the query it goes into shows that query's whole tree:
-    one plain SELECT from the relation, with the filter as its WHERE and nothing
-    else, and no subquery inside the filter (which could read other tables or files).
-    The text goes on lines of its own, so a trailing ``--`` comment ends there.
-    """
-    try:
-        duckdb.SQLExpression(where)
-    except (duckdb.Error, RuntimeError) as e:
-        raise FilterError(f"is not one SQL expression ({_first_line(e)})") from None
-    clause = f"(\n{where}\n)"
-    query = f"SELECT * FROM {_FILTERED} WHERE {clause}"
-    with duckdb.connect() as con:
-        row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [query]).fetchone()
-    tree = json.loads(row[0]) if row else {"error": True}
-    if tree.get("error"):
-        raise FilterError(f"is not one SQL expression ({tree.get('error_message', 'unparsable')})")
-    statements = tree.get("statements", [])
-    node = statements[0].get("node", {}) if len(statements) == 1 else {}
-    plain = (
-        node.get("type") == "SELECT_NODE"
-        and node.get("from_table", {}).get("table_name") == _FILTERED
-        and len(node.get("select_list", [])) == 1
-        and node.get("where_clause") is not None
-        and not node.get("modifiers")
-        and not node.get("cte_map", {}).get("map")
-        and not node.get("group_expressions")
-        and node.get("having") is None
-        and node.get("qualify") is None
-    )
-    if not plain:
-        raise FilterError("does not stay inside the WHERE clause of the export's query")
-    if _holds(node["where_clause"], "SUBQUERY"):
-        raise FilterError("holds a subquery (SELECT ...), which would read other data")
-    if _holds(node["where_clause"], "PARAMETER"):
-        raise FilterError("holds a parameter ($1 or ?), which nothing would fill")
-    return clause
-
-
-def _holds(tree: object, kind: str) -> bool:
-    """Whether a parse tree holds an expression of class ``kind``."""
-    if isinstance(tree, dict):
-        return tree.get("class") == kind or any(_holds(v, kind) for v in tree.values())
-    if isinstance(tree, list):
-        return any(_holds(v, kind) for v in tree)
-    return False
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def _space_error(e: duckdb.Error, con: duckdb.DuckDBPyConnection) -> LocalSpaceError | None:
@@ -173,7 +65,7 @@ def _space_error(e: duckdb.Error, con: duckdb.DuckDBPyConnection) -> LocalSpaceE
         folder = "?"
     return LocalSpaceError(
         f"DuckDB ran out of space for temporary files in {folder!r} while sorting the model "
-        f"by its partition columns ({_first_line(e)}). Free space there, or point DuckDB's "
+        f"by its partition columns ({first_line(e)}). Free space there, or point DuckDB's "
         "temp_directory setting at a disk with room for about the model's size"
     )
 
@@ -198,7 +90,7 @@ def _name_parts(relation: str) -> list[str] | None:
 
 def _row_bytes(schema: pa.Schema) -> int:
     """A rough width of one row in DuckDB's sort: fixed widths, 24 bytes per string."""
-    total = sum(_fixed_width(f.type) or 24 for f in schema)
+    total = sum(fixed_width(f.type) or 24 for f in schema)
     return max(total, 8)
 
 
@@ -231,7 +123,7 @@ class DuckDBSource:
             raise SourceError(
                 f"option 'where' ({where!r}) {e}. Give one condition over the model's columns"
             ) from None
-        # Which form each DuckDB type takes depends on the format (typemap.py).
+        # Which form each DuckDB type takes depends on the format (encoding/typemap.py).
         self.file_format = file_format
         self._plan: list[Column] | None = None
 
@@ -267,7 +159,7 @@ class DuckDBSource:
         if self.where:
             return SourceError(
                 f"cannot read relation {self.relation} filtered by option 'where' "
-                f"({self.where!r}): {_first_line(e)}. Fix the filter: it is a DuckDB SQL "
+                f"({self.where!r}): {first_line(e)}. Fix the filter: it is a DuckDB SQL "
                 "condition over the model's columns"
             )
         return SourceError(f"cannot read relation {self.relation}: {e}")
@@ -280,7 +172,7 @@ class DuckDBSource:
             query = f"SELECT {self._filter} FROM {self.relation} LIMIT 0"
             kind = str(self._con.sql(query).types[0])
         except duckdb.Error as e:
-            raise SourceError(f"option 'where' ({self.where!r}): {_first_line(e)}") from e
+            raise SourceError(f"option 'where' ({self.where!r}): {first_line(e)}") from e
         if kind != "BOOLEAN":
             raise SourceError(
                 f"option 'where' ({self.where!r}) is a {kind} value, not a condition. Compare "
@@ -315,7 +207,7 @@ class DuckDBSource:
             )
         except duckdb.Error as e:
             raise self._error(e) from e
-        widths = [_fixed_width(f.type) for f in schema]
+        widths = [fixed_width(f.type) for f in schema]
         if all(w is not None for w in widths):
             return batch_rows(batch_size, sum(w or 0 for w in widths))
         widest = self._widest_row(schema)
@@ -349,7 +241,7 @@ class DuckDBSource:
         changed = {c.name for c in self._plan or [] if c.changed}
         total = 0
         for f, value in zip(schema, row, strict=True):
-            width = _widest(value, f.type)
+            width = widest(value, f.type)
             if width is None:
                 return None
             # A column the projection renders (base64, text) may outgrow the stored value.
@@ -545,20 +437,3 @@ class ReadPlan:
     kind: Literal["query", "grouped", "sorted"]
     groups: int = 1
     rows: int | None = None  # the table's row count, when known
-
-
-class ArrowSource:
-    """An in-memory Arrow table as a source (tests and ad-hoc use)."""
-
-    def __init__(self, table: pa.Table) -> None:
-        self._table = table
-
-    def schema(self, order_by: Sequence[str] = ()) -> pa.Schema:
-        return self._table.schema
-
-    def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
-        table = self._table
-        if order_by:
-            table = table.sort_by([(c, "ascending") for c in order_by])
-        rows = batch_rows(batch_size, table.nbytes / table.num_rows if table.num_rows else None)
-        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(rows))

@@ -24,9 +24,9 @@ class Format:
     # True when a codec compresses the whole file (and adds a suffix to its name);
     # Parquet compresses inside the format and keeps its extension. A format without
     # them holds typed values (Parquet, and the tables made of Parquet files); the
-    # others hold text (typemap.py renders values for them).
+    # others hold text (encoding/typemap.py renders values for them).
     whole_file_codecs: bool
-    # A table format (Iceberg, Delta): written through its own log (tables.py),
+    # A table format (Iceberg, Delta): written through its own log (tables/common.py),
     # not as files under a manifest.
     table: bool = False
 

@@ -1,0 +1,13 @@
+"""Reading the model: a DuckDB relation (or an Arrow table) as a stream of batches.
+
+``base`` holds the ``BatchSource`` seam every export path reads through, the size of
+a batch and the Arrow source; ``batches`` the DuckDB source, with the type plan
+applied in SQL; ``grouping``
+orders rows by partition so each partition streams as one run of slices. May import
+``errors``, ``options`` and ``encoding``.
+"""
+
+from .base import ArrowSource, BatchSource
+from .batches import DuckDBSource
+
+__all__ = ["ArrowSource", "BatchSource", "DuckDBSource"]
