@@ -362,7 +362,7 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0.1,
         maximum=86400.0,
     ),
-    # Iceberg and Delta tables, and Glue registration of folder exports (tables/common.py, tables/glue.py).
+    # Iceberg and Delta tables, and Glue registration of folder exports (tables/).
     Option(
         "namespace",
         "string",
