@@ -212,6 +212,7 @@ def moto() -> Iterator[MotoServer]:
     server.stop()
 
 
+@pytest.mark.slow
 def test_a_server_that_ignores_conditions_is_detected_and_emulated(moto: MotoServer) -> None:
     """moto over a proxy that drops If-Match/If-None-Match: a server without them."""
     s3 = s3_client(moto.endpoint)

@@ -341,6 +341,7 @@ def _isolated_aws_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_every_credential_source_through_dbt(cast: Cast, tmp_path: Path) -> None:
     """Environment, a named profile, an assumed role and meta keys, in one dbt run."""
     files = write_credentials_file(tmp_path / "credentials", {"exporting": cast.profile_user})
@@ -367,6 +368,7 @@ def test_every_credential_source_through_dbt(cast: Cast, tmp_path: Path) -> None
     assert "model 'from_meta' has credentials (access_key_id, secret_access_key)" in warnings[0]
 
 
+@pytest.mark.slow
 def test_aws_profile_selects_the_shared_credentials_profile(cast: Cast, tmp_path: Path) -> None:
     files = write_credentials_file(
         tmp_path / "credentials", {"default": cast.meta_user, "exporting": cast.profile_user}
@@ -380,6 +382,7 @@ def test_aws_profile_selects_the_shared_credentials_profile(cast: Cast, tmp_path
     assert list_keys(cast.world.s3(), "b-profile", "via_aws_profile") == ["via_aws_profile.csv"]
 
 
+@pytest.mark.slow
 def test_each_credential_failure_names_model_bucket_and_cause(cast: Cast, tmp_path: Path) -> None:
     temporary = cast.world.assume(cast.writer, cast.exporter_role)
     project = DbtProject(tmp_path / "p", cast.world.endpoint, threads=4)

@@ -76,6 +76,7 @@ def model_rows(project: DbtProject, name: str) -> list[dict[str, Any]]:
     return table.to_pylist()  # type: ignore[no-any-return]
 
 
+@pytest.mark.quick
 def test_parquet_keeps_duckdb_types(typed_run: dict[str, Any]) -> None:
     project, s3, bucket = typed_run["project"], typed_run["s3"], typed_run["bucket"]
     data = read_object(s3, bucket, "typed/typed.parquet")
@@ -130,6 +131,7 @@ def _decode_json_row(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("fmt", ["json", "jsonl"])
+@pytest.mark.quick
 def test_json_formats_read_back_value_by_value(typed_run: dict[str, Any], fmt: str) -> None:
     project, s3, bucket = typed_run["project"], typed_run["s3"], typed_run["bucket"]
     text = read_object(s3, bucket, f"typed/typed.{fmt}").decode()
@@ -166,6 +168,7 @@ def _decode_csv_row(row: dict[str, str]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.quick
 def test_csv_reads_back_value_by_value(typed_run: dict[str, Any]) -> None:
     project, s3, bucket = typed_run["project"], typed_run["s3"], typed_run["bucket"]
     text = read_object(s3, bucket, "typed/typed.csv").decode()
@@ -180,6 +183,7 @@ def test_csv_reads_back_value_by_value(typed_run: dict[str, Any]) -> None:
         assert got == want
 
 
+@pytest.mark.quick
 def test_csv_delimiter_and_no_header(typed_run: dict[str, Any]) -> None:
     s3, bucket = typed_run["s3"], typed_run["bucket"]
     text = read_object(s3, bucket, "typed/typed_noheader.tsv").decode()
@@ -188,6 +192,7 @@ def test_csv_delimiter_and_no_header(typed_run: dict[str, Any]) -> None:
     assert rows[0][0] == "1" and rows[0][1] == "alice"
 
 
+@pytest.mark.quick
 def test_empty_models_give_valid_files(typed_run: dict[str, Any]) -> None:
     s3, bucket = typed_run["s3"], typed_run["bucket"]
     table = pq.read_table(io.BytesIO(read_object(s3, bucket, "empty/empty.parquet")))
@@ -199,6 +204,7 @@ def test_empty_models_give_valid_files(typed_run: dict[str, Any]) -> None:
     assert read_object(s3, bucket, "empty/empty.jsonl") == b""
 
 
+@pytest.mark.quick
 def test_run_logs_a_summary_and_the_export_statement(typed_run: dict[str, Any]) -> None:
     output = typed_run["output"]
     summary = "s3_export: typed_parquet -> s3://typed-exports/typed/typed.parquet (parquet): "

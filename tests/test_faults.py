@@ -10,7 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from dbt_s3_export import ExportFailed, S3ExportError, transfer
+from dbt_s3_export import ExportFailed, S3ExportError
+from dbt_s3_export.s3 import transfer
 
 from .engine import (
     assert_export_is,

@@ -27,7 +27,7 @@ import pytest
 
 from .support import REPO, free_port
 
-pytestmark = pytest.mark.dbt
+pytestmark = [pytest.mark.dbt, pytest.mark.slow]
 
 FILE_LABEL = re.compile(r"^`([\w./-]+)`:")
 

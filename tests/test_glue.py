@@ -21,6 +21,9 @@ from .support import HOOK, DbtProject, MotoServer, free_port, list_keys, s3_clie
 from .test_secrets import DBT_META_COPIES
 from .test_tables import data_sql, rows, storage
 
+# Starts servers or dbt of its own: the fast lane (scripts/test --quick) leaves it out.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[MotoServer]:
@@ -353,7 +356,7 @@ def test_a_table_created_meanwhile_is_checked_before_it_is_written(
     create fails with AlreadyExists, and the table it finds there is refused as well."""
     from dbt_s3_export import ExportConfig, RunContext, run_export
     from dbt_s3_export.source.base import ArrowSource
-    from dbt_s3_export.tables.common import glue as glue_module
+    from dbt_s3_export.tables import glue as glue_module
 
     from .engine import engine_client, table
 

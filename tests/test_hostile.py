@@ -331,6 +331,7 @@ def test_timeouts_are_checked_against_each_other() -> None:
     assert (config.connect_timeout, config.read_timeout) == (2.5, 5)
 
 
+@pytest.mark.slow
 @pytest.mark.dbt
 def test_silent_and_garbled_servers_fail_in_one_line_within_two_minutes(tmp_path: Path) -> None:
     """Default timeouts: the worst case, a server that takes connections and never answers."""

@@ -13,6 +13,9 @@ import pytest
 
 from dbt_s3_export import local_s3
 
+# Starts servers or dbt of its own: the fast lane (scripts/test --quick) leaves it out.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def taken_port() -> Iterator[int]:

@@ -99,6 +99,7 @@ def meta_model(project: DbtProject, name: str, meta: dict[str, object]) -> None:
     )
 
 
+@pytest.mark.slow
 def test_profile_secrets_never_appear_in_artifacts_logs_or_messages(
     setup: Setup, tmp_path: Path
 ) -> None:

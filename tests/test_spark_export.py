@@ -26,7 +26,7 @@ import yaml
 
 from .support import REPO
 
-pytestmark = pytest.mark.dbt
+pytestmark = [pytest.mark.dbt, pytest.mark.slow]
 
 # (id, name, amount, day, flag): names that need CSV quoting, NULLs, two days.
 FIRST = [

@@ -39,7 +39,7 @@ from dbt_s3_export.encoding.partitioning import NULL_SEGMENT, encode_segment, va
 
 from .support import REPO
 
-pytestmark = pytest.mark.dbt
+pytestmark = [pytest.mark.dbt, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
 EXPECTED = HERE / "warehouse_expected"

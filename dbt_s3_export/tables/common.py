@@ -249,8 +249,14 @@ def cast_batches(reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa
             yield batch if batch.schema.equals(schema) else batch.cast(schema)
 
 
-def snapshot_properties(cfg: ExportConfig, ctx: RunContext) -> dict[str, str]:
+# The commit property that names the run (its generation): how a commit whose answer
+# was lost is known for this run's own.
+RUN_PROPERTY = PROPERTY_PREFIX + "run"
+
+
+def snapshot_properties(cfg: ExportConfig, ctx: RunContext, run: str) -> dict[str, str]:
     props = {
+        RUN_PROPERTY: run,
         PROPERTY_PREFIX + "model": ctx.model,
         PROPERTY_PREFIX + "invocation_id": ctx.invocation_id or "",
         PROPERTY_PREFIX + "unique_id": ctx.unique_id or "",

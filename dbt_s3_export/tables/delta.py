@@ -31,6 +31,7 @@ from ..options.config import ExportConfig
 from ..s3.objects import get_object
 from .common import (
     OWNER_PROPERTY,
+    RUN_PROPERTY,
     SchemaMismatch,
     Storage,
     TableConflict,
@@ -99,7 +100,10 @@ class DeltaWriter:
         mode = effective_mode(cfg, self.ctx, result, None if table is None else self.what)
         if mode is None:
             return
-        commit_properties = CommitProperties(custom_metadata=snapshot_properties(cfg, self.ctx))
+        run = result.generation
+        commit_properties = CommitProperties(
+            custom_metadata=snapshot_properties(cfg, self.ctx, run)
+        )
         owner = {OWNER_PROPERTY: self.ctx.export_id(cfg)}
         if table is None:
             table = self._create(schema, owner, commit_properties)
@@ -115,6 +119,7 @@ class DeltaWriter:
             kwargs, schema = self._existing(table, source, schema, mode)
         reader = source.open(list(cfg.partition_cols), cfg.batch_size)
         stream = pa.RecordBatchReader.from_batches(schema, cast_batches(reader, schema))
+        before = table.version()
         try:
             with _delta_errors(self.uri):
                 # Written through the table read above, which then stands at this run's
@@ -131,14 +136,33 @@ class DeltaWriter:
                     ),
                     **kwargs,
                 )
+            version = table.version()
+        except TransferError:
+            # The log entry may have landed with its answer lost: then it names this run.
+            landed = self._committed_by(run, before, options)
+            if landed is None:
+                raise
+            version = landed
         finally:
             reader.close()
-        result.generation = str(table.version())
-        result.files = self._added_files(table.version())
+        result.generation = str(version)
+        result.files = self._added_files(version)
         self.ctx.info(
             f"s3_export: {self.ctx.model}: Delta table {self.uri} at version {result.generation} "
             f"({mode})"
         )
+
+    def _committed_by(self, run: str, since: int, options: dict[str, str]) -> int | None:
+        """The version after ``since`` that this run committed, if one did."""
+        from deltalake import DeltaTable
+
+        try:
+            table = DeltaTable(self.uri, storage_options=options)
+            newer = table.version() - since
+            history = table.history(newer) if newer > 0 else []
+        except Exception:
+            return None  # the table cannot be read now: the write's own error stands
+        return next((int(c["version"]) for c in history if c.get(RUN_PROPERTY) == run), None)
 
     def _check_owner(self, table: Any) -> str | None:
         """The table is this export's, or passes to it before the rows (take_over_from)."""

@@ -160,7 +160,7 @@ class IcebergWriter:
             files = self._write(tx, reader, schema)
         finally:
             reader.close()
-        properties = snapshot_properties(cfg, self.ctx)
+        properties = snapshot_properties(cfg, self.ctx, result.generation)
         self._snapshot(tx, table, mode, files, properties)
         committed = self._commit(tx)
         if self.new_owner is not None:
