@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -198,43 +199,89 @@ class DeltaWriter:
         return pa.schema(fields)
 
     def _partitions_predicate(self, source: BatchSource, schema: pa.Schema) -> str | None:
-        """The SQL predicate naming the partitions this run writes (one pass over them)."""
+        """The SQL predicate naming the partitions this run writes (one pass over them).
+
+        Each value is a literal of the column's own type in the table (``arrow_cast``):
+        delta-rs compares without coercion, so a ``TIMESTAMP '...'`` (nanoseconds, no
+        zone) against a column of microseconds in UTC fails, and ``nan`` unquoted is
+        read as a column name.
+        """
         cols = list(self.cfg.partition_cols)
-        seen: set[tuple[Any, ...]] = set()
+        seen: set[tuple[str | None, ...]] = set()
         reader = source.open([], self.cfg.batch_size)
         try:
             for batch in reader:
                 if batch.num_rows:
                     keys = pa.Table.from_batches([batch]).select(cols).group_by(cols).aggregate([])
-                    seen.update(tuple(row[c] for c in cols) for row in keys.to_pylist())
+                    literals = [_sql_literals(keys.column(c), schema.field(c).type) for c in cols]
+                    seen.update(zip(*literals, strict=True))
         finally:
             reader.close()
         if not seen:
             return None
-        types = {c: schema.field(c).type for c in cols}
         terms = [
-            "("
-            + " AND ".join(_sql_equals(c, v, types[c]) for c, v in zip(cols, key, strict=True))
-            + ")"
+            "(" + " AND ".join(_sql_equals(c, v) for c, v in zip(cols, key, strict=True)) + ")"
             for key in sorted(seen, key=repr)
         ]
         return " OR ".join(terms)
 
 
-def _sql_equals(column: str, value: Any, typ: pa.DataType) -> str:
+def _sql_equals(column: str, literal: str | None) -> str:
     name = '"' + column.replace('"', '""') + '"'
-    if value is None:
-        return f"{name} IS NULL"
-    if isinstance(value, bool):
-        return f"{name} = {'true' if value else 'false'}"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{name} = {value!r}"
-    text = str(value).replace("'", "''")
-    if pa.types.is_date(typ):
-        return f"{name} = DATE '{text}'"
+    return f"{name} IS NULL" if literal is None else f"{name} = {literal}"
+
+
+_ARROW_UNITS = {"s": "Second", "ms": "Millisecond", "us": "Microsecond", "ns": "Nanosecond"}
+_ARROW_NAMES = {
+    pa.int8(): "Int8",
+    pa.int16(): "Int16",
+    pa.int32(): "Int32",
+    pa.int64(): "Int64",
+    pa.float32(): "Float32",
+    pa.float64(): "Float64",
+}
+
+
+def _sql_literals(values: Any, typ: pa.DataType) -> list[str | None]:
+    """Each value as a DataFusion SQL literal of ``typ`` exactly (None for NULL).
+
+    Dates and timestamps go as their integers, so every instant Arrow holds (BC, past
+    9999, nanoseconds) is named exactly; floats as text (``NaN``, ``inf``, ``-0.0``).
+    """
+    values = values.combine_chunks().cast(typ)
+    present = values.is_valid().to_pylist()
     if pa.types.is_timestamp(typ):
-        return f"{name} = TIMESTAMP '{text}'"
-    return f"{name} = '{text}'"
+        zone = "None" if typ.tz is None else 'Some("' + typ.tz.replace('"', "") + '")'
+        target = f"Timestamp({_ARROW_UNITS[typ.unit]}, {zone})"
+        ints = values.view(pa.int64()).to_pylist()
+        texts = [f"arrow_cast(arrow_cast({n}, 'Int64'), '{target}')" for n in ints]
+    elif pa.types.is_date32(typ):
+        ints = values.view(pa.int32()).to_pylist()
+        texts = [f"arrow_cast(arrow_cast({n}, 'Int32'), 'Date32')" for n in ints]
+    elif typ in _ARROW_NAMES:
+        name = _ARROW_NAMES[typ]
+        texts = [
+            f"arrow_cast({n}, '{name}')"
+            if pa.types.is_integer(typ)
+            else f"arrow_cast('{_float_text(n)}', '{name}')"
+            for n in values.to_pylist()
+        ]
+    elif pa.types.is_decimal(typ):
+        name = f"Decimal{typ.bit_width}({typ.precision}, {typ.scale})"
+        texts = [f"arrow_cast('{d:f}', '{name}')" for d in values.to_pylist()]
+    elif pa.types.is_boolean(typ):
+        texts = ["true" if b else "false" for b in values.to_pylist()]
+    else:
+        texts = ["'" + str(v).replace("'", "''") + "'" for v in values.to_pylist()]
+    return [t if ok else None for t, ok in zip(texts, present, strict=True)]
+
+
+def _float_text(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return repr(value)
 
 
 def _same_delta_type(a: pa.DataType, b: pa.DataType) -> bool:

