@@ -183,13 +183,13 @@ class DeltaWriter:
                 continue
             target = there.field(f.name).type
             if _same_delta_type(f.type, target):
-                fields.append(f.with_type(target))
+                fields.append(_into_column(f, there.field(f.name)))
                 continue
             if replaces_layout:
                 fields.append(f)
                 continue
             if _widens(f.type, target):
-                fields.append(f.with_type(target))
+                fields.append(_into_column(f, there.field(f.name)))
                 continue
             raise SchemaMismatch(
                 f"column '{f.name}' is {target} in Delta table {self.uri} but {f.type} in the "
@@ -282,6 +282,18 @@ def _float_text(value: float | None) -> str:
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return repr(value)
+
+
+def _into_column(field: pa.Field, column: pa.Field) -> pa.Field:
+    """The model's field written into the table's column: the column's type, and the
+    model's metadata (its DuckDB type) where the column records none of its own.
+
+    delta-rs refuses to merge two values of one metadata key, so an INTEGER written
+    into a BIGINT column, or a VARCHAR into an ENUM, JSON or UUID one, keeps the
+    column's record: the column still holds that type.
+    """
+    meta = {**(field.metadata or {}), **(column.metadata or {})}
+    return field.with_type(column.type).with_metadata(meta or None)
 
 
 def _same_delta_type(a: pa.DataType, b: pa.DataType) -> bool:

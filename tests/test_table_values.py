@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from .support import DbtProject, S3Server
@@ -70,3 +71,35 @@ def test_overwrite_partitions_replaces_exactly_the_written_partitions(
         got = sorted(reader.rows(fmt, f"{fmt}_part_{column}", ("id", "run")))
         want = [(i, 2 if i % 2 == 0 else 1) for i in range(len(values))]
         assert got == want, column
+
+
+def typed_sql(run: int) -> str:
+    """Run 1 makes the table's columns; run 2 writes narrower or plainer types into them."""
+    if run == 1:
+        return (
+            "SELECT 1::bigint AS id, 'p' AS p, 10::bigint AS v, 'a'::ENUM('a', 'b') AS e, "
+            "'{\"k\": 1}'::JSON AS j, '9f1c1b3e-2c4d-4e5f-8a9b-0c1d2e3f4a5b'::UUID AS u"
+        )
+    return (
+        "SELECT 2::integer AS id, 'p' AS p, 20::integer AS v, 'b'::varchar AS e, "
+        "'{\"k\": 2}'::varchar AS j, '0f1c1b3e-2c4d-4e5f-8a9b-0c1d2e3f4a5b'::varchar AS u"
+    )
+
+
+@pytest.mark.parametrize("mode", ["replace", "append", "overwrite_partitions"])
+def test_delta_accepts_compatible_types_in_every_mode(
+    mode: str, tables_project: DbtProject, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    project = tables_project
+    reader = Reader(s3_server.endpoint, bucket, f"sqlite:///{tmp_path / 'catalog.db'}")
+    name = f"delta_compatible_{mode}"
+    entry = meta("delta", bucket, name, mode=mode, partition_cols=["p"])
+    for run in (1, 2):
+        model(project, name, entry, typed_sql(run))
+        project.dbt("run")
+    got = reader.rows("delta", name, ("id", "v", "e", "j", "u"))
+    second = (2, 20, "b", '{"k": 2}', "0f1c1b3e-2c4d-4e5f-8a9b-0c1d2e3f4a5b")
+    first = (1, 10, "a", '{"k": 1}', "9f1c1b3e-2c4d-4e5f-8a9b-0c1d2e3f4a5b")
+    assert got == ([first, second] if mode == "append" else [second])
+    schema = reader.delta(name).schema().to_arrow()
+    assert str(pa.schema(schema).field("v").type) == "int64"  # the table's column stays wide
