@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -82,7 +84,9 @@ def load_catalog(cfg: ExportConfig, storage: Storage) -> Any:
         if value is not None:
             props[name] = value
     try:
-        return pyiceberg_catalog(catalog.name, **props)
+        if catalog.type != "sql":
+            return pyiceberg_catalog(catalog.name, **props)
+        return _sql_catalog(catalog.name, props)
     except ModuleNotFoundError as e:
         driver = "psycopg2-binary" if "psycopg" in str(e) else str(e.name)
         raise ConfigError(
@@ -92,6 +96,30 @@ def load_catalog(cfg: ExportConfig, storage: Storage) -> Any:
             "installed",
             f"pip install {driver}",
         ) from None
+
+
+# A SQL catalog creates its tables on first use, after looking for them: two runs that
+# open a new catalog at once both find none, and the second create fails ("table
+# iceberg_tables already exists"). Runs of one process (dbt's threads) open SQL
+# catalogs one at a time; a run of another process that loses that race opens the
+# catalog again, and then finds the tables.
+_SQL_CATALOG_LOCK = threading.Lock()
+SQL_CATALOG_ATTEMPTS = 3
+
+
+def _sql_catalog(name: str, props: dict[str, str]) -> Any:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    with _SQL_CATALOG_LOCK:
+        for attempt in range(1, SQL_CATALOG_ATTEMPTS):
+            try:
+                return SqlCatalog(name, **props)
+            except Exception as e:
+                text = str(e).lower()
+                if "already exists" not in text and "duplicate key" not in text:
+                    raise
+                time.sleep(0.1 * attempt)
+        return SqlCatalog(name, **props)
 
 
 def _identity_columns(fields: Sequence[PartitionField]) -> list[str]:

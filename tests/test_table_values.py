@@ -7,12 +7,16 @@ first use of a SQL catalog.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from .support import DbtProject, S3Server
+from .support import DbtProject, S3Server, free_port
 from .test_tables import Reader, meta, model, tables_project
 
 pytestmark = pytest.mark.dbt
@@ -103,3 +107,72 @@ def test_delta_accepts_compatible_types_in_every_mode(
     assert got == ([first, second] if mode == "append" else [second])
     schema = reader.delta(name).schema().to_arrow()
     assert str(pa.schema(schema).field("v").type) == "int64"  # the table's column stays wide
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server of its own (as the ``postgres`` user: it refuses root) on a
+    free 127.0.0.1 port; yields its SQLAlchemy URI and stops it afterwards."""
+    if not (PG_BIN / "postgres").exists() or shutil.which("runuser") is None:
+        pytest.skip("PostgreSQL 15 and runuser are needed")
+    folder = Path(tempfile.mkdtemp(prefix="pg-", dir="/tmp"))
+    shutil.chown(folder, "postgres")
+    data, port = folder / "data", free_port()
+
+    def as_postgres(*args: str) -> None:
+        # No pipes: the server pg_ctl starts would hold them open, and this would wait.
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+
+    as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    options = f"-h 127.0.0.1 -p {port} -k {folder}"
+    log = str(folder / "log")
+    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start")
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("catalog", ["sqlite", "postgres"])
+def test_four_iceberg_models_at_once_on_a_new_sql_catalog(
+    catalog: str,
+    request: pytest.FixtureRequest,
+    s3_server: S3Server,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    """Four threads open the new catalog at once: each creates its tables if absent."""
+    uri = (
+        f"sqlite:///{tmp_path / 'catalog.db'}"
+        if catalog == "sqlite"
+        else request.getfixturevalue("postgres")
+    )
+    if catalog == "postgres":  # a fresh catalog: the tables of an earlier test dropped
+        from sqlalchemy import create_engine, text
+
+        with create_engine(uri).begin() as con:
+            con.execute(text("DROP TABLE IF EXISTS iceberg_tables, iceberg_namespace_properties"))
+    project = DbtProject(
+        tmp_path / "project",
+        s3_server.endpoint,
+        plugin_config={"catalog": {"type": "sql", "uri": uri}},
+        threads=4,
+    )
+    names = [f"iceberg_first_{i}" for i in range(4)]
+    for i, name in enumerate(names):
+        model(project, name, meta("iceberg", bucket, name), f"select {i}::integer as id")
+    project.dbt("run", "--threads", "4")
+    reader = Reader(s3_server.endpoint, bucket, uri)
+    for i, name in enumerate(names):
+        assert reader.rows("iceberg", name, ("id",)) == [(i,)]
