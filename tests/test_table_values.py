@@ -176,3 +176,35 @@ def test_four_iceberg_models_at_once_on_a_new_sql_catalog(
     reader = Reader(s3_server.endpoint, bucket, uri)
     for i, name in enumerate(names):
         assert reader.rows("iceberg", name, ("id",)) == [(i,)]
+
+
+def test_iceberg_refuses_nan_in_an_identity_partition_and_case_only_renames(
+    tables_project: DbtProject, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    project = tables_project
+    reader = Reader(s3_server.endpoint, bucket, f"sqlite:///{tmp_path / 'catalog.db'}")
+    nan_new = meta("iceberg", bucket, "iceberg_nan_new", partition_cols=["d"])
+    nan_old = meta("iceberg", bucket, "iceberg_nan_old", mode="append", partition_cols=["d"])
+    renamed = meta("iceberg", bucket, "iceberg_renamed", mode="append")
+    model(project, "iceberg_nan_old", nan_old, "select 1 as id, 1.5::double as d")
+    model(project, "iceberg_renamed", renamed, "select 1 as id, 10 as v")
+    project.dbt("run")
+    model(project, "iceberg_nan_new", nan_new, "select 1 as id, 'nan'::double as d")
+    model(project, "iceberg_nan_old", nan_old, "select 2 as id, 'nan'::double as d")
+    model(project, "iceberg_renamed", renamed, 'select 2 as id, 20 as "V"')
+    result = project.dbt("run", check=False)
+    assert not result.ok
+    for table in ("iceberg_nan_new", "iceberg_nan_old"):
+        assert (
+            f"column 'd' (DOUBLE) holds NaN, and it is an identity partition column of "
+            f"Iceberg table analytics.{table}" in result.output
+        )
+    assert "Map NaN to NULL in the model" in result.output
+    assert (
+        "column 'V' in the model is 'v' in Iceberg table analytics.iceberg_renamed: the names "
+        "differ only in case" in result.output
+    )
+    # Nothing was committed: the tables are as the first run left them, or absent.
+    assert reader.rows("iceberg", "iceberg_nan_old", ("id", "d")) == [(1, 1.5)]
+    assert reader.rows("iceberg", "iceberg_renamed", ("id", "v")) == [(1, 10)]
+    assert not reader.catalog.table_exists(("analytics", "iceberg_nan_new"))
