@@ -73,7 +73,7 @@ def write_and_read(file_format: str, array: pa.Array, duckdb_type: str) -> list[
         reader = (
             f"read_csv('{path}', header = true, columns = {columns})"
             if file_format == "csv"
-            else f"read_json('{path}', format = 'newline_delimited', columns = {columns})"
+            else f"read_json('{path}', format = '{_JSON_LAYOUT[file_format]}', columns = {columns})"
         )
         result = con.sql(f"SELECT v FROM {reader}").to_arrow_table().column("v").combine_chunks()
         con.close()
@@ -88,7 +88,8 @@ def exact(file_format: str, typ: pa.DataType, values: list[int | None], duckdb_t
     assert not wrong, f"{file_format} {typ}: written, read back: {wrong[:5]}"
 
 
-TEXT_FORMATS = ("csv", "jsonl")
+TEXT_FORMATS = ("csv", "json", "jsonl")
+_JSON_LAYOUT = {"json": "array", "jsonl": "newline_delimited"}
 UNITS = ("s", "ms", "us", "ns")
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
