@@ -34,6 +34,7 @@ from .tables import (
     table_types,
 )
 from .transfer import get_object
+from .typemap import DUCKDB_TYPE, column_error
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -97,7 +98,10 @@ class DeltaWriter:
                 if kwargs["predicate"] is None:
                     kwargs["mode"] = "append"  # no rows: no partition to replace
         reader = source.open(list(cfg.partition_cols), cfg.batch_size)
-        stream = pa.RecordBatchReader.from_batches(schema, cast_batches(reader, schema))
+        batches = _partition_values_checked(
+            cast_batches(reader, schema), schema, list(cfg.partition_cols), self.uri
+        )
+        stream = pa.RecordBatchReader.from_batches(schema, batches)
         try:
             with _delta_errors(self.uri):
                 # Written through the table read above, which then stands at this run's
@@ -224,6 +228,76 @@ class DeltaWriter:
             for key in sorted(seen, key=repr)
         ]
         return " OR ".join(terms)
+
+
+# Partition values delta-rs 1.6 writes wrongly or cannot read back: negative decimals
+# (it stores -12.5 as "-12.-50"), and dates and timestamps outside the years 1 to 9999.
+_FIRST_DAY, _LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31, days since 1970
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _partition_values_checked(
+    batches: Iterator[pa.RecordBatch], schema: pa.Schema, cols: list[str], uri: str
+) -> Iterator[pa.RecordBatch]:
+    """The batches, refused at the first partition value the Delta table could not hold."""
+    import pyarrow.compute as pc
+
+    checked = [
+        schema.field(c)
+        for c in cols
+        if pa.types.is_decimal(schema.field(c).type)
+        or pa.types.is_date32(schema.field(c).type)
+        or pa.types.is_timestamp(schema.field(c).type)
+    ]
+    for batch in batches:
+        for field in checked:
+            values = batch.column(field.name)
+            if pa.types.is_decimal(field.type):
+                low = pc.min(values)
+                if low.is_valid and low.as_py() < 0:
+                    raise _partition_value_error(uri, field, str(low.as_py()), "writes wrongly")
+                continue
+            if pa.types.is_date32(field.type):
+                first, last = _FIRST_DAY, _LAST_DAY
+                ints = values.view(pa.int32())
+            else:
+                per_day = 86_400 * _PER_SECOND[field.type.unit]
+                first, last = _FIRST_DAY * per_day, (_LAST_DAY + 1) * per_day - 1
+                ints = values.view(pa.int64())
+            low, high = pc.min_max(ints).values()
+            if low.is_valid and (low.as_py() < first or high.as_py() > last):
+                bad = low.as_py() if low.as_py() < first else high.as_py()
+                raise _partition_value_error(
+                    uri,
+                    field,
+                    _duckdb_text(pa.array([bad], ints.type).view(field.type)),
+                    "cannot read back",
+                )
+        yield batch
+
+
+def _duckdb_text(value: pa.Array) -> str:
+    """A date or timestamp as DuckDB writes it (Arrow has no text for BC instants)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("v", pa.table({"v": value}))
+        return str(con.execute("SELECT CAST(v AS VARCHAR) FROM v").fetchall()[0][0])
+    finally:
+        con.close()
+
+
+def _partition_value_error(uri: str, field: pa.Field, value: str, problem: str) -> Exception:
+    duckdb_type = (field.metadata or {}).get(DUCKDB_TYPE, b"").decode() or str(field.type)
+    return column_error(
+        field.name,
+        duckdb_type,
+        f"holds {value}, a partition value of Delta table {uri} that delta-rs {problem} "
+        "(negative decimals, dates and timestamps outside the years 1 to 9999)",
+        f"Partition by a text or integer form of it instead, e.g. CAST({field.name} AS VARCHAR) "
+        f"AS {field.name}_key, or by another column",
+    )
 
 
 def _sql_equals(column: str, literal: str | None) -> str:

@@ -208,3 +208,25 @@ def test_iceberg_refuses_nan_in_an_identity_partition_and_case_only_renames(
     assert reader.rows("iceberg", "iceberg_nan_old", ("id", "d")) == [(1, 1.5)]
     assert reader.rows("iceberg", "iceberg_renamed", ("id", "v")) == [(1, 10)]
     assert not reader.catalog.table_exists(("analytics", "iceberg_nan_new"))
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("-12.5::decimal(10, 2)", "-12.50"),
+        ("DATE '10000-01-01'", "10000-01-01"),
+        ("TIMESTAMP '0044-03-15 (BC) 12:00:00'", "0044-03-15 (BC) 12:00:00"),
+    ],
+    ids=["negative-decimal", "date-past-9999", "bc-timestamp"],
+)
+def test_delta_refuses_partition_values_delta_rs_cannot_hold(
+    value: str, shown: str, tables_project: DbtProject, s3_server: S3Server, bucket: str
+) -> None:
+    project = tables_project
+    entry = meta("delta", bucket, "delta_odd_part", partition_cols=["k"])
+    model(project, "delta_odd_part", entry, f"select 1 as id, {value} as k")
+    result = project.dbt("run", check=False)
+    assert not result.ok
+    assert "column 'k' (" in result.output
+    assert f"holds {shown}, a partition value of Delta table" in result.output
+    assert "Partition by a text or integer form of it instead" in result.output
