@@ -221,24 +221,32 @@ class _Converter:
 
 
 def iso_text_sql(x: str, kind: str) -> str:
-    """ISO 8601 text of a DuckDB DATE, TIMESTAMP or TIMESTAMPTZ (in UTC, ``+00``).
+    """ISO 8601 text of a DuckDB DATE, TIMESTAMP or TIMESTAMPTZ (in UTC, ``+00``), any unit.
 
-    DuckDB's own text has a space before the time and writes years before 1 AD as
-    ``0044-03-15 (BC)``; here they get the astronomical year instead
-    (``-0043-03-15``), which DuckDB reads back, as ISO 8601 has it. Infinite values
-    stay ``infinity`` and ``-infinity``.
+    Every part comes from one conversion, DuckDB's own text of the value: a
+    function such as ``year()`` first rounds a nanosecond timestamp to the
+    microsecond, so ``2023-12-31 23:59:59.9999995`` would get the year of the
+    next instant. The text has a space before the time and writes years before 1 AD
+    as ``0044-03-15 (BC)``; here they get the astronomical year instead
+    (``-0043-03-15``, and ``0000`` for 1 BC), which DuckDB reads back, as ISO 8601
+    has it. Infinite values stay ``infinity`` and ``-infinity``.
     """
     value = f"timezone('UTC', {x})" if kind == "timestamptz" else x
     text = f"CAST({value} AS VARCHAR)"
-    rest = f"replace(regexp_replace({text}, '^[0-9]+-', ''), ' (BC)', '')"
-    if kind != "date":
-        rest = f"replace({rest}, ' ', 'T')"
     suffix = " || '+00'" if kind == "timestamptz" else ""
-    year = f"year({value})"
-    digits = f"lpad(CAST(abs({year}) AS VARCHAR), 4, '0')"
+
+    def iso(t: str) -> str:
+        return t if kind == "date" else f"replace({t}, ' ', 'T')"
+
+    # Before 1 AD: year N BC is astronomical year 1 - N, written with its sign.
+    bc_year = f"CAST(regexp_extract({text}, '^([0-9]+)-', 1) AS BIGINT)"
+    # (printf, not lpad: lpad cuts a longer year down to 4 digits.)
+    bc_prefix = f"CASE WHEN {bc_year} = 1 THEN '0000' ELSE printf('-%04d', {bc_year} - 1) END"
+    bc_rest = iso(f"regexp_replace(replace({text}, ' (BC)', ''), '^[0-9]+', '')")
     return (
-        f"CASE WHEN CAST({x} AS VARCHAR) IN ('infinity', '-infinity') THEN CAST({x} AS VARCHAR) "
-        f"ELSE CASE WHEN {year} < 0 THEN '-' ELSE '' END || {digits} || '-' || {rest}{suffix} END"
+        f"CASE WHEN {text} IN ('infinity', '-infinity') THEN {text} "
+        f"WHEN contains({text}, ' (BC)') THEN {bc_prefix} || {bc_rest}{suffix} "
+        f"ELSE {iso(text)}{suffix} END"
     )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,6 +39,7 @@ from .common import (
     table_location,
     table_types,
 )
+from .typemap import DUCKDB_TYPE, column_error
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -88,7 +91,9 @@ def load_catalog(cfg: ExportConfig, storage: Storage) -> Any:
         if value is not None:
             props[name] = value
     try:
-        return pyiceberg_catalog(catalog.name, **props)
+        if catalog.type != "sql":
+            return pyiceberg_catalog(catalog.name, **props)
+        return _sql_catalog(catalog.name, props)
     except ModuleNotFoundError as e:
         driver = "psycopg2-binary" if "psycopg" in str(e) else str(e.name)
         raise ConfigError(
@@ -98,6 +103,30 @@ def load_catalog(cfg: ExportConfig, storage: Storage) -> Any:
             "installed",
             f"pip install {driver}",
         ) from None
+
+
+# A SQL catalog creates its tables on first use, after looking for them: two runs that
+# open a new catalog at once both find none, and the second create fails ("table
+# iceberg_tables already exists"). Runs of one process (dbt's threads) open SQL
+# catalogs one at a time; a run of another process that loses that race opens the
+# catalog again, and then finds the tables.
+_SQL_CATALOG_LOCK = threading.Lock()
+SQL_CATALOG_ATTEMPTS = 3
+
+
+def _sql_catalog(name: str, props: dict[str, str]) -> Any:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    with _SQL_CATALOG_LOCK:
+        for attempt in range(1, SQL_CATALOG_ATTEMPTS):
+            try:
+                return SqlCatalog(name, **props)
+            except Exception as e:
+                text = str(e).lower()
+                if "already exists" not in text and "duplicate key" not in text:
+                    raise
+                time.sleep(0.1 * attempt)
+        return SqlCatalog(name, **props)
 
 
 def _identity_columns(fields: Sequence[PartitionField]) -> list[str]:
@@ -278,6 +307,7 @@ class IcebergWriter:
             try:
                 there = current.find_field(f.name)
             except ValueError:
+                _refuse_case_only_rename(self.name, f.name, current.column_names)
                 changes.append(f"adds column {f.name} ({f.field_type})")
                 continue
             if there.field_type == f.field_type:
@@ -343,7 +373,12 @@ class IcebergWriter:
             ):
                 self.written.append(data_file)
 
+        nan_checked = [
+            c for c in _identity_columns(self.fields) if pa.types.is_floating(schema.field(c).type)
+        ]
         for batch in cast_batches(reader, schema):
+            for column in nan_checked:
+                _refuse_nan_partition(self.name, column, schema.field(column), batch[column])
             chunk.append(batch)
             size += batch.nbytes
             if size >= CHUNK_BYTES:
@@ -367,6 +402,36 @@ class IcebergWriter:
                 producer.delete_data_file(data_file)
             for data_file in files:
                 producer.append_data_file(data_file)
+
+
+def _refuse_nan_partition(table: str, column: str, field: pa.Field, values: Any) -> None:
+    """pyiceberg finds a partition's rows by equality, and NaN equals nothing: a NaN in an
+    identity partition column would fail the write (or lose its rows)."""
+    import pyarrow.compute as pc
+
+    if pc.any(pc.is_nan(values)).as_py():
+        duckdb_type = (field.metadata or {}).get(DUCKDB_TYPE, b"").decode()
+        raise column_error(
+            column,
+            duckdb_type or str(field.type),
+            f"holds NaN, and it is an identity partition column of Iceberg table {table}: "
+            "pyiceberg cannot write NaN into a partition",
+            f"Map NaN to NULL in the model (CASE WHEN isnan({column}) THEN NULL ELSE {column} "
+            "END), or partition by another column",
+        )
+
+
+def _refuse_case_only_rename(table: str, name: str, columns: Sequence[str]) -> None:
+    """Iceberg names are case-sensitive: ``V`` in the model beside ``v`` in the table would
+    be added as a new column, and ``v`` left NULL for every new row."""
+    same = [c for c in columns if c.lower() == name.lower() and "." not in c]
+    if same:
+        raise SchemaMismatch(
+            f"column '{name}' in the model is '{same[0]}' in Iceberg table {table}: the names "
+            f"differ only in case, and Iceberg would add '{name}' as a new column and leave "
+            f"'{same[0]}' NULL for new rows. Name it as the table does in the model "
+            f'({name} AS "{same[0]}"), or drop the table to create it with the new name'
+        )
 
 
 def _create_namespace(catalog: Any, namespace: str) -> None:

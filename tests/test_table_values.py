@@ -1,0 +1,232 @@
+"""Iceberg and Delta tables as exact as file exports, through real ``dbt run``s.
+
+Partition values of every kind (timestamps with and without a zone, NaN and
+infinities, quotes, NULL), compatible changes of a column's type, and concurrent
+first use of a SQL catalog.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from .support import DbtProject, S3Server, free_port
+from .test_tables import Reader, meta, model, tables_project
+
+pytestmark = pytest.mark.dbt
+
+__all__ = ["tables_project"]  # the fixture, used by name below
+
+# Partition columns of each type, their values (SQL literals) and the ones a second
+# run writes again: overwrite_partitions must replace exactly those.
+PARTITION_VALUES: dict[str, tuple[str, list[str]]] = {
+    "ts": (
+        "TIMESTAMP",
+        [
+            "TIMESTAMP '2024-01-01 00:00:00'",
+            "TIMESTAMP '2024-12-31 23:59:59.999999'",
+            "TIMESTAMP '1969-12-31 23:59:59.5'",
+            "NULL",
+        ],
+    ),
+    "tz": (
+        "TIMESTAMPTZ",
+        ["TIMESTAMPTZ '2024-01-01 00:00:00+00'", "TIMESTAMPTZ '2024-06-01 12:30:00.5+02'", "NULL"],
+    ),
+    "d": ("DOUBLE", ["'nan'::double", "'inf'::double", "'-inf'::double", "1.5", "-0.0", "NULL"]),
+    "f": ("FLOAT", ["'nan'::float", "1.1::float", "0.0::float"]),
+    "s": ("VARCHAR", ["'it''s'", "'nan'", "'a \"b\" \\ c'", "''", "NULL"]),
+    "dt": ("DATE", ["DATE '2024-02-29'", "DATE '0001-01-01'", "DATE '9999-12-31'"]),
+    "dec": ("DECIMAL(10, 2)", ["12.34", "0.01", "0"]),
+    "i": ("INTEGER", ["-2147483648", "0", "NULL"]),
+}
+
+
+def partition_sql(column: str, run: int) -> str:
+    """Run 1 writes a row to every value; run 2 writes again to every other value."""
+    typ, values = PARTITION_VALUES[column]
+    chosen = values if run == 1 else values[::2]
+    return "\nUNION ALL ".join(
+        f"SELECT {i}::integer AS id, CAST({v} AS {typ}) AS {column}, {run}::integer AS run"
+        for i, v in enumerate(values)
+        if v in chosen
+    )
+
+
+@pytest.mark.parametrize("fmt", ["delta"])
+def test_overwrite_partitions_replaces_exactly_the_written_partitions(
+    fmt: str, tables_project: DbtProject, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    project = tables_project
+    reader = Reader(s3_server.endpoint, bucket, f"sqlite:///{tmp_path / 'catalog.db'}")
+    for run in (1, 2):
+        for column in PARTITION_VALUES:
+            name = f"{fmt}_part_{column}"
+            entry = meta(fmt, bucket, name, mode="overwrite_partitions", partition_cols=[column])
+            model(project, name, entry, partition_sql(column, run))
+        project.dbt("run")
+    for column, (_, values) in PARTITION_VALUES.items():
+        got = sorted(reader.rows(fmt, f"{fmt}_part_{column}", ("id", "run")))
+        want = [(i, 2 if i % 2 == 0 else 1) for i in range(len(values))]
+        assert got == want, column
+
+
+def typed_sql(run: int) -> str:
+    """Run 1 makes the table's columns; run 2 writes narrower or plainer types into them."""
+    if run == 1:
+        return (
+            "SELECT 1::bigint AS id, 'p' AS p, 10::bigint AS v, 'a'::ENUM('a', 'b') AS e, "
+            "'{\"k\": 1}'::JSON AS j, '9f1c1b3e-2c4d-4e5f-8a9b-0c1d2e3f4a5b'::UUID AS u"
+        )
+    return (
+        "SELECT 2::integer AS id, 'p' AS p, 20::integer AS v, 'b'::varchar AS e, "
+        "'{\"k\": 2}'::varchar AS j, '0f1c1b3e-2c4d-4e5f-8a9b-0c1d2e3f4a5b'::varchar AS u"
+    )
+
+
+@pytest.mark.parametrize("mode", ["replace", "append", "overwrite_partitions"])
+def test_delta_accepts_compatible_types_in_every_mode(
+    mode: str, tables_project: DbtProject, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    project = tables_project
+    reader = Reader(s3_server.endpoint, bucket, f"sqlite:///{tmp_path / 'catalog.db'}")
+    name = f"delta_compatible_{mode}"
+    entry = meta("delta", bucket, name, mode=mode, partition_cols=["p"])
+    for run in (1, 2):
+        model(project, name, entry, typed_sql(run))
+        project.dbt("run")
+    got = reader.rows("delta", name, ("id", "v", "e", "j", "u"))
+    second = (2, 20, "b", '{"k": 2}', "0f1c1b3e-2c4d-4e5f-8a9b-0c1d2e3f4a5b")
+    first = (1, 10, "a", '{"k": 1}', "9f1c1b3e-2c4d-4e5f-8a9b-0c1d2e3f4a5b")
+    assert got == ([first, second] if mode == "append" else [second])
+    schema = reader.delta(name).schema().to_arrow()
+    assert str(pa.schema(schema).field("v").type) == "int64"  # the table's column stays wide
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server of its own (as the ``postgres`` user: it refuses root) on a
+    free 127.0.0.1 port; yields its SQLAlchemy URI and stops it afterwards."""
+    if not (PG_BIN / "postgres").exists() or shutil.which("runuser") is None:
+        pytest.skip("PostgreSQL 15 and runuser are needed")
+    folder = Path(tempfile.mkdtemp(prefix="pg-", dir="/tmp"))
+    shutil.chown(folder, "postgres")
+    data, port = folder / "data", free_port()
+
+    def as_postgres(*args: str) -> None:
+        # No pipes: the server pg_ctl starts would hold them open, and this would wait.
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *args],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+
+    as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    options = f"-h 127.0.0.1 -p {port} -k {folder}"
+    log = str(folder / "log")
+    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start")
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("catalog", ["sqlite", "postgres"])
+def test_four_iceberg_models_at_once_on_a_new_sql_catalog(
+    catalog: str,
+    request: pytest.FixtureRequest,
+    s3_server: S3Server,
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    """Four threads open the new catalog at once: each creates its tables if absent."""
+    uri = (
+        f"sqlite:///{tmp_path / 'catalog.db'}"
+        if catalog == "sqlite"
+        else request.getfixturevalue("postgres")
+    )
+    if catalog == "postgres":  # a fresh catalog: the tables of an earlier test dropped
+        from sqlalchemy import create_engine, text
+
+        with create_engine(uri).begin() as con:
+            con.execute(text("DROP TABLE IF EXISTS iceberg_tables, iceberg_namespace_properties"))
+    project = DbtProject(
+        tmp_path / "project",
+        s3_server.endpoint,
+        plugin_config={"catalog": {"type": "sql", "uri": uri}},
+        threads=4,
+    )
+    names = [f"iceberg_first_{i}" for i in range(4)]
+    for i, name in enumerate(names):
+        model(project, name, meta("iceberg", bucket, name), f"select {i}::integer as id")
+    project.dbt("run", "--threads", "4")
+    reader = Reader(s3_server.endpoint, bucket, uri)
+    for i, name in enumerate(names):
+        assert reader.rows("iceberg", name, ("id",)) == [(i,)]
+
+
+def test_iceberg_refuses_nan_in_an_identity_partition_and_case_only_renames(
+    tables_project: DbtProject, s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    project = tables_project
+    reader = Reader(s3_server.endpoint, bucket, f"sqlite:///{tmp_path / 'catalog.db'}")
+    nan_new = meta("iceberg", bucket, "iceberg_nan_new", partition_cols=["d"])
+    nan_old = meta("iceberg", bucket, "iceberg_nan_old", mode="append", partition_cols=["d"])
+    renamed = meta("iceberg", bucket, "iceberg_renamed", mode="append")
+    model(project, "iceberg_nan_old", nan_old, "select 1 as id, 1.5::double as d")
+    model(project, "iceberg_renamed", renamed, "select 1 as id, 10 as v")
+    project.dbt("run")
+    model(project, "iceberg_nan_new", nan_new, "select 1 as id, 'nan'::double as d")
+    model(project, "iceberg_nan_old", nan_old, "select 2 as id, 'nan'::double as d")
+    model(project, "iceberg_renamed", renamed, 'select 2 as id, 20 as "V"')
+    result = project.dbt("run", check=False)
+    assert not result.ok
+    for table in ("iceberg_nan_new", "iceberg_nan_old"):
+        assert (
+            f"column 'd' (DOUBLE) holds NaN, and it is an identity partition column of "
+            f"Iceberg table analytics.{table}" in result.output
+        )
+    assert "Map NaN to NULL in the model" in result.output
+    assert (
+        "column 'V' in the model is 'v' in Iceberg table analytics.iceberg_renamed: the names "
+        "differ only in case" in result.output
+    )
+    # Nothing was committed: the tables are as the first run left them, or absent.
+    assert reader.rows("iceberg", "iceberg_nan_old", ("id", "d")) == [(1, 1.5)]
+    assert reader.rows("iceberg", "iceberg_renamed", ("id", "v")) == [(1, 10)]
+    assert not reader.catalog.table_exists(("analytics", "iceberg_nan_new"))
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("-12.5::decimal(10, 2)", "-12.50"),
+        ("DATE '10000-01-01'", "10000-01-01"),
+        ("TIMESTAMP '0044-03-15 (BC) 12:00:00'", "0044-03-15 (BC) 12:00:00"),
+    ],
+    ids=["negative-decimal", "date-past-9999", "bc-timestamp"],
+)
+def test_delta_refuses_partition_values_delta_rs_cannot_hold(
+    value: str, shown: str, tables_project: DbtProject, s3_server: S3Server, bucket: str
+) -> None:
+    project = tables_project
+    entry = meta("delta", bucket, "delta_odd_part", partition_cols=["k"])
+    model(project, "delta_odd_part", entry, f"select 1 as id, {value} as k")
+    result = project.dbt("run", check=False)
+    assert not result.ok
+    assert "column 'k' (" in result.output
+    assert f"holds {shown}, a partition value of Delta table" in result.output
+    assert "Partition by a text or integer form of it instead" in result.output
