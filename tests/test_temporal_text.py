@@ -16,9 +16,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pytest
-from dbt_s3_export.encoding.writers import FormatOptions, open_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from dbt_s3_export.encoding.writers import FormatOptions, open_writer
 
 _DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
 _MAX = 2**63 - 1  # DuckDB's infinity; -_MAX is -infinity
