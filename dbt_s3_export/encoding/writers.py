@@ -12,29 +12,28 @@ That keeps the per-row work in C++ rather than Python.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Context, Decimal
 from typing import Any, BinaryIO, Protocol
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..errors import S3ExportError
+from .text import (
+    Encoded,
+    OrderedEncoder,
+    Renderer,
+    always_sql,
+    check_decimal_digits,
+    check_finite,
+    float_text,
+    temporal_text,
+)
 from .typemap import (
-    DECIMAL_LIMIT,
     column_error,
-    huge_int_error,
     is_raw_json,
-    iso_text_sql,
-    non_finite_error,
     quote_identifier,
     type_name,
 )
@@ -68,216 +67,6 @@ class FormatWriter(Protocol):
     def write(self, batch: pa.RecordBatch) -> None: ...
 
     def close(self) -> None: ...
-
-
-def _temporal_text(
-    name: str, typ: pa.DataType, array: pa.Array
-) -> tuple[pa.Array | None, str | None]:
-    """A batch's timestamps, dates or times as ISO text: (Arrow's text, or DuckDB's SQL).
-
-    Whole-second timestamps and dates and times Arrow prints as DuckDB reads them
-    back are rendered by Arrow ((text, None), or (None, None) where the column may
-    go as it is); the others by DuckDB ((None, sql) for the column ``name``).
-    """
-    if pa.types.is_timestamp(typ):
-        text = _iso_whole_seconds(array)
-        if text is not None:
-            return text, None
-        return None, iso_text_sql(name, "timestamptz" if typ.tz is not None else "timestamp")
-    if _arrow_renders(array):
-        return None, None
-    if pa.types.is_date(typ):
-        return None, iso_text_sql(name, "date")
-    return None, f"CAST({name} AS VARCHAR)"
-
-
-def _always_sql(col: str, typ: pa.DataType, *, csv: bool) -> str | None:
-    """SQL for columns DuckDB renders in every batch: intervals, binaries, nested (CSV)."""
-    if csv and pa.types.is_nested(typ):
-        return f"CAST(to_json({col}) AS VARCHAR)"
-    if pa.types.is_interval(typ):
-        return f"CAST({col} AS VARCHAR)"
-    if pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
-        return f"to_base64({col})"
-    return None
-
-
-# Dates of years 1 to 9999 (the ones Arrow renders, as ISO 8601) in days since 1970.
-_FIRST_DAY = -719_162
-_LAST_DAY = 2_932_896
-_DAY = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
-
-
-def _int_range(array: pa.Array) -> tuple[int, int] | None:
-    """The smallest and largest value of a temporal array as integers; None when all null."""
-    width = pa.int64() if array.type.bit_width == 64 else pa.int32()
-    low, high = pc.min_max(array.view(width)).values()
-    return (low.as_py(), high.as_py()) if low.is_valid else None
-
-
-def _arrow_renders(array: pa.Array) -> bool:
-    """Whether Arrow's text of these dates or times is what DuckDB reads back.
-
-    Arrow prints ``<value out of range ...>`` for DuckDB's infinite dates and for
-    ``24:00:00``, and dates far from today in its own way.
-    """
-    span = _int_range(array)
-    if span is None:
-        return True
-    if pa.types.is_date32(array.type):
-        return span[0] >= _FIRST_DAY and span[1] <= _LAST_DAY
-    if pa.types.is_time(array.type):
-        return span[1] < _DAY[array.type.unit]
-    return False
-
-
-def _float_text(array: pa.Array) -> pa.Array | None:
-    """CSV text of floats where Arrow would drop the point: ``2.0``, ``-0.0``, not ``2``, ``-0``.
-
-    Without the point readers take the column for integers and ``-0.0`` loses its
-    sign. Batches without whole numbers keep Arrow's own rendering (None).
-    """
-    whole = pc.and_(pc.is_finite(array), pc.equal(pc.floor(array), array))
-    if not pc.any(whole).as_py():
-        return None
-    text = pc.cast(array, pa.string())
-    pointless = pc.and_kleene(whole, pc.invert(pc.match_substring(text, "e")))
-    return pc.if_else(pointless, pc.binary_join_element_wise(text, ".0", ""), text)
-
-
-def _leaf_floats(array: pa.Array) -> Iterator[pa.Array]:
-    """The float arrays inside nested values (lists, structs, maps), at any depth."""
-    typ = array.type
-    if pa.types.is_floating(typ):
-        yield array
-    elif pa.types.is_struct(typ):
-        for i in range(typ.num_fields):
-            yield from _leaf_floats(array.field(i))
-    elif pa.types.is_map(typ):
-        yield from _leaf_floats(array.keys)
-        yield from _leaf_floats(array.items)
-    elif pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
-        yield from _leaf_floats(array.flatten())
-
-
-def _check_decimal_digits(field: pa.Field, array: pa.Array) -> None:
-    """No decimal(38) past 38 digits reaches DuckDB's to_json, whose overflow on one
-    (an internal error) invalidates the database it runs in. The source never sends
-    one; an Arrow table from elsewhere might (DuckDB's own HUGEINT, say)."""
-    if not pa.types.is_decimal128(field.type) or field.type.precision < 38:
-        return
-    scale = field.type.scale
-    wide = pc.abs(array.cast(pa.decimal256(76, scale)))
-    # An exact context: the default one rounds to 28 digits.
-    limit = Decimal(DECIMAL_LIMIT).scaleb(-scale, context=Context(prec=80))
-    limit_scalar = pa.scalar(limit, pa.decimal256(76, scale))
-    largest = pc.max(wide)
-    if largest.is_valid and pc.greater(largest, limit_scalar).as_py():
-        raise huge_int_error(field.name, type_name(field), str(largest.as_py()))
-
-
-def _check_finite(field: pa.Field, array: pa.Array) -> None:
-    """JSON has no NaN or infinity: refuse them rather than write an unreadable file."""
-    for leaf in _leaf_floats(array):
-        if pc.any(pc.invert(pc.is_finite(leaf))).as_py():
-            raise non_finite_error(field.name, type_name(field), nested=leaf is not array)
-
-
-# Text formats are encoded batch by batch on this many threads (Arrow and DuckDB
-# release the GIL), while the calling thread reads the next batches and feeds the
-# upload; results reach the file in order. One core is left to the reading side
-# (DuckDB's scan and sort, the uploads). At most ENCODE_AHEAD batches are in
-# flight, which bounds the memory this takes.
-ENCODE_THREADS = max(1, min(4, (os.cpu_count() or 2) - 1))
-ENCODE_AHEAD = ENCODE_THREADS + 1
-
-
-class _Renderer:
-    """Runs SQL projections over batches, in a private DuckDB connection per thread."""
-
-    def __init__(self, select_list: str | None = None) -> None:
-        self._select_list = select_list
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._cons: list[duckdb.DuckDBPyConnection] = []
-
-    def _con(self) -> duckdb.DuckDBPyConnection:
-        con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
-        if con is None:
-            con = duckdb.connect(":memory:")
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute("SET threads = 1")  # the encoder threads are the parallelism
-            self._local.con = con
-            with self._lock:
-                self._cons.append(con)
-        return con
-
-    def __call__(self, batch: pa.RecordBatch, select_list: str | None = None) -> pa.Table:
-        con = self._con()
-        con.register("__batch", pa.Table.from_batches([batch]))
-        try:
-            return con.sql(
-                f"SELECT {select_list or self._select_list} FROM __batch"
-            ).to_arrow_table()
-        finally:
-            con.unregister("__batch")
-
-    def close(self) -> None:
-        with self._lock:
-            cons, self._cons = self._cons, []
-        for con in cons:
-            con.close()
-
-
-# Timestamps of whole seconds in years 1000 to 9999 (nearly all of them) get their
-# ISO 8601 text from Arrow's cast with the date/time space turned into a "T": the
-# same text DuckDB gives, at a fraction of the cost of a round trip through DuckDB.
-_FIRST_PLAIN_SECOND = -30_610_224_000  # 1000-01-01 00:00:00
-_LAST_PLAIN_SECOND = 253_402_300_799  # 9999-12-31 23:59:59
-
-
-def _iso_whole_seconds(array: pa.Array) -> pa.Array | None:
-    """ISO 8601 text of timestamps in the common case (zoned ones in UTC); None otherwise."""
-    zoned = array.type.tz is not None
-    try:
-        # Safe casts: one value with a fraction of a second makes this raise.
-        seconds = pc.cast(pc.cast(array, pa.timestamp("s", array.type.tz)), pa.timestamp("s"))
-    except pa.ArrowInvalid:
-        return None
-    low, high = pc.min_max(seconds.view(pa.int64())).values()
-    if low.is_valid and (low.as_py() < _FIRST_PLAIN_SECOND or high.as_py() > _LAST_PLAIN_SECOND):
-        return None
-    text = pc.binary_replace_slice(pc.cast(seconds, pa.string()), 10, 11, "T")
-    return pc.binary_join_element_wise(text, "+00", "") if zoned else text
-
-
-Encoded = Sequence[pa.Buffer]
-
-
-class _OrderedEncoder:
-    """Encodes batches on a small pool; hands each result to ``emit`` in submission order."""
-
-    def __init__(
-        self, encode: Callable[[pa.RecordBatch], Encoded], emit: Callable[[Encoded], None]
-    ) -> None:
-        self._encode = encode
-        self._emit = emit
-        self._pool = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="s3-export-encode")
-        self._queue: deque[Future[Encoded]] = deque()
-
-    def submit(self, batch: pa.RecordBatch) -> None:
-        self._queue.append(self._pool.submit(self._encode, batch))
-        while len(self._queue) > ENCODE_AHEAD:
-            self._emit(self._queue.popleft().result())
-
-    def finish(self) -> None:
-        try:
-            while self._queue:
-                self._emit(self._queue.popleft().result())
-        finally:
-            for future in self._queue:
-                future.cancel()
-            self._pool.shutdown(wait=True)
 
 
 def _distinct_ratio(column: pa.ChunkedArray | pa.Array) -> float:
@@ -409,7 +198,7 @@ class CsvFormatWriter:
         # Columns DuckDB renders in every batch: nested values as JSON, intervals as
         # text, binaries as base64. Temporal and float columns are looked at per batch.
         self._sql = {
-            i: _always_sql(quote_identifier(f.name), f.type, csv=True) for i, f in enumerate(schema)
+            i: always_sql(quote_identifier(f.name), f.type, csv=True) for i, f in enumerate(schema)
         }
         self._temporal = [
             i
@@ -419,7 +208,7 @@ class CsvFormatWriter:
             or pa.types.is_time(f.type)
         ]
         self._floats = [i for i, f in enumerate(schema) if pa.types.is_floating(f.type)]
-        self._render = _Renderer()
+        self._render = Renderer()
         self._out = _TextStream(sink, opts.codec)
         self._quoted = pacsv.WriteOptions(include_header=False, delimiter=opts.csv_delimiter)
         self._plain = pacsv.WriteOptions(
@@ -429,7 +218,7 @@ class CsvFormatWriter:
         self._try_plain = not any(self._sql.values())
         if opts.csv_header:
             self._out.stream.write(self._header(opts.csv_delimiter))
-        self._encoder = _OrderedEncoder(self._encode, self._emit)
+        self._encoder = OrderedEncoder(self._encode, self._emit)
 
     def _header(self, delimiter: str) -> bytes:
         """The column names, each quoted only if it must be."""
@@ -446,13 +235,13 @@ class CsvFormatWriter:
         sql = dict(self._sql)
         for i in self._temporal:
             field = self._schema.field(i)
-            text, expr = _temporal_text(quote_identifier(field.name), field.type, batch.column(i))
+            text, expr = temporal_text(quote_identifier(field.name), field.type, batch.column(i))
             if text is not None:
                 rendered[i] = text
             elif expr is not None:
                 sql[i] = expr
         for i in self._floats:
-            text = _float_text(batch.column(i))
+            text = float_text(batch.column(i))
             if text is not None:
                 rendered[i] = text
         via_sql = [i for i, expr in sql.items() if expr and i not in rendered]
@@ -526,10 +315,10 @@ class JsonFormatWriter:
         self._sep = "\n" if self._lines else ",\n"
         self._head = b"" if self._lines else b",\n"
         self._tail = b"\n" if self._lines else b""
-        self._render = _Renderer()
+        self._render = Renderer()
         self._out = _TextStream(sink, opts.codec)
         self._first = True
-        self._encoder = _OrderedEncoder(self._encode, self._emit)
+        self._encoder = OrderedEncoder(self._encode, self._emit)
 
     def _row_sql(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, str]:
         """The batch (whole-second timestamps as ISO text) and the SQL of its JSON rows."""
@@ -541,15 +330,15 @@ class JsonFormatWriter:
             if is_raw_json(f):
                 expr = f"CAST({col} AS JSON)"  # JSON text the source made: embed it as is
             elif pa.types.is_timestamp(f.type) or pa.types.is_date32(f.type):
-                text, expr = _temporal_text(col, f.type, columns[i])
+                text, expr = temporal_text(col, f.type, columns[i])
                 if text is not None:
                     columns[i] = text
             elif pa.types.is_floating(f.type) or pa.types.is_nested(f.type):
-                _check_finite(f, columns[i])
+                check_finite(f, columns[i])
             elif pa.types.is_decimal(f.type):
-                _check_decimal_digits(f, columns[i])
+                check_decimal_digits(f, columns[i])
             else:
-                expr = _always_sql(col, f.type, csv=False)
+                expr = always_sql(col, f.type, csv=False)
             fields.append(f"{col} := {expr or col}")
         row = f"to_json(struct_pack({', '.join(fields)}))" if fields else "'{}'"
         return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), f"{row} AS line"

@@ -2,7 +2,8 @@
 
 A table commits through its own log or catalog instead of the folder commit's
 manifest (``common`` holds what both formats share, ``iceberg`` and ``delta`` one
-format each, ``glue`` registers file exports and Iceberg tables in AWS Glue). May
+format each, with ``catalog`` opening Iceberg catalogs and ``delta_types`` what a
+Delta table holds; ``glue`` registers file exports and Iceberg tables in AWS Glue). May
 import the commit protocol (for owners and claims), encoding, source types, S3
 access and options; never the dbt glue or ``export``. pyiceberg and deltalake are
 imported only when a table of theirs is written.

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -27,7 +26,6 @@ import pyarrow as pa
 from ..commit import RunContext, supports_conditional_writes
 from ..encoding.files import WrittenFile
 from ..encoding.partitioning import check_partition_columns_exist
-from ..encoding.typemap import DUCKDB_TYPE, column_error
 from ..errors import ExportFailed, S3ExportError, TransferError, brief
 from ..options.config import ExportConfig
 from ..s3.objects import get_object
@@ -47,6 +45,15 @@ from .common import (
     snapshot_properties,
     table_location,
     table_types,
+)
+from .delta_types import (
+    creatable,
+    into_column,
+    partition_values_checked,
+    same_delta_type,
+    sql_equals,
+    sql_literals,
+    widens,
 )
 
 if TYPE_CHECKING:
@@ -120,7 +127,7 @@ class DeltaWriter:
                 self.ctx.info(f"s3_export: {self.ctx.model}: {new_owner}")
             kwargs, schema = self._existing(table, source, schema, mode)
         reader = source.open(list(cfg.partition_cols), cfg.batch_size)
-        batches = _partition_values_checked(
+        batches = partition_values_checked(
             cast_batches(reader, schema), schema, list(cfg.partition_cols), self.uri
         )
         stream = pa.RecordBatchReader.from_batches(schema, batches)
@@ -187,7 +194,7 @@ class DeltaWriter:
         try:
             return DeltaTable.create(
                 self.uri,
-                pa.schema([f.with_type(_creatable(f.type)) for f in schema]),
+                pa.schema([f.with_type(creatable(f.type)) for f in schema]),
                 mode="error",
                 partition_by=list(self.cfg.partition_cols) or None,
                 configuration=owner,
@@ -289,14 +296,14 @@ class DeltaWriter:
                 fields.append(f)
                 continue
             target = there.field(f.name).type
-            if _same_delta_type(f.type, target):
-                fields.append(_into_column(f, there.field(f.name)))
+            if same_delta_type(f.type, target):
+                fields.append(into_column(f, there.field(f.name)))
                 continue
             if replaces_layout:
                 fields.append(f)
                 continue
-            if _widens(f.type, target):
-                fields.append(_into_column(f, there.field(f.name)))
+            if widens(f.type, target):
+                fields.append(into_column(f, there.field(f.name)))
                 continue
             raise SchemaMismatch(
                 f"column '{f.name}' is {target} in Delta table {self.uri} but {f.type} in the "
@@ -320,202 +327,17 @@ class DeltaWriter:
             for batch in reader:
                 if batch.num_rows:
                     keys = pa.Table.from_batches([batch]).select(cols).group_by(cols).aggregate([])
-                    literals = [_sql_literals(keys.column(c), schema.field(c).type) for c in cols]
+                    literals = [sql_literals(keys.column(c), schema.field(c).type) for c in cols]
                     seen.update(zip(*literals, strict=True))
         finally:
             reader.close()
         if not seen:
             return None
         terms = [
-            "(" + " AND ".join(_sql_equals(c, v) for c, v in zip(cols, key, strict=True)) + ")"
+            "(" + " AND ".join(sql_equals(c, v) for c, v in zip(cols, key, strict=True)) + ")"
             for key in sorted(seen, key=repr)
         ]
         return " OR ".join(terms)
-
-
-def _creatable(typ: pa.DataType) -> pa.DataType:
-    """The type Delta declares the column with (the write casts the rows to it).
-
-    delta-rs converts the rows' types when a write creates the table, but not when a table
-    is created empty: timestamps are microseconds, with the zone named UTC if they have one.
-    """
-    if pa.types.is_timestamp(typ):
-        return pa.timestamp("us", "UTC" if typ.tz else None)
-    if pa.types.is_fixed_size_binary(typ):
-        return pa.binary()
-    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
-        return pa.list_(typ.value_field.with_type(_creatable(typ.value_type)))
-    if pa.types.is_struct(typ):
-        return pa.struct([f.with_type(_creatable(f.type)) for f in typ])
-    if pa.types.is_map(typ):
-        return pa.map_(_creatable(typ.key_type), _creatable(typ.item_type))
-    return typ
-
-
-# Partition values delta-rs 1.6 writes wrongly or cannot read back: negative decimals
-# (it stores -12.5 as "-12.-50"), and dates and timestamps outside the years 1 to 9999.
-_FIRST_DAY, _LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31, days since 1970
-_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-
-
-def _partition_values_checked(
-    batches: Iterator[pa.RecordBatch], schema: pa.Schema, cols: list[str], uri: str
-) -> Iterator[pa.RecordBatch]:
-    """The batches, refused at the first partition value the Delta table could not hold."""
-    import pyarrow.compute as pc
-
-    checked = [
-        schema.field(c)
-        for c in cols
-        if pa.types.is_decimal(schema.field(c).type)
-        or pa.types.is_date32(schema.field(c).type)
-        or pa.types.is_timestamp(schema.field(c).type)
-    ]
-    for batch in batches:
-        for field in checked:
-            values = batch.column(field.name)
-            if pa.types.is_decimal(field.type):
-                low = pc.min(values)
-                if low.is_valid and low.as_py() < 0:
-                    raise _partition_value_error(uri, field, str(low.as_py()), "writes wrongly")
-                continue
-            if pa.types.is_date32(field.type):
-                first, last = _FIRST_DAY, _LAST_DAY
-                ints = values.view(pa.int32())
-            else:
-                per_day = 86_400 * _PER_SECOND[field.type.unit]
-                first, last = _FIRST_DAY * per_day, (_LAST_DAY + 1) * per_day - 1
-                ints = values.view(pa.int64())
-            low, high = pc.min_max(ints).values()
-            if low.is_valid and (low.as_py() < first or high.as_py() > last):
-                bad = low.as_py() if low.as_py() < first else high.as_py()
-                raise _partition_value_error(
-                    uri,
-                    field,
-                    _duckdb_text(pa.array([bad], ints.type).view(field.type)),
-                    "cannot read back",
-                )
-        yield batch
-
-
-def _duckdb_text(value: pa.Array) -> str:
-    """A date or timestamp as DuckDB writes it (Arrow has no text for BC instants)."""
-    import duckdb
-
-    con = duckdb.connect()
-    try:
-        con.register("v", pa.table({"v": value}))
-        return str(con.execute("SELECT CAST(v AS VARCHAR) FROM v").fetchall()[0][0])
-    finally:
-        con.close()
-
-
-def _partition_value_error(uri: str, field: pa.Field, value: str, problem: str) -> Exception:
-    duckdb_type = (field.metadata or {}).get(DUCKDB_TYPE, b"").decode() or str(field.type)
-    return column_error(
-        field.name,
-        duckdb_type,
-        f"holds {value}, a partition value of Delta table {uri} that delta-rs {problem} "
-        "(negative decimals, dates and timestamps outside the years 1 to 9999)",
-        f"Partition by a text or integer form of it instead, e.g. CAST({field.name} AS VARCHAR) "
-        f"AS {field.name}_key, or by another column",
-    )
-
-
-def _sql_equals(column: str, literal: str | None) -> str:
-    name = '"' + column.replace('"', '""') + '"'
-    return f"{name} IS NULL" if literal is None else f"{name} = {literal}"
-
-
-_ARROW_UNITS = {"s": "Second", "ms": "Millisecond", "us": "Microsecond", "ns": "Nanosecond"}
-_ARROW_NAMES = {
-    pa.int8(): "Int8",
-    pa.int16(): "Int16",
-    pa.int32(): "Int32",
-    pa.int64(): "Int64",
-    pa.float32(): "Float32",
-    pa.float64(): "Float64",
-}
-
-
-def _sql_literals(values: Any, typ: pa.DataType) -> list[str | None]:
-    """Each value as a DataFusion SQL literal of ``typ`` exactly (None for NULL).
-
-    Dates and timestamps go as their integers, so every instant Arrow holds (BC, past
-    9999, nanoseconds) is named exactly; floats as text (``NaN``, ``inf``, ``-0.0``).
-    """
-    values = values.combine_chunks().cast(typ)
-    present = values.is_valid().to_pylist()
-    if pa.types.is_timestamp(typ):
-        zone = "None" if typ.tz is None else 'Some("' + typ.tz.replace('"', "") + '")'
-        target = f"Timestamp({_ARROW_UNITS[typ.unit]}, {zone})"
-        ints = values.view(pa.int64()).to_pylist()
-        texts = [f"arrow_cast(arrow_cast({n}, 'Int64'), '{target}')" for n in ints]
-    elif pa.types.is_date32(typ):
-        ints = values.view(pa.int32()).to_pylist()
-        texts = [f"arrow_cast(arrow_cast({n}, 'Int32'), 'Date32')" for n in ints]
-    elif typ in _ARROW_NAMES:
-        name = _ARROW_NAMES[typ]
-        texts = [
-            f"arrow_cast({n}, '{name}')"
-            if pa.types.is_integer(typ)
-            else f"arrow_cast('{_float_text(n)}', '{name}')"
-            for n in values.to_pylist()
-        ]
-    elif pa.types.is_decimal(typ):
-        name = f"Decimal{typ.bit_width}({typ.precision}, {typ.scale})"
-        texts = [f"arrow_cast('{d:f}', '{name}')" for d in values.to_pylist()]
-    elif pa.types.is_boolean(typ):
-        texts = ["true" if b else "false" for b in values.to_pylist()]
-    else:
-        texts = ["'" + str(v).replace("'", "''") + "'" for v in values.to_pylist()]
-    return [t if ok else None for t, ok in zip(texts, present, strict=True)]
-
-
-def _float_text(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return repr(value)
-
-
-def _into_column(field: pa.Field, column: pa.Field) -> pa.Field:
-    """The model's field written into the table's column: the column's type, and the
-    model's metadata (its DuckDB type) where the column records none of its own.
-
-    delta-rs refuses to merge two values of one metadata key, so an INTEGER written
-    into a BIGINT column, or a VARCHAR into an ENUM, JSON or UUID one, keeps the
-    column's record: the column still holds that type.
-    """
-    meta = {**(field.metadata or {}), **(column.metadata or {})}
-    return field.with_type(column.type).with_metadata(meta or None)
-
-
-def _same_delta_type(a: pa.DataType, b: pa.DataType) -> bool:
-    """Whether Delta stores both alike (string views and large strings are strings)."""
-    strings = (pa.string(), pa.large_string(), pa.string_view())
-    binaries = (pa.binary(), pa.large_binary(), pa.binary_view())
-    if (a in strings and b in strings) or (a in binaries and b in binaries):
-        return True
-    if pa.types.is_timestamp(a) and pa.types.is_timestamp(b):
-        return (a.tz is None) == (b.tz is None)
-    return bool(a.equals(b))
-
-
-def _widens(model: pa.DataType, table: pa.DataType) -> bool:
-    """Whether every value of the model's type fits the table's column type exactly."""
-    ints = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
-    if model in ints and table in ints:
-        return ints.index(model) <= ints.index(table)
-    if model == pa.float32() and table == pa.float64():
-        return True
-    if pa.types.is_decimal(model) and pa.types.is_decimal(table):
-        return bool(
-            model.scale <= table.scale
-            and model.precision - model.scale <= table.precision - table.scale
-        )
-    return False
 
 
 def _delta_codec(codec: str) -> Any:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
-import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -21,20 +19,19 @@ import pyarrow as pa
 from ..commit import RunContext
 from ..encoding.files import WrittenFile
 from ..encoding.partitioning import check_partition_columns_exist
-from ..errors import ConfigError, ExportFailed, S3ExportError, TransferError, brief
+from ..errors import ExportFailed
 from ..options.config import ExportConfig, PartitionField, partition_fields
+from .catalog import catalog_errors, create_namespace, load_catalog
 from .common import (
     OWNER_PROPERTY,
     SchemaMismatch,
     Storage,
-    TableConflict,
     cast_batches,
     check_holds_no_folder_export,
     check_outside_folder_exports,
     check_owner,
     earlier_owner,
     effective_mode,
-    missing_extra,
     snapshot_properties,
     table_location,
     table_types,
@@ -69,66 +66,6 @@ def _iceberg_transform(f: PartitionField) -> Any:
     }[f.transform]()
 
 
-def load_catalog(cfg: ExportConfig, storage: Storage) -> Any:
-    """The pyiceberg catalog the export's ``catalog`` options describe."""
-    try:
-        from pyiceberg.catalog import load_catalog as pyiceberg_catalog
-    except ModuleNotFoundError:
-        raise missing_extra("pyiceberg") from None
-    catalog = cfg.catalog
-    assert catalog is not None
-    props: dict[str, str] = {**storage.iceberg(), **dict(catalog.properties)}
-    if catalog.type == "glue":
-        from pyiceberg.catalog.glue import GlueCatalog
-
-        from .glue import glue_client
-
-        client = glue_client(cfg, catalog.region, catalog.endpoint_url, catalog.catalog_id)
-        return GlueCatalog(catalog.name, client=client, **props)
-    props["type"] = catalog.type
-    for name in ("uri", "warehouse", "token", "credential"):
-        value = getattr(catalog, name)
-        if value is not None:
-            props[name] = value
-    try:
-        if catalog.type != "sql":
-            return pyiceberg_catalog(catalog.name, **props)
-        return _sql_catalog(catalog.name, props)
-    except ModuleNotFoundError as e:
-        driver = "psycopg2-binary" if "psycopg" in str(e) else str(e.name)
-        raise ConfigError(
-            "",
-            "catalog",
-            f"the {catalog.type} catalog needs the Python package '{driver}', which is not "
-            "installed",
-            f"pip install {driver}",
-        ) from None
-
-
-# A SQL catalog creates its tables on first use, after looking for them: two runs that
-# open a new catalog at once both find none, and the second create fails ("table
-# iceberg_tables already exists"). Runs of one process (dbt's threads) open SQL
-# catalogs one at a time; a run of another process that loses that race opens the
-# catalog again, and then finds the tables.
-_SQL_CATALOG_LOCK = threading.Lock()
-SQL_CATALOG_ATTEMPTS = 3
-
-
-def _sql_catalog(name: str, props: dict[str, str]) -> Any:
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    with _SQL_CATALOG_LOCK:
-        for attempt in range(1, SQL_CATALOG_ATTEMPTS):
-            try:
-                return SqlCatalog(name, **props)
-            except Exception as e:
-                text = str(e).lower()
-                if "already exists" not in text and "duplicate key" not in text:
-                    raise
-                time.sleep(0.1 * attempt)
-        return SqlCatalog(name, **props)
-
-
 def _identity_columns(fields: Sequence[PartitionField]) -> list[str]:
     return [f.column for f in fields if f.transform == "identity"]
 
@@ -161,9 +98,9 @@ class IcebergWriter:
         namespace, table_name = str(cfg.namespace), str(cfg.table)
         # Before the catalog is touched: the location is no folder export's.
         check_outside_folder_exports(self.client, cfg, self.what)
-        with _catalog_errors(cfg, self.name):
+        with catalog_errors(cfg, self.name):
             catalog = load_catalog(cfg, self.storage)
-            _create_namespace(catalog, namespace)
+            create_namespace(catalog, namespace)
             try:
                 table = catalog.load_table((namespace, table_name))
             except NoSuchTableError:
@@ -178,7 +115,7 @@ class IcebergWriter:
         )
         if mode is None:
             return
-        with _catalog_errors(cfg, self.name):
+        with catalog_errors(cfg, self.name):
             tx = self._begin(catalog, table, schema, mode)
             if self.new_owner is not None:  # in the same commit as the rows
                 tx.set_properties({OWNER_PROPERTY: self.ctx.export_id(cfg)})
@@ -212,7 +149,7 @@ class IcebergWriter:
 
         refused = (CommitFailedException, TableAlreadyExistsError, ValidationException)
         try:
-            with _catalog_errors(self.cfg, self.name):
+            with catalog_errors(self.cfg, self.name):
                 return tx.commit_transaction()
         except BaseException as e:
             if not isinstance(e.__cause__, refused):
@@ -434,15 +371,6 @@ def _refuse_case_only_rename(table: str, name: str, columns: Sequence[str]) -> N
         )
 
 
-def _create_namespace(catalog: Any, namespace: str) -> None:
-    """Create the namespace unless it exists; a run creating it at the same moment is fine."""
-    try:
-        catalog.create_namespace_if_not_exists(namespace)
-    except Exception:
-        if (namespace,) not in {tuple(n) for n in catalog.list_namespaces()}:
-            raise
-
-
 def _iceberg_codec(codec: str) -> str:
     return "uncompressed" if codec == "none" else codec
 
@@ -470,35 +398,3 @@ def _written(location: str, data_file: Any) -> WrittenFile:
     return WrittenFile(
         key, int(data_file.record_count), int(data_file.file_size_in_bytes), partition
     )
-
-
-@contextlib.contextmanager
-def _catalog_errors(cfg: ExportConfig, name: str) -> Iterator[None]:
-    """pyiceberg's catalog errors as ours, saying what to do."""
-    from pyiceberg.exceptions import (
-        CommitFailedException,
-        TableAlreadyExistsError,
-        ValidationException,
-    )
-
-    catalog = cfg.catalog
-    kind = catalog.type if catalog else "?"
-    try:
-        yield
-    except S3ExportError:
-        raise
-    except TableAlreadyExistsError as e:
-        raise TableConflict(
-            f"another writer created Iceberg table {name} while this run was writing, so this "
-            "run did not commit. Run again: the run then writes into that table if it is this "
-            "export's, and is refused if it is another's"
-        ) from e
-    except (CommitFailedException, ValidationException) as e:
-        raise TableConflict(
-            f"another writer committed to Iceberg table {name} while this run was writing, "
-            f"and this run's commit cannot be applied on top of it ({brief(e)}). The table is "
-            "at the other writer's snapshot; run again"
-        ) from e
-    except Exception as e:
-        # botocore's errors (Glue), SQLAlchemy's (SQL), requests' (REST) have no common base.
-        raise TransferError(f"the {kind} catalog failed on Iceberg table {name}: {brief(e)}") from e
