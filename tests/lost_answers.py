@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -73,9 +75,15 @@ class Scenario:
         return self.result if self.result is not None else self.data
 
     @property
+    def table(self) -> str | None:
+        """The table format, for an Iceberg or Delta export."""
+        fmt = self.options.get("file_format")
+        return fmt if fmt in TABLE_FORMATS else None
+
+    @property
     def prefix(self) -> str | None:
         cfg = _config("any-bucket", self.key, self.options)
-        return cfg.prefix if cfg.is_prefix else None
+        return cfg.prefix if cfg.is_prefix and self.table is None else None
 
     def run(self, client: Any, bucket: str) -> Any:
         """The swept run itself."""
@@ -83,6 +91,8 @@ class Scenario:
 
     def own(self, key: str) -> bool:
         """Whether ``key`` is the swept export's own object."""
+        if self.table is not None:
+            return key.startswith(self.key.rstrip("/") + "/")
         prefix = self.prefix
         if prefix is None:
             return key in (self.key, self.key + ".manifest.json")
@@ -90,8 +100,24 @@ class Scenario:
         return key in control or is_data_key(prefix, key)
 
 
-def _config(bucket: str, key: str, options: dict[str, Any]) -> ExportConfig:
-    base = {"file_format": "parquet", "lease_wait_seconds": LEASE_WAIT}
+TABLE_FORMATS = ("iceberg", "delta")
+# Iceberg tables of the sweep keep their catalog here, one SQLite file per bucket.
+CATALOGS = Path(tempfile.mkdtemp(prefix="lost-answers-catalogs-"))
+
+
+def _catalog(bucket: str) -> dict[str, str]:
+    return {"type": "sql", "name": "sweep", "uri": f"sqlite:///{CATALOGS / bucket}.db"}
+
+
+def _config(
+    bucket: str, key: str, options: dict[str, Any], endpoint: str | None = None
+) -> ExportConfig:
+    base: dict[str, Any] = {"file_format": "parquet", "lease_wait_seconds": LEASE_WAIT}
+    if options.get("file_format") in TABLE_FORMATS:
+        # The table libraries reach S3 by the endpoint, so the faults reach them too.
+        base.update(endpoint_url=endpoint or "http://127.0.0.1:9")
+        if options["file_format"] == "iceberg":
+            base.update(catalog=_catalog(bucket), namespace="sweep")
     return ExportConfig.parse({"bucket": bucket, "key": key, **base, **options})
 
 
@@ -99,7 +125,33 @@ def _export(
     client: Any, bucket: str, key: str, options: dict[str, Any], model: str, data: pa.Table
 ) -> Any:
     ctx = RunContext(model=model, unique_id=f"model.p.{model}")
-    return run_export(_config(bucket, key, options), ArrowSource(data), client, ctx)
+    cfg = _config(bucket, key, options, str(client.meta.endpoint_url))
+    return run_export(cfg, ArrowSource(data), client, ctx)
+
+
+def table_rows(scenario: Scenario, endpoint: str, bucket: str) -> list[Any] | None:
+    """The rows of the swept table, read with its own library (None: no table)."""
+    storage = {"AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}
+    if scenario.table == "delta":
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            data = DeltaTable(f"s3://{bucket}/{scenario.key}", storage_options=storage)
+        except TableNotFoundError:
+            return None
+        return expected_rows(data.to_pyarrow_table())
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.exceptions import NoSuchTableError
+
+    catalog = SqlCatalog(
+        "sweep", uri=_catalog(bucket)["uri"], **{"s3.endpoint": endpoint, "s3.region": "us-east-1"}
+    )
+    try:
+        table = catalog.load_table(("sweep", str(scenario.options["table"])))
+    except NoSuchTableError:
+        return None
+    return expected_rows(table.scan().to_arrow())
 
 
 @dataclass
@@ -172,11 +224,11 @@ def sweep_one(
         assert error is None, f"{where}: the run failed: {error}"
     after = snapshot(s3, bucket)
     _check_others(scenario, before, after, where)
-    _check_rows(scenario, s3, bucket, scenario.expected, where)
+    _check_rows(scenario, s3, endpoint, bucket, scenario.expected, where)
     if scenario.refused is None:
         # The destination is left so that the next run, with no fault, finishes cleanly.
         scenario.run(engine_client(endpoint), bucket)
-        _check_rows(scenario, s3, bucket, scenario.expected, where + ", then a clean run")
+        _check_rows(scenario, s3, endpoint, bucket, scenario.expected, where + ", then a clean run")
         if scenario.prefix is not None:
             near = frozenset(k for k in scenario.others if k.startswith(scenario.prefix))
             check_settled(s3, bucket, scenario.prefix, others=near)
@@ -196,9 +248,19 @@ def _check_others(
 
 
 def _check_rows(
-    scenario: Scenario, s3: Any, bucket: str, expected: pa.Table | None, where: str
+    scenario: Scenario,
+    s3: Any,
+    endpoint: str,
+    bucket: str,
+    expected: pa.Table | None,
+    where: str,
 ) -> None:
     """The export holds exactly ``expected`` (None: there is no export)."""
+    if scenario.table is not None:
+        rows = table_rows(scenario, endpoint, bucket)
+        want = None if expected is None else expected_rows(expected)
+        assert rows == want, f"{where}: the table holds other rows: {rows} != {want}"
+        return
     prefix = scenario.prefix
     if prefix is None:
         keys = [k for k in list_keys(s3, bucket, scenario.key) if k == scenario.key]
@@ -257,6 +319,33 @@ def scenarios() -> list[Scenario]:
             {},
             new,
             before=[("files/one.parquet", {}, "m", old)],
+        ),
+        Scenario(
+            "Delta overwrite_partitions",
+            "lake/events/",
+            {"file_format": "delta", "partition_cols": ["p"], "mode": "overwrite_partitions"},
+            table(8, tag="new", partitions=2),
+            before=[
+                (
+                    "lake/events/",
+                    {"file_format": "delta", "partition_cols": ["p"]},
+                    "m",
+                    old,
+                )
+            ],
+            others={k: v for k, v in neighbours.items() if not k.startswith("exp/")},
+            result=pa.concat_tables(
+                [table(8, tag="new", partitions=2), old.filter(pa.compute.equal(old["p"], 2))]
+            ),
+        ),
+        Scenario("Delta table created", "lake/events/", {"file_format": "delta"}, new),
+        Scenario(
+            "Iceberg replace",
+            "lake/events/",
+            {"file_format": "iceberg", "table": "events"},
+            new,
+            before=[("lake/events/", {"file_format": "iceberg", "table": "events"}, "m", old)],
+            others={k: v for k, v in neighbours.items() if not k.startswith("exp/")},
         ),
         Scenario(
             "folder nested in another export's",

@@ -68,6 +68,8 @@ else:
 # How many of the newest commits are searched for the export id an earlier version of
 # this package wrote (before tables had an owner record).
 EARLIER_COMMITS = 20
+# How many log entries after the version a write started from may hold its commit.
+COMMITS_LOOKED_AT = 3
 
 
 class DeltaWriter:
@@ -151,7 +153,7 @@ class DeltaWriter:
             version = table.version()
         except TransferError:
             # The log entry may have landed with its answer lost: then it names this run.
-            landed = self._committed_by(run, before, options)
+            landed = self._committed_by(run, before)
             if landed is None:
                 raise
             version = landed
@@ -164,17 +166,28 @@ class DeltaWriter:
             f"({mode})"
         )
 
-    def _committed_by(self, run: str, since: int, options: dict[str, str]) -> int | None:
-        """The version after ``since`` that this run committed, if one did."""
-        from deltalake import DeltaTable
+    def _committed_by(self, run: str, since: int) -> int | None:
+        """The version after ``since`` that this run committed, if one did.
 
-        try:
-            table = DeltaTable(self.uri, storage_options=options)
-            newer = table.version() - since
-            history = table.history(newer) if newer > 0 else []
-        except Exception:
-            return None  # the table cannot be read now: the write's own error stands
-        return next((int(c["version"]) for c in history if c.get(RUN_PROPERTY) == run), None)
+        Read from the log entries themselves through the export's own S3 client: a
+        commit names its run in its ``commitInfo``. A write whose answer is lost is
+        not retried by delta-rs, so this run's entry, if any, is among the next few.
+        """
+        for version in range(since + 1, since + 1 + COMMITS_LOOKED_AT):
+            try:
+                stored = get_object(self.client, self.cfg.bucket, self._log_key(version))
+            except S3ExportError:
+                return None  # the log cannot be read now: the write's own error stands
+            if stored is None:
+                return None
+            for line in stored.body.splitlines():
+                info = json.loads(line).get("commitInfo") if line.strip() else None
+                if isinstance(info, dict) and info.get(RUN_PROPERTY) == run:
+                    return version
+        return None
+
+    def _log_key(self, version: int) -> str:
+        return f"{self.cfg.key.rstrip('/')}/_delta_log/{version:020d}.json"
 
     def _check_owner(self, table: Any) -> str | None:
         """The table is this export's, or passes to it before the rows (take_over_from)."""
@@ -243,8 +256,7 @@ class DeltaWriter:
 
     def _added_files(self, version: int) -> list[WrittenFile]:
         """The data files the commit of ``version`` added, from its log entry."""
-        key = f"{self.cfg.key.rstrip('/')}/_delta_log/{version:020d}.json"
-        stored = get_object(self.client, self.cfg.bucket, key)
+        stored = get_object(self.client, self.cfg.bucket, self._log_key(version))
         files = []
         for line in (stored.body if stored else b"").splitlines():
             add = json.loads(line).get("add") if line.strip() else None

@@ -19,6 +19,7 @@ import pyarrow as pa
 from ..commit import RunContext
 from ..encoding.files import WrittenFile
 from ..encoding.partitioning import check_partition_columns_exist
+from ..encoding.typemap import DUCKDB_TYPE, column_error
 from ..errors import ExportFailed
 from ..options.config import ExportConfig, PartitionField, partition_fields
 from .catalog import catalog_errors, create_namespace, load_catalog
@@ -36,7 +37,6 @@ from .common import (
     table_location,
     table_types,
 )
-from .typemap import DUCKDB_TYPE, column_error
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
