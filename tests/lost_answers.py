@@ -125,8 +125,32 @@ def _export(
     client: Any, bucket: str, key: str, options: dict[str, Any], model: str, data: pa.Table
 ) -> Any:
     ctx = RunContext(model=model, unique_id=f"model.p.{model}")
-    cfg = _config(bucket, key, options, str(client.meta.endpoint_url))
+    endpoint = str(client.meta.endpoint_url)
+    if "glue" in options:  # Glue's requests go the way of the run's S3 requests
+        glue = {**options["glue"], "endpoint_url": endpoint, "region": "us-east-1"}
+        options = {**options, "glue": glue}
+    cfg = _config(bucket, key, options, endpoint)
     return run_export(cfg, ArrowSource(data), client, ctx)
+
+
+def glue_partitions(endpoint: str, scenario: Scenario) -> set[str] | None:
+    """The partition folders the Glue table of the scenario lists (None: no table)."""
+    import boto3
+
+    glue = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1")
+    database, name = scenario.options["glue"]["database"], scenario.options["glue"]["table"]
+    try:
+        table = glue.get_table(DatabaseName=database, Name=name)["Table"]
+    except glue.exceptions.EntityNotFoundException:
+        return None
+    location = table["StorageDescriptor"]["Location"]
+    found = set()
+    for page in glue.get_paginator("get_partitions").paginate(
+        DatabaseName=database, TableName=name
+    ):
+        for part in page["Partitions"]:
+            found.add(part["StorageDescriptor"]["Location"][len(location) :])
+    return found
 
 
 def table_rows(scenario: Scenario, endpoint: str, bucket: str) -> list[Any] | None:
@@ -262,6 +286,7 @@ def _check_rows(
         assert rows == want, f"{where}: the table holds other rows: {rows} != {want}"
         return
     prefix = scenario.prefix
+    manifest = None
     if prefix is None:
         keys = [k for k in list_keys(s3, bucket, scenario.key) if k == scenario.key]
     else:
@@ -271,6 +296,11 @@ def _check_rows(
         assert not keys, f"{where}: an export appeared: {keys[:3]}"
         return
     assert read_rows(s3, bucket, keys) == expected_rows(expected), f"{where}: other rows"
+    if "glue" in scenario.options and manifest is not None:
+        # Registered after the commit: the table lists exactly the committed partitions.
+        folders = {f["partition"] for f in manifest["files"]}
+        got = glue_partitions(endpoint, scenario)
+        assert got == folders, f"{where}: Glue lists {got}, the manifest {folders}"
 
 
 def scenarios() -> list[Scenario]:
@@ -345,6 +375,21 @@ def scenarios() -> list[Scenario]:
             {"file_format": "iceberg", "table": "events"},
             new,
             before=[("lake/events/", {"file_format": "iceberg", "table": "events"}, "m", old)],
+            others={k: v for k, v in neighbours.items() if not k.startswith("exp/")},
+        ),
+        Scenario(
+            "folder registered in Glue",
+            "exp/",
+            {"partition_cols": ["p"], "glue": {"database": "sweep", "table": "events"}},
+            new,
+            before=[
+                (
+                    "exp/",
+                    {"partition_cols": ["p"], "glue": {"database": "sweep", "table": "events"}},
+                    "m",
+                    old,
+                )
+            ],
             others={k: v for k, v in neighbours.items() if not k.startswith("exp/")},
         ),
         Scenario(
