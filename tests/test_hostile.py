@@ -47,10 +47,10 @@ from dbt_s3_export.errors import (
     TransferError,
 )
 from dbt_s3_export.options.attributes import content_type_problem, metadata_problem, tags_problem
+from dbt_s3_export.options.where import FilterError, filter_sql
 from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings, redact, url_secrets
 from dbt_s3_export.s3.error_table import AssumeRole, S3Request
 from dbt_s3_export.s3.translate import translate
-from dbt_s3_export.source.batches import FilterError, filter_sql
 
 from .bad_servers import EmptyAnswerServer, SilentServer
 from .engine import engine_client

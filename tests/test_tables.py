@@ -352,8 +352,9 @@ def test_iceberg_data_files_come_from_bounded_chunks(
     monkeypatch: pytest.MonkeyPatch, s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     """The write holds at most CHUNK_BYTES of batches: a bigger model makes more files."""
-    from dbt_s3_export import ExportConfig, RunContext, iceberg, run_export
+    from dbt_s3_export import ExportConfig, RunContext, run_export
     from dbt_s3_export.source.base import ArrowSource
+    from dbt_s3_export.tables import iceberg
 
     from .engine import engine_client
 
