@@ -428,7 +428,8 @@ def s3_output(endpoint: str, fmt: str, prefix: str) -> dict[str, Any]:
     keys, size = [], 0
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         for obj in page.get("Contents", []):
-            if not obj["Key"].endswith(("_manifest.json", "/")):
+            # Data files only: not the manifest, lease or any other control file.
+            if not obj["Key"].rsplit("/", 1)[-1].startswith("_") and not obj["Key"].endswith("/"):
                 keys.append(obj["Key"])
                 size += obj["Size"]
     out: dict[str, Any] = {"files": len(keys), "bytes": size}
