@@ -414,10 +414,10 @@ def scenarios() -> list[Scenario]:
 
 
 def chosen(index: int, count: int, name: str) -> bool:
-    """Which requests a sampled sweep drops: every fourth, at an offset per scenario.
+    """Which requests a sampled sweep drops: every fifth, at an offset per scenario.
 
     ``DBT_S3_EXPORT_SWEEP=full`` sweeps every request.
     """
     if os.environ.get("DBT_S3_EXPORT_SWEEP") == "full":
         return True
-    return index % 4 == sum(map(ord, name)) % 4 or index == count - 1
+    return index % 5 == sum(map(ord, name)) % 5 or index == count - 1

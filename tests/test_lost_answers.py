@@ -1,6 +1,6 @@
 """Every answer of a run lost, one at a time, on both servers (see tests/lost_answers.py).
 
-CI drops a sample of each run's requests (every fourth); ``scripts/lost-answer-sweep``
+CI drops a sample of each run's requests (every fifth); ``scripts/lost-answer-sweep``
 drops every one and prints the figures that docs/concurrency.md gives.
 """
 
@@ -15,7 +15,9 @@ import pytest
 from .lost_answers import Scenario, chosen, count_requests, scenarios, sweep_one
 from .support import MotoServer, S3Server
 
-SCENARIOS = {s.name: s for s in scenarios()}
+# Folders and single objects here; tables and Glue in test_lost_answers_tables.py, so
+# that the two halves run on two test workers.
+SCENARIOS = {s.name: s for s in scenarios() if not s.table and "glue" not in s.options}
 _buckets = itertools.count()
 
 
@@ -43,4 +45,4 @@ def test_every_lost_answer_leaves_others_alone_and_the_export_whole(
         if out:
             with open(out, "a") as f:
                 f.write(outcome.line() + "\n")
-    assert swept >= count // 4
+    assert swept >= count // 5

@@ -120,8 +120,15 @@ MANIFEST_EDITS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-@pytest.mark.parametrize("mode", ["replace", "overwrite_partitions"])
-@pytest.mark.parametrize("change", MANIFEST_EDITS.values(), ids=list(MANIFEST_EDITS))
+# Each edit once, the modes taking turns: both read the manifest before they drop
+# anything, and both must refuse it.
+MANIFEST_CASES = [
+    pytest.param(change, ("replace", "overwrite_partitions")[i % 2], id=name)
+    for i, (name, change) in enumerate(MANIFEST_EDITS.items())
+]
+
+
+@pytest.mark.parametrize(("change", "mode"), MANIFEST_CASES)
 def test_an_edited_manifest_fails_the_run_and_nothing_is_deleted(
     change: Callable[[dict[str, Any]], Any],
     mode: str,
