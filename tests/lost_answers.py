@@ -16,6 +16,7 @@ run must never do, whatever answer it lost:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -26,6 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute
+import pytest
 
 from dbt_s3_export import ArrowSource, ExportConfig, RunContext, S3ExportError, run_export
 from dbt_s3_export.commit import is_data_key
@@ -33,7 +35,7 @@ from dbt_s3_export.commit import is_data_key
 from .concurrency import check_invariant, check_settled
 from .engine import engine_client, expected_rows, read_rows, table
 from .faultproxy import DROP_ANSWER, PASS, FaultProxy, Rule
-from .support import list_keys
+from .support import MotoServer, S3Server, list_keys
 
 # A run that waits on a lease gives up after this long: a run that waited on its own
 # lease fails, and every run of the sweep must end well within it.
@@ -421,3 +423,32 @@ def chosen(index: int, count: int, name: str) -> bool:
     if os.environ.get("DBT_S3_EXPORT_SWEEP") == "full":
         return True
     return index % 5 == sum(map(ord, name)) % 5 or index == count - 1
+
+
+_buckets = itertools.count()
+
+
+def sweep(scenario: Scenario, s3: Any, server: S3Server) -> None:
+    """Drop each chosen answer of the scenario's run in turn, on a fresh bucket each time.
+
+    ``DBT_S3_EXPORT_SWEEP_OUT`` names a file that gets one JSON line per run swept.
+    """
+    if "glue" in scenario.options and not isinstance(server, MotoServer):
+        pytest.skip("Glue is moto's: SeaweedFS has no Glue")
+
+    def bucket() -> str:
+        return f"lost-{os.getpid()}-{next(_buckets)}"
+
+    count = count_requests(scenario, s3, server.endpoint, bucket())
+    assert count > 3, count
+    out = os.environ.get("DBT_S3_EXPORT_SWEEP_OUT")
+    swept = 0
+    for index in range(count):
+        if not chosen(index, count, scenario.name):
+            continue
+        outcome = sweep_one(scenario, s3, server.endpoint, bucket(), index, type(server).__name__)
+        swept += 1
+        if out:
+            with open(out, "a") as f:
+                f.write(outcome.line() + "\n")
+    assert swept >= count // 5
