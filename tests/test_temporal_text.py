@@ -92,6 +92,9 @@ def exact(file_format: str, typ: pa.DataType, values: list[int | None], duckdb_t
 TEXT_FORMATS = ("csv", "json", "jsonl")
 _JSON_LAYOUT = {"json": "array", "jsonl": "newline_delimited"}
 UNITS = ("s", "ms", "us", "ns")
+# Property tests take a minute: the fast lane (scripts/test --quick) leaves them to CI.
+pytestmark = pytest.mark.slow
+
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
