@@ -42,6 +42,7 @@ from .errors import (
 from .options.config import ExportConfig
 from .progress import Progress, utc_now
 from .result import ExportResult
+from .s3.credentials import CredentialSession
 from .s3.transfer import Uploader
 from .source.base import BatchSource
 from .tables.glue import GlueRegistration, registration_failed
@@ -92,8 +93,14 @@ def run_export(
     source: BatchSource,
     client: S3Client,
     ctx: RunContext | None = None,
+    credentials: CredentialSession | None = None,
 ) -> ExportResult:
-    """Export ``source`` as ``cfg`` says; on failure leave the previous export as it was."""
+    """Export ``source`` as ``cfg`` says; on failure leave the previous export as it was.
+
+    ``credentials`` is the session behind ``client`` (``ClientCache.credentials``): table
+    writers and Glue take their keys from it, so a role is assumed once. Without it they
+    make a session of their own from ``cfg``.
+    """
     ctx = ctx or RunContext()
     started = time.monotonic()
     _return_freed_arrow_memory()
@@ -101,14 +108,19 @@ def run_export(
         from .tables import export_table
 
         result = export_table(
-            cfg, source, client, ctx, ExportResult(ctx.model, cfg.destination, cfg.file_format, "")
+            cfg,
+            source,
+            client,
+            ctx,
+            ExportResult(ctx.model, cfg.destination, cfg.file_format, ""),
+            credentials,
         )
         result.seconds = time.monotonic() - started
         return result
     # What is wrong with the model's columns is found before anything is claimed or written.
     schema = source.schema(cfg.partition_cols)
     check_columns(cfg, schema)
-    glue = GlueRegistration(cfg, ctx, schema) if cfg.glue is not None else None
+    glue = GlueRegistration(cfg, ctx, schema, credentials) if cfg.glue is not None else None
     if glue is not None:
         glue.prepare()
     partition_types = [str(schema.field(c).type) for c in cfg.partition_cols]

@@ -185,8 +185,9 @@ class Plugin(BasePlugin):
         )
         if source.note:
             logger.info(f"s3_export: {model}: {source.note}")
-        client = self._clients.get(ConnectionSettings.of(cfg))
-        return run_export(cfg, source, client, ctx)
+        settings = ConnectionSettings.of(cfg)
+        client = self._clients.get(settings)
+        return run_export(cfg, source, client, ctx, self._clients.credentials(settings))
 
     def _secrets(self, entries: Any) -> list[str]:
         """Every credential value in the profile config and the model's entries."""

@@ -7,36 +7,38 @@ credentials that botocore refreshes before they expire, so a run that outlasts
 the role session keeps working.
 
 Nothing here ever puts a credential into a message: failures name the profile
-or the role, and ``redact`` scrubs known secret values out of any text as a
-last line of defence, in every spelling text may hold them (trimmed, escaped by
-repr or JSON, URL-encoded).
+or the role, and ``redact`` (s3/redaction.py) scrubs known secret values out of any
+text as a last line of defence.
 
 Every request has the deadlines of ``s3/deadlines.py``, STS calls for a role included.
+
+One ``CredentialSession`` per set of settings serves everything an export talks to
+S3 and Glue with: the export's S3 client, Glue clients, and the keys handed to
+pyarrow, delta-rs and pyiceberg (``CredentialSession.frozen``). A role is therefore
+assumed once, and every key, secret and token the session yields, after a refresh
+too, is remembered for ``redact``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import html
-import json
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import quote, quote_plus, unquote
 
 import boto3
 import botocore.session
 from botocore.config import Config
-from botocore.credentials import DeferredRefreshableCredentials
+from botocore.credentials import DeferredRefreshableCredentials, RefreshableCredentials
 from botocore.exceptions import ProfileNotFound
 
 from ..errors import InvalidCredentials, S3ExportError
 from ..options.config import SECRET_OPTIONS, Checksums, ExportConfig
 from .deadlines import CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT, Deadlines, Timeouts
 from .error_table import AssumeRole
+from .redaction import redact, secret_forms, url_secrets
 from .translate import translate
 
 if TYPE_CHECKING:
@@ -44,15 +46,20 @@ if TYPE_CHECKING:
 else:
     S3Client = Any
 
-__all__ = ["ClientCache", "ConnectionSettings", "S3Client", "redact", "secret_forms", "url_secrets"]
+__all__ = [
+    "ClientCache",
+    "ConnectionSettings",
+    "CredentialSession",
+    "S3Client",
+    "redact",
+    "secret_forms",
+    "url_secrets",
+]
 
 DEFAULT_SESSION_NAME = "dbt-s3-export"
 # One client serves every dbt thread that exports with the same credentials, so
 # its connection pool is sized for several exports uploading at once.
 MAX_POOL_CONNECTIONS = 64
-REDACTED = "***"
-# Shorter values are not scrubbed from text: they would mangle ordinary words.
-_MIN_REDACT_LENGTH = 4
 
 
 @dataclass(frozen=True)
@@ -247,55 +254,6 @@ def _ignore(values: Iterable[str]) -> None:
     """Where a session built outside ``ClientCache`` sends the keys it fetches."""
 
 
-def secret_forms(secret: str) -> set[str]:
-    """Every spelling of ``secret`` that text may hold.
-
-    As given and with surrounding whitespace trimmed (a key read from a file often
-    ends in a newline), each also as repr, JSON and HTML escape it and as URLs
-    encode it (upper- and lower-case percent escapes, ``+`` for spaces, twice).
-    Text holding the secret with whitespace added holds the trimmed form.
-    """
-    forms: set[str] = set()
-    for core in {secret, secret.strip()}:
-        if not core:
-            continue
-        encoded = quote(core, safe="")
-        forms |= {
-            core,
-            repr(core)[1:-1],
-            core.encode("unicode_escape").decode("ascii"),
-            json.dumps(core)[1:-1],
-            json.dumps(core)[1:-1].replace("/", "\\/"),
-            json.dumps(core, ensure_ascii=False)[1:-1],
-            html.escape(core),
-            encoded,
-            re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), encoded),
-            quote(core, safe="/"),
-            quote_plus(core),
-            quote(encoded, safe=""),
-        }
-    return {form for form in forms if len(form) >= _MIN_REDACT_LENGTH}
-
-
-def url_secrets(url: Any) -> list[str]:
-    """The user and password an endpoint URL holds before its last ``@``, also decoded."""
-    if not isinstance(url, str) or "@" not in url:
-        return []
-    userinfo = url.split("://", 1)[-1].rsplit("@", 1)[0]
-    parts = [userinfo, *userinfo.split(":", 1)]
-    return parts + [unquote(part) for part in parts]
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every spelling of every secret value replaced by ``***``."""
-    forms: set[str] = set()
-    for secret in secrets:
-        forms |= secret_forms(secret)
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, REDACTED)
-    return text
-
-
 def _resolved_keys(session: boto3.Session) -> list[str]:
     """The keys boto3's chain found for ``session`` (not a role's: those are fetched later)."""
     credentials = session.get_credentials()
@@ -307,41 +265,56 @@ def _resolved_keys(session: boto3.Session) -> list[str]:
     return []
 
 
-class ClientCache:
-    """Thread-safe cache of S3 clients (boto3 clients are thread-safe; sessions are not)."""
+def _remember_refreshes(credentials: Any, remember: Callable[[Iterable[str]], None]) -> None:
+    """Send the keys every later refresh of ``credentials`` fetches to ``remember`` too.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._clients: dict[ConnectionSettings, S3Client] = {}
-        self._secrets_lock = threading.Lock()
-        self._secrets: set[str] = set()
+    For refreshable credentials of boto3's chain (a profile's role, SSO, a container
+    role): a role of our own remembers its keys in its refresh already. botocore keeps
+    the refresh function in a private attribute; without it nothing is wrapped, and
+    ``CredentialSession.frozen`` still remembers every key it hands out.
+    """
+    fetch = getattr(credentials, "_refresh_using", None)
+    if not isinstance(credentials, RefreshableCredentials) or not callable(fetch):
+        return
 
-    def get(self, settings: ConnectionSettings) -> S3Client:
-        with self._lock:
-            client = self._clients.get(settings)
-            if client is None:
-                client = self._create(settings)
-                self._clients[settings] = client
-            return client
-
-    def _create(self, settings: ConnectionSettings) -> S3Client:
-        deadlines = Deadlines(settings.timeouts)
-        try:
-            session = settings.session(deadlines, self._remember)
-            client = session.client(
-                "s3", endpoint_url=settings.endpoint_url, config=settings.botocore_config()
+    def refresh() -> Any:
+        metadata = fetch()
+        if isinstance(metadata, dict):
+            remember(
+                str(metadata[k]) for k in ("access_key", "secret_key", "token") if metadata.get(k)
             )
+        return metadata
+
+    credentials._refresh_using = refresh  # type: ignore[attr-defined]
+
+
+class CredentialSession:
+    """One boto3 session for a set of settings, shared by every client and library using it.
+
+    boto3 sessions are not thread-safe, so clients are made under a lock; the clients
+    and the refreshable credentials are. Everything the session yields goes to
+    ``remember``.
+    """
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        remember: Callable[[Iterable[str]], None] | None = None,
+        deadlines: Deadlines | None = None,
+    ) -> None:
+        self.settings = settings
+        # One endpoint's silence is known to the S3 client and the role's STS calls alike.
+        self.deadlines = deadlines or Deadlines(settings.timeouts)
+        self._remember = remember or _ignore
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str | None, str | None, str | None], Any] = {}
+        try:
+            self.session = settings.session(self.deadlines, self._remember)
         except S3ExportError:
             raise
         except Exception as e:
-            # e.g. a profile that names an SSO session or a process that fails to load.
-            message = redact(" ".join(str(e).split()), settings.secrets())
-            raise InvalidCredentials(
-                f"cannot set up S3 credentials from {settings.describe_source()}: {message}",
-                code=type(e).__name__,
-            ) from None
-        deadlines.install(client)
-        found = _resolved_keys(session)
+            raise _setup_failed(settings, e) from None
+        found = _resolved_keys(self.session)
         self._remember(settings.secrets() + url_secrets(settings.endpoint_url) + found)
         if any(value != value.strip() for value in found):
             raise InvalidCredentials(
@@ -350,14 +323,119 @@ class ClientCache:
                 "shown). Remove it where they are set",
                 code="InvalidCredentials",
             )
-        return client
+        if not settings.role_arn:
+            _remember_refreshes(self.session.get_credentials(), self._remember)
+
+    def __repr__(self) -> str:
+        return f"CredentialSession({self.settings!r})"
+
+    def client(
+        self,
+        service: str,
+        config: Config,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        tag: str | None = None,
+        prepare: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """The session's client for ``service`` (made once per region, endpoint and ``tag``)."""
+        key = (service, region, endpoint_url, tag)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                try:
+                    client = self.session.client(
+                        cast(Any, service),
+                        region_name=region,
+                        endpoint_url=endpoint_url,
+                        config=config,
+                    )
+                except S3ExportError:
+                    raise
+                except Exception as e:
+                    raise _setup_failed(self.settings, e) from None
+                if prepare is not None:
+                    prepare(client)
+                self._clients[key] = client
+            return client
+
+    def frozen(self) -> Any:
+        """The keys in use now (a role's assumed first if it was not yet), remembered.
+
+        For libraries that take static keys (pyarrow, delta-rs): botocore refreshes a
+        role's keys when less than 15 minutes are left, so these hold at least that long.
+        """
+        settings = self.settings
+        try:
+            credentials = self.session.get_credentials()
+            frozen = credentials.get_frozen_credentials() if credentials else None
+        except S3ExportError:
+            raise
+        except Exception as e:  # botocore's credential providers raise many kinds
+            raise InvalidCredentials(
+                f"cannot get S3 credentials from {settings.describe_source()}: {type(e).__name__}",
+                code=type(e).__name__,
+            ) from None
+        if frozen is None or not frozen.access_key or not frozen.secret_key:
+            raise InvalidCredentials(
+                f"no S3 credentials found ({settings.describe_source()}). Configure "
+                "access_key_id and secret_access_key, a profile_name, or the standard AWS "
+                "environment variables",
+                code="NoCredentials",
+            )
+        self._remember(v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v)
+        return frozen
+
+
+def _setup_failed(settings: ConnectionSettings, e: Exception) -> InvalidCredentials:
+    """e.g. a profile that names an SSO session or a process that fails to load."""
+    message = redact(" ".join(str(e).split()), settings.secrets())
+    return InvalidCredentials(
+        f"cannot set up S3 credentials from {settings.describe_source()}: {message}",
+        code=type(e).__name__,
+    )
+
+
+class ClientCache:
+    """Thread-safe cache of credential sessions and their S3 clients, one per settings."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[ConnectionSettings, CredentialSession] = {}
+        self._clients: dict[ConnectionSettings, S3Client] = {}
+        self._secrets_lock = threading.Lock()
+        self._secrets: set[str] = set()
+
+    def credentials(self, settings: ConnectionSettings) -> CredentialSession:
+        """The one session of ``settings``: S3, Glue and the table writers all use it."""
+        with self._lock:
+            return self._credentials(settings)
+
+    def _credentials(self, settings: ConnectionSettings) -> CredentialSession:
+        session = self._sessions.get(settings)
+        if session is None:
+            session = CredentialSession(settings, self._remember)
+            self._sessions[settings] = session
+        return session
+
+    def get(self, settings: ConnectionSettings) -> S3Client:
+        with self._lock:
+            client = self._clients.get(settings)
+            if client is None:
+                session = self._credentials(settings)
+                client = session.client(
+                    "s3", settings.botocore_config(), endpoint_url=settings.endpoint_url
+                )
+                session.deadlines.install(client)
+                self._clients[settings] = client
+            return cast(S3Client, client)
 
     def _remember(self, values: Iterable[str]) -> None:
         with self._secrets_lock:
             self._secrets.update(v for v in values if v)
 
     def secrets(self) -> list[str]:
-        """Every credential the clients were given or found, for ``redact``."""
+        """Every credential the sessions were given, found or fetched, for ``redact``."""
         with self._secrets_lock:
             return sorted(self._secrets)
 
@@ -368,3 +446,4 @@ class ClientCache:
     def clear(self) -> None:
         with self._lock:
             self._clients.clear()
+            self._sessions.clear()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..commit import RunContext, new_generation
 from ..errors import ExportFailed, S3ExportError, brief
 from ..options.config import ExportConfig
+from ..s3.credentials import CredentialSession
 from .common import SchemaMismatch, Storage, TableConflict
 
 if TYPE_CHECKING:
@@ -33,9 +34,14 @@ def export_table(
     client: S3Client,
     ctx: RunContext,
     result: ExportResult,
+    credentials: CredentialSession | None = None,
 ) -> ExportResult:
-    """Write ``source`` as the Iceberg or Delta table ``cfg`` names, in one commit."""
-    storage = Storage.of(cfg)
+    """Write ``source`` as the Iceberg or Delta table ``cfg`` names, in one commit.
+
+    ``credentials`` is the session behind ``client``: the table's library and Glue use
+    its keys (a session of the export's own is made when None).
+    """
+    storage = Storage.of(cfg, credentials)
     result.generation = new_generation()
     if cfg.file_format == "iceberg":
         from .iceberg import IcebergWriter

@@ -40,7 +40,9 @@ def load_catalog(cfg: ExportConfig, storage: Storage) -> Any:
 
         from .glue import glue_client
 
-        client = glue_client(cfg, catalog.region, catalog.endpoint_url, catalog.catalog_id)
+        client = glue_client(
+            cfg, catalog.region, catalog.endpoint_url, catalog.catalog_id, storage.credentials
+        )
         return GlueCatalog(catalog.name, client=client, **props)
     props["type"] = catalog.type
     for name in ("uri", "warehouse", "token", "credential"):

@@ -43,7 +43,7 @@ orphan-file clean-up would delete the folder export's files.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -59,12 +59,10 @@ from ..commit import (
 from ..errors import (
     ConfigError,
     ExportFailed,
-    InvalidCredentials,
-    S3ExportError,
     SourceError,
 )
 from ..options.config import ExportConfig
-from ..s3.credentials import ConnectionSettings
+from ..s3.credentials import ConnectionSettings, CredentialSession
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -107,9 +105,12 @@ def missing_extra(package: str) -> ConfigError:
 class Storage:
     """The S3 connection of the export, as pyiceberg and delta-rs take it.
 
-    Credentials come from the same settings (and the same boto3 chain) as the export's
-    own S3 client, resolved once at the start of the run: pyarrow's and delta-rs's S3
-    clients cannot refresh them, so a role session must outlast the run.
+    The keys are those of the export's own credential session (the one behind its S3
+    client, ``s3/credentials.py``), read once at the start of the run: a role is not
+    assumed again, and the keys are among the secrets kept out of messages. pyarrow's
+    and delta-rs's S3 clients cannot refresh them, so they must outlast the run (a
+    role's keys are handed out with at least 15 minutes left). Glue clients come from
+    the same session.
     """
 
     region: str
@@ -118,38 +119,25 @@ class Storage:
     access_key_id: str
     secret_access_key: str
     session_token: str | None
+    credentials: CredentialSession | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:  # never show credentials
         return f"Storage(region={self.region!r}, endpoint_url={self.endpoint_url!r})"
 
     @classmethod
-    def of(cls, cfg: ExportConfig) -> Storage:
-        settings = ConnectionSettings.of(cfg)
-        session = settings.session()
-        try:
-            credentials = session.get_credentials()
-            frozen = credentials.get_frozen_credentials() if credentials else None
-        except S3ExportError:
-            raise
-        except Exception as e:  # botocore's credential providers raise many kinds
-            raise InvalidCredentials(
-                f"cannot get S3 credentials from {settings.describe_source()}: {type(e).__name__}",
-                code=type(e).__name__,
-            ) from None
-        if frozen is None or not frozen.access_key or not frozen.secret_key:
-            raise InvalidCredentials(
-                f"no S3 credentials found ({settings.describe_source()}). Configure "
-                "access_key_id and secret_access_key, a profile_name, or the standard AWS "
-                "environment variables",
-                code="NoCredentials",
-            )
+    def of(cls, cfg: ExportConfig, credentials: CredentialSession | None = None) -> Storage:
+        """``cfg``'s storage with ``credentials`` (a session of its own when None)."""
+        credentials = credentials or CredentialSession(ConnectionSettings.of(cfg))
+        settings = credentials.settings
+        frozen = credentials.frozen()
         return cls(
-            region=cfg.region or session.region_name or "us-east-1",
+            region=cfg.region or credentials.session.region_name or "us-east-1",
             endpoint_url=cfg.endpoint_url,
             path_style=settings.addressing_style == "path",
             access_key_id=frozen.access_key,
             secret_access_key=frozen.secret_key,
             session_token=frozen.token,
+            credentials=credentials,
         )
 
     def iceberg(self) -> dict[str, str]:

@@ -24,7 +24,6 @@ to Glue.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -37,7 +36,7 @@ from ..commit import MANIFEST_NAME, Commit, FolderCommit, RunContext
 from ..encoding.partitioning import NULL_SEGMENT
 from ..errors import ExportFailed, TransferError, brief
 from ..options.config import ExportConfig, GlueTarget
-from ..s3.credentials import ConnectionSettings
+from ..s3.credentials import ClientCache, ConnectionSettings, CredentialSession
 from ..s3.error_table import GlueRequest
 from ..s3.objects import get_object
 from ..s3.translate import BOTOCORE_ERRORS, translate
@@ -54,36 +53,39 @@ OWNER_PARAMETER = OWNER_PROPERTY
 CREATE_BATCH = 100
 DELETE_BATCH = 25
 
-_clients: dict[tuple[ConnectionSettings, str | None, str | None, str | None], GlueClient] = {}
-_clients_lock = threading.Lock()
+# Sessions for exports run without one (the engine used alone): one per settings, as before.
+_sessions = ClientCache()
 
 
 def glue_client(
-    cfg: ExportConfig, region: str | None, endpoint_url: str | None, catalog_id: str | None = None
+    cfg: ExportConfig,
+    region: str | None,
+    endpoint_url: str | None,
+    catalog_id: str | None = None,
+    credentials: CredentialSession | None = None,
 ) -> GlueClient:
-    """A Glue client with the export's credentials (shared with its S3 client's settings)."""
-    settings = ConnectionSettings.of(cfg)
+    """A Glue client of the export's credential session (the one behind its S3 client)."""
+    credentials = credentials or _sessions.credentials(ConnectionSettings.of(cfg))
     region = region or cfg.region
-    cache_key = (settings, region, endpoint_url, catalog_id)
-    with _clients_lock:
-        client = _clients.get(cache_key)
-        if client is None:
-            client = settings.session().client(
-                "glue",
-                region_name=region,
-                endpoint_url=endpoint_url,
-                # The retries and timeouts of the export's S3 and STS requests.
-                config=settings.retry_config().merge(
-                    Config(region_name=region, user_agent_extra="dbt-s3-export")
-                ),
-            )
-            if catalog_id:
-                # pyiceberg's Glue catalog sends no CatalogId itself: add it to every request.
-                from pyiceberg.catalog.glue import _register_glue_catalog_id_with_glue_client
 
-                _register_glue_catalog_id_with_glue_client(client, catalog_id)
-            _clients[cache_key] = client
-    return client
+    def prepare(client: GlueClient) -> None:
+        if catalog_id:
+            # pyiceberg's Glue catalog sends no CatalogId itself: add it to every request.
+            from pyiceberg.catalog.glue import _register_glue_catalog_id_with_glue_client
+
+            _register_glue_catalog_id_with_glue_client(client, catalog_id)
+
+    return credentials.client(
+        "glue",
+        # The retries and timeouts of the export's S3 and STS requests.
+        credentials.settings.retry_config().merge(
+            Config(region_name=region, user_agent_extra="dbt-s3-export")
+        ),
+        region=region,
+        endpoint_url=endpoint_url,
+        tag=catalog_id,
+        prepare=prepare,
+    )
 
 
 def _call(what: str, fn: Callable[[], T]) -> T:
@@ -228,7 +230,13 @@ def partition_values(path: str) -> list[str]:
 class GlueRegistration:
     """One run's registration of its export in Glue: checked before, done after the commit."""
 
-    def __init__(self, cfg: ExportConfig, ctx: RunContext, schema: pa.Schema) -> None:
+    def __init__(
+        self,
+        cfg: ExportConfig,
+        ctx: RunContext,
+        schema: pa.Schema,
+        credentials: CredentialSession | None = None,
+    ) -> None:
         assert cfg.glue is not None
         self.cfg = cfg
         self.ctx = ctx
@@ -236,7 +244,9 @@ class GlueRegistration:
         self.target = cfg.glue
         self.export_id = ctx.export_id(cfg)
         self.name = f"{self.target.database}.{self.target.table}"
-        self.client = glue_client(cfg, self.target.region, self.target.endpoint_url)
+        self.client = glue_client(
+            cfg, self.target.region, self.target.endpoint_url, credentials=credentials
+        )
         self._catalog = {"CatalogId": self.target.catalog_id} if self.target.catalog_id else {}
 
     def prepare(self) -> None:
