@@ -23,6 +23,10 @@ class BatchSource(Protocol):
 
     def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader: ...
 
+    def distinct(self, columns: Sequence[str]) -> pa.Table:
+        """The distinct values of ``columns`` (as ``open`` yields them), without a full read."""
+        ...
+
 
 def batch_rows(batch_size: int, row_bytes: float | None, widest_row: int | None = None) -> int:
     """Rows per batch: at most batch_size, and about BATCH_BYTES of Arrow data."""
@@ -76,3 +80,6 @@ class ArrowSource:
             table = table.sort_by([(c, "ascending") for c in order_by])
         rows = batch_rows(batch_size, table.nbytes / table.num_rows if table.num_rows else None)
         return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(rows))
+
+    def distinct(self, columns: Sequence[str]) -> pa.Table:
+        return self._table.select(list(columns)).group_by(list(columns)).aggregate([])

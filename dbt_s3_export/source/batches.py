@@ -331,6 +331,21 @@ class DuckDBSource:
         schema = tag_schema(reader.schema, self._plan)
         return pa.RecordBatchReader.from_batches(schema, self._tagged(reader, schema))
 
+    def distinct(self, columns: Sequence[str]) -> pa.Table:
+        """The distinct values of ``columns`` in the form ``open`` yields them.
+
+        One aggregate that reads only those columns (DuckDB prunes the other columns'
+        expressions), where a pass over the rows would read every column.
+        """
+        self._check_filter()
+        select = self._columns_sql(())
+        names = ", ".join(quote_identifier(c) for c in columns)
+        sql = f"SELECT DISTINCT {names} FROM ({self._select(columns=select)}) AS model"
+        try:
+            return self._con.sql(sql).to_arrow_table()
+        except duckdb.Error as e:
+            raise self._error(e) from e
+
     @staticmethod
     def _tagged(reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
         try:

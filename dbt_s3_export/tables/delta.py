@@ -47,6 +47,7 @@ from .common import (
     table_types,
 )
 from .delta_types import (
+    check_partition_types,
     creatable,
     into_column,
     partition_values_checked,
@@ -97,6 +98,7 @@ class DeltaWriter:
         options = self.storage.delta()
         schema = table_types(source.schema(), "delta")
         check_partition_columns_exist(schema, cfg.partition_cols)
+        check_partition_types(schema, list(cfg.partition_cols), self.uri)
         check_outside_folder_exports(self.client, cfg, self.what)
         with _delta_errors(self.uri):
             try:
@@ -325,24 +327,19 @@ class DeltaWriter:
         return pa.schema(fields)
 
     def _partitions_predicate(self, source: BatchSource, schema: pa.Schema) -> str | None:
-        """The SQL predicate naming the partitions this run writes (one pass over them).
+        """The SQL predicate naming the partitions this run writes.
 
-        Each value is a literal of the column's own type in the table (``arrow_cast``):
-        delta-rs compares without coercion, so a ``TIMESTAMP '...'`` (nanoseconds, no
-        zone) against a column of microseconds in UTC fails, and ``nan`` unquoted is
-        read as a column name.
+        delta-rs takes the predicate before it reads the stream, so the values come
+        from one ``SELECT DISTINCT`` of the partition columns (``BatchSource.distinct``),
+        not from a second pass over the model. Each value is a literal of the column's
+        own type in the table (``arrow_cast``): delta-rs compares without coercion, so a
+        ``TIMESTAMP '...'`` (nanoseconds, no zone) against a column of microseconds in
+        UTC fails, and ``nan`` unquoted is read as a column name.
         """
         cols = list(self.cfg.partition_cols)
-        seen: set[tuple[str | None, ...]] = set()
-        reader = source.open([], self.cfg.batch_size)
-        try:
-            for batch in reader:
-                if batch.num_rows:
-                    keys = pa.Table.from_batches([batch]).select(cols).group_by(cols).aggregate([])
-                    literals = [sql_literals(keys.column(c), schema.field(c).type) for c in cols]
-                    seen.update(zip(*literals, strict=True))
-        finally:
-            reader.close()
+        keys = source.distinct(cols)
+        literals = [sql_literals(keys.column(c), schema.field(c).type) for c in cols]
+        seen = set(zip(*literals, strict=True))
         if not seen:
             return None
         terms = [

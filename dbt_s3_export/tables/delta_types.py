@@ -49,6 +49,33 @@ FIRST_DAY, LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31, days sin
 PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
+def check_partition_types(schema: pa.Schema, cols: list[str], uri: str) -> None:
+    """Refuse partition columns of a type delta-rs cannot hold exactly, before any write.
+
+    delta-rs 1.6 stores a BLOB partition value as escaped text and reads it back as the
+    bytes of that text (``ab`` comes back as ``\\u0061\\u0062``).
+    """
+    for name in cols:
+        field = schema.field(name)
+        typ = field.type
+        if (
+            pa.types.is_binary(typ)
+            or pa.types.is_large_binary(typ)
+            or pa.types.is_fixed_size_binary(typ)
+            or pa.types.is_binary_view(typ)
+        ):
+            duckdb_type = (field.metadata or {}).get(DUCKDB_TYPE, b"").decode() or "BLOB"
+            raise column_error(
+                name,
+                duckdb_type,
+                f"is a partition column of Delta table {uri}, and delta-rs cannot hold binary "
+                "partition values exactly (it reads them back as escaped text). Nothing was "
+                "written",
+                f"Partition by a text form of it instead, e.g. hex({name}) AS {name}_hex, or "
+                "by another column",
+            )
+
+
 def partition_values_checked(
     batches: Iterator[pa.RecordBatch], schema: pa.Schema, cols: list[str], uri: str
 ) -> Iterator[pa.RecordBatch]:
