@@ -229,6 +229,55 @@ def test_redact_scrubs_every_secret_value() -> None:
     assert redact(text, [SECRET_LOOKING, SECRET_LOOKING[:10], "id"]) == "key *** and *** and id"
 
 
+def test_one_credential_session_per_settings_serves_s3_glue_and_table_keys() -> None:
+    settings = ConnectionSettings(
+        region="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        access_key_id="AKIASESSIONSHARED000",
+        secret_access_key=SECRET_LOOKING,
+    )
+    cache = ClientCache()
+    session = cache.credentials(settings)
+    assert cache.credentials(settings) is session
+    client = cache.get(settings)
+    # The S3 client signs with the session's credentials; Glue clients are made once.
+    assert client._request_signer._credentials is session.session.get_credentials()
+    config = settings.retry_config()
+    glue = session.client("glue", config, region="eu-west-1")
+    assert session.client("glue", config, region="eu-west-1") is glue
+    assert session.client("glue", config, region="eu-west-1", tag="123") is not glue
+    frozen = session.frozen()
+    assert (frozen.access_key, frozen.secret_key) == ("AKIASESSIONSHARED000", SECRET_LOOKING)
+    assert {"AKIASESSIONSHARED000", SECRET_LOOKING} <= set(cache.secrets())
+    assert SECRET_LOOKING not in repr(session)
+
+
+def test_keys_a_refreshable_source_of_the_chain_fetches_later_are_remembered() -> None:
+    from botocore.credentials import RefreshableCredentials
+
+    from dbt_s3_export.s3.credentials import _remember_refreshes
+
+    issued = iter(range(1, 10))
+
+    def fetch() -> dict[str, str]:
+        n = next(issued)
+        expiry = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1)
+        return {
+            "access_key": f"ASIAREFRESHED{n:07d}",
+            "secret_key": f"refreshed-secret-{n}",
+            "token": f"refreshed-token-{n}",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    credentials = RefreshableCredentials.create_from_metadata(fetch(), fetch, "container-role")
+    remembered: list[str] = []
+    _remember_refreshes(credentials, remembered.extend)
+    # A minute left is inside botocore's mandatory refresh window: each read refreshes.
+    frozen = credentials.get_frozen_credentials()
+    assert frozen.access_key == "ASIAREFRESHED0000002"
+    assert remembered == ["ASIAREFRESHED0000002", "refreshed-secret-2", "refreshed-token-2"]
+
+
 # -- the engine against IAM-enforcing moto --------------------------------------------------
 
 
