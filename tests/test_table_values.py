@@ -178,6 +178,93 @@ def test_four_iceberg_models_at_once_on_a_new_sql_catalog(
         assert reader.rows("iceberg", name, ("id",)) == [(i,)]
 
 
+@pytest.mark.parametrize("mode", ["append", "replace"])
+def test_overlapping_runs_on_one_iceberg_table_in_a_postgresql_catalog(
+    mode: str,
+    postgres: str,
+    s3_server: S3Server,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two runs of one export write the same table at once and reach the catalog's commit
+    together (held at a barrier): each commit lands or is refused with a clear error, and
+    the table is one consistent snapshot; appends that landed are all there."""
+    import threading
+
+    from dbt_s3_export import ArrowSource, ExportConfig, RunContext, run_export
+    from dbt_s3_export.errors import S3ExportError
+    from dbt_s3_export.tables.iceberg import IcebergWriter
+
+    from .engine import engine_client
+
+    name = f"overlap_{mode}"
+    cfg = ExportConfig.parse(
+        {
+            "bucket": bucket,
+            "key": f"lake/{name}/",
+            "file_format": "iceberg",
+            "namespace": "analytics",
+            "table": name,
+            "mode": mode,
+            "partition_cols": ["p"],
+            "endpoint_url": s3_server.endpoint,
+            "region": "us-east-1",
+            "catalog": {"type": "sql", "uri": postgres},
+        }
+    )
+
+    def data(run: int) -> pa.Table:
+        ids = [run * 100 + i for i in range(20)]
+        return pa.table({"id": ids, "p": [i % 3 for i in ids], "run": [run] * 20})
+
+    def export(run: int) -> None:
+        client = engine_client(s3_server.endpoint)
+        run_export(cfg, ArrowSource(data(run)), client, RunContext(model=name))
+
+    export(0)  # the table exists before the race
+    at_commit = threading.Barrier(2, timeout=60)
+    commit = IcebergWriter._commit
+
+    def held(self: IcebergWriter, tx: object) -> object:
+        at_commit.wait()  # both runs have written their files and hold the same base
+        return commit(self, tx)
+
+    monkeypatch.setattr(IcebergWriter, "_commit", held)
+    outcomes: dict[int, BaseException | None] = {}
+
+    def race(run: int) -> None:
+        try:
+            export(run)
+            outcomes[run] = None
+        except BaseException as e:  # judged in the test thread
+            outcomes[run] = e
+
+    threads = [threading.Thread(target=race, args=(run,)) for run in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    landed = [run for run, error in outcomes.items() if error is None]
+    assert sorted(outcomes) == [1, 2] and landed, outcomes
+    for error in outcomes.values():
+        if error is not None:
+            assert isinstance(error, S3ExportError), repr(error)
+            assert f"another writer committed to Iceberg table analytics.{name}" in str(error)
+            assert "run again" in str(error)
+    reader = Reader(s3_server.endpoint, bucket, postgres)
+    table = reader.iceberg(name)
+    got = sorted(reader.rows("iceberg", name, ("id", "run")))
+    if mode == "append":  # pyiceberg commits the refused append again on top: none is lost
+        assert sorted(landed) == [1, 2], outcomes
+        runs = [0, 1, 2]
+    else:  # one run's rows exactly, of a run that landed
+        runs = sorted({run for _, run in got})
+        assert len(runs) == 1 and runs[0] in landed, runs
+    assert got == sorted((run * 100 + i, run) for run in runs for i in range(20))
+    snapshots = table.snapshots()
+    assert len(snapshots) == 1 + len(landed)
+
+
 def test_iceberg_refuses_nan_in_an_identity_partition_and_case_only_renames(
     tables_project: DbtProject, s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
