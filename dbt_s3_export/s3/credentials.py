@@ -220,6 +220,9 @@ class ConnectionSettings:
                 # Raised from inside an S3 request's signing; ours passes through untouched.
                 raise translate(e, request) from None
             remember([creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]])
+            # The base keys too, as boto3's chain found them for this call (configured
+            # ones are remembered already).
+            remember(_resolved_keys(base))
             return {
                 "access_key": creds["AccessKeyId"],
                 "secret_key": creds["SecretAccessKey"],
@@ -256,10 +259,10 @@ def _ignore(values: Iterable[str]) -> None:
 
 def _resolved_keys(session: boto3.Session) -> list[str]:
     """The keys boto3's chain found for ``session`` (not a role's: those are fetched later)."""
-    credentials = session.get_credentials()
-    if credentials is None or isinstance(credentials, DeferredRefreshableCredentials):
-        return []
     with contextlib.suppress(Exception):
+        credentials = session.get_credentials()
+        if credentials is None or isinstance(credentials, DeferredRefreshableCredentials):
+            return []
         frozen = credentials.get_frozen_credentials()
         return [v for v in (frozen.access_key, frozen.secret_key, frozen.token) if v]
     return []
@@ -310,6 +313,8 @@ class CredentialSession:
         self._clients: dict[tuple[str, str | None, str | None, str | None], Any] = {}
         try:
             self.session = settings.session(self.deadlines, self._remember)
+            # boto3's chain resolves here; a role's keys are fetched on first use.
+            self.session.get_credentials()
         except S3ExportError:
             raise
         except Exception as e:
