@@ -35,7 +35,8 @@ from .report import ExportRecord, RunReport
 from .result import ExportResult
 from .s3.credentials import ClientCache, ConnectionSettings, redact, url_secrets
 from .s3.duckdb_s3 import DuckDBS3Config, destination_of, profile_secrets
-from .source.batches import export_source, relation_sql
+from .source.batches import relation_sql
+from .source.rows import export_source
 
 logger = AdapterLogger("S3Export")
 PROFILE_CONTEXT = "profiles.yml plugin 'dbt_s3_export' config"
@@ -180,6 +181,9 @@ class Plugin(BasePlugin):
             relation.identifier,
             cfg.where,
             cfg.rows,
+            mode=cfg.mode,
+            partition_cols=cfg.partition_cols,
+            incremental=payload.get("materialized") == "incremental",
             max_partitions=cfg.max_partitions,
             file_format=cfg.file_format,
         )

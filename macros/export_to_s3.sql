@@ -38,5 +38,5 @@
   {%- set refresh = model.config.get('full_refresh') -%}
   {%- if refresh is none -%}{%- set refresh = flags.FULL_REFRESH -%}{%- endif -%}
   {%- set full_refresh = model.config.materialized == 'incremental' and refresh in (true, 'true', 'True') -%}
-  {{- return(dbt_s3_export._run_exports(plugin_name, this, model.name, model.unique_id, exports, full_refresh)) -}}
+  {{- return(dbt_s3_export._run_exports(plugin_name, this, model.name, model.unique_id, exports, full_refresh, model.config.materialized)) -}}
 {% endmacro %}

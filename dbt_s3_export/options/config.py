@@ -122,7 +122,7 @@ class ExportConfig:
     enabled: bool = DEFAULTS["enabled"]
     # Which rows: a SQL filter, and/or only the current incremental batch.
     where: str | None = None
-    rows: Literal["all", "batch"] = DEFAULTS["rows"]
+    rows: Literal["auto", "all", "batch"] = DEFAULTS["rows"]
     # Naming and bookkeeping of the files a prefix export writes.
     filename_template: str = DEFAULTS["filename_template"]
     manifest: bool | None = None
