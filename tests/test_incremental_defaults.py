@@ -4,7 +4,8 @@
 rewrites the partitions the batch touched, each whole, by default and with
 ``rows: batch``, and leaves the other partitions' files alone; ``rows: all`` exports
 the whole model every run. Batches add rows to partitions that already hold some,
-the NULL partition included, and a ``merge`` model restates part of a day.
+the NULL partition included, and a ``merge`` model restates part of a day; a
+``delete+insert`` model restates a whole day, exported with ``where``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from .engine import manifest
 from .support import HOOK, DbtProject, S3Server, read_object
+from .test_modes import data_keys
 from .test_tables import delta_options
 
 # Each run's batch of ``events``: (first id, id after the last, day); None is NULL.
@@ -50,6 +52,20 @@ def restated_sql(run: int) -> str:
     )
 
 
+# delete+insert (unique_key): each run adds day == run and restates day == run - 1.
+LATE = """
+{{ config(materialized='incremental', unique_key='id', meta={'s3_export': [
+    {'bucket': '__B__', 'key': 'appended/', 'file_format': 'jsonl',
+     'mode': 'append', 'rows': 'batch'},
+    {'bucket': '__B__', 'key': 'by_day/', 'file_format': 'csv', 'partition_cols': ['day'],
+     'mode': 'overwrite_partitions', 'where': 'day >= ' ~ (var('run') - 1)}
+]}, post_hook="{{ dbt_s3_export.export_to_s3() }}") }}
+select day * 100 + n as id, day, 'run' || {{ var('run') }} as loaded_in
+from range(1, 4) as t(n), (select unnest([{{ var('run') - 1 }}, {{ var('run') }}]) as day)
+{% if is_incremental() %} where true {% endif %}
+"""
+
+
 def entry(bucket: str, key: str, **options: Any) -> dict[str, Any]:
     return {"bucket": bucket, "key": key, "file_format": "parquet", **options}
 
@@ -72,6 +88,7 @@ def write_models(project: DbtProject, bucket: str, run: int) -> None:
         f"meta={{'s3_export': {restated}}}, {HOOK}"
     )
     project.model("restated", "{{ config(" + config + ") }}\n" + restated_sql(run))
+    project.model("late", LATE.replace("__B__", bucket))
 
 
 Row = tuple[int, int | None, str]
@@ -161,7 +178,7 @@ def test_incremental_defaults_over_three_runs(
             for line in output.splitlines()
             if "(rows: auto, the default). Set rows: all" in line
         )
-        assert told == ({} if run == 1 else {"events": 3, "restated": 1})
+        assert told == ({} if run == 1 else {"events": 3, "restated": 1, "late": 1})
 
     # Day 2 of restated: two rows restated by run 3, one kept from run 2.
     assert [r for r in exported(s3, bucket, "restated/") if r[1] == 2] == [
@@ -169,3 +186,33 @@ def test_incremental_defaults_over_three_runs(
         (22, 2, "run3"),
         (23, 2, "run2"),
     ]
+
+    # append + rows: batch: every run's staged rows exactly once, in its own files.
+    appended = manifest(s3, bucket, "appended/")
+    lines = [
+        json.loads(line)
+        for f in appended["files"]
+        for line in read_object(s3, bucket, f["key"]).decode().splitlines()
+    ]
+    got = sorted((r["id"], r["loaded_in"]) for r in lines)
+    assert got == sorted(
+        (day * 100 + n, f"run{run}")
+        for run in (1, 2, 3)
+        for day in (run - 1, run)
+        for n in (1, 2, 3)
+    )
+    assert len(appended["files"]) == 3
+
+    # overwrite_partitions + where: each day holds the rows of the last run that wrote it.
+    by_day = manifest(s3, bucket, "by_day/")
+    assert sorted(f["partition"] for f in by_day["files"]) == [f"day={d}/" for d in range(4)]
+    assert set(data_keys(s3, bucket, "by_day/")) == {f["key"] for f in by_day["files"]}
+    rows = []
+    for f in by_day["files"]:
+        text = read_object(s3, bucket, f["key"]).decode().splitlines()[1:]
+        day = int(f["partition"][4:-1])
+        rows += [(day, line.replace('"', "")) for line in text]
+    last_writer = {0: 1, 1: 2, 2: 3, 3: 3}
+    assert sorted(rows) == sorted(
+        (d, f"{d * 100 + n},run{last_writer[d]}") for d in range(4) for n in (1, 2, 3)
+    )
