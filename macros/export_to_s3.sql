@@ -30,7 +30,7 @@
 {% macro athena__export_to_s3(plugin_name) %}{{ return(dbt_s3_export._warehouse_export(model, this)) }}{% endmacro %}
 
 {% macro duckdb__export_to_s3(plugin_name) %}
-  {%- set exports = dbt_s3_export._entries_to_export(model) -%}
+  {%- set exports = dbt_s3_export._entries_to_export(model, plugin_name) -%}
   {%- if exports | length == 0 -%}
     {{- return('') -}}
   {%- endif -%}
