@@ -105,7 +105,7 @@ def missing_extra(package: str) -> ConfigError:
         "file_format",
         f"{extra} needs the Python package '{package}', which is not installed",
         f'Install it with: pip install "{EXTRA_REQUIREMENTS[extra]}" (or reinstall this '
-        f"package from its folder with the extra: pip install \"./dbt-s3-export[{extra}]\")",
+        f'package from its folder with the extra: pip install "./dbt-s3-export[{extra}]")',
     )
 
 
