@@ -115,7 +115,7 @@ def _touched_partitions(
     except duckdb.Error as e:
         raise SourceError(
             f"cannot read the partition columns of {relation} and of this run's incremental "
-            f"batch: {first_line(e)}"
+            f"batch: {first_line(e)}. Set rows: all to rewrite every partition instead"
         ) from e
     fields = [f"k{i}" for i in range(len(columns))]
     ours = ", ".join(f"{f} := {q}" for f, q in zip(fields, quoted, strict=True))
