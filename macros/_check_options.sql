@@ -18,14 +18,19 @@
           {%- do close.append({'name': known, 'distance': (0 if contained else 100) + (known | length - name | string | length) | abs}) -%}
         {%- endif -%}
       {%- endfor -%}
-      {%- set close = close | sort(attribute='distance') | map(attribute='name') | list -%}
+      {%- set close = close | sort(attribute='distance') | list -%}
+      {%- set shown = [] -%}
+      {%- for near in close[:3] if near.distance < close[0].distance + 3 -%}
+        {%- set honoured = spec[near.name].adapters -%}
+        {%- do shown.append("'" ~ near.name ~ "'" ~ ('' if adapter_name in honoured else ' (an option of ' ~ (honoured | join(', ')) ~ ')')) -%}
+      {%- endfor -%}
       {%- set here = [] -%}
       {%- for known, option in spec.items() if adapter_name in option.adapters -%}
         {%- do here.append(known) -%}
       {%- endfor -%}
+      {%- set listed = 'The options on ' ~ adapter_name ~ ': ' ~ (here | sort | join(', ')) -%}
       {{- dbt_s3_export._s3_fail(context, name, adapter_name, 'unknown option',
-            "Did you mean '" ~ close[0] ~ "'?" if close
-            else 'The options on ' ~ adapter_name ~ ': ' ~ (here | sort | join(', '))) -}}
+            ('Did you mean ' ~ (shown | join(' or ')) ~ '? ' if shown else '') ~ listed) -}}
     {%- endif -%}
     {%- set option = spec[name] -%}
     {%- if value is none -%}

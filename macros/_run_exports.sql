@@ -6,7 +6,7 @@
   comments, so both "/*" and "*/" inside it are broken up. A comment that could
   end early, or never end, would fail the model after its export had landed.
 -#}
-{% macro _run_exports(plugin_name, relation, name, unique_id, exports, full_refresh=false) %}
+{% macro _run_exports(plugin_name, relation, name, unique_id, exports, full_refresh=false, materialized=none) %}
   {%- set statements = [] -%}
   {%- for entry in exports -%}
     {%- do statements.append(dbt_s3_export._render_export_statement(relation, entry)) -%}
@@ -18,6 +18,7 @@
         'unique_id': unique_id,
         'invocation_id': invocation_id,
         'full_refresh': full_refresh,
+        'materialized': materialized,
         'exports': exports,
       } -%}
   {%- do adapter.store_relation(plugin_name, relation, [], '', 's3', payload) -%}

@@ -30,7 +30,7 @@
 {% macro athena__export_to_s3(plugin_name) %}{{ return(dbt_s3_export._warehouse_export(model, this)) }}{% endmacro %}
 
 {% macro duckdb__export_to_s3(plugin_name) %}
-  {%- set exports = dbt_s3_export._entries_to_export(model) -%}
+  {%- set exports = dbt_s3_export._entries_to_export(model, plugin_name) -%}
   {%- if exports | length == 0 -%}
     {{- return('') -}}
   {%- endif -%}
@@ -38,5 +38,5 @@
   {%- set refresh = model.config.get('full_refresh') -%}
   {%- if refresh is none -%}{%- set refresh = flags.FULL_REFRESH -%}{%- endif -%}
   {%- set full_refresh = model.config.materialized == 'incremental' and refresh in (true, 'true', 'True') -%}
-  {{- return(dbt_s3_export._run_exports(plugin_name, this, model.name, model.unique_id, exports, full_refresh)) -}}
+  {{- return(dbt_s3_export._run_exports(plugin_name, this, model.name, model.unique_id, exports, full_refresh, model.config.materialized)) -}}
 {% endmacro %}

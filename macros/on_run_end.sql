@@ -34,7 +34,8 @@
       {%- endif -%}
     {%- endfor -%}
   {%- endif -%}
-  {%- set payload = {'action': 'run_end', 'invocation_id': invocation_id, 'ran': ran} -%}
+  {%- set payload = {'action': 'run_end', 'invocation_id': invocation_id, 'ran': ran,
+                     'switched_off': not dbt_s3_export._exports_enabled()} -%}
   {%- set anchor = api.Relation.create(identifier='s3_export_run_end') -%}
   {%- do adapter.store_relation(plugin_name, anchor, [], '', 's3', payload) -%}
   {{- return('') -}}

@@ -60,6 +60,10 @@ _MESSAGES = {
     "ServiceUnavailable": "Service is unable to handle request.",
     "AccessDenied": "Access Denied",
     "InvalidAccessKeyId": "The AWS Access Key Id you provided does not exist in our records.",
+    "SignatureDoesNotMatch": (
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method."
+    ),
 }
 
 

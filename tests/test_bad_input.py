@@ -277,6 +277,12 @@ def _bad_key(ctx: Any) -> str:
     return _export(ctx, ORDERS, endpoint=ctx.proxy.endpoint)
 
 
+@runtime_case("the secret access key is wrong")
+def _wrong_secret(ctx: Any) -> str:
+    ctx.proxy.add(Rule(STATUS, times=None, status=403, code="SignatureDoesNotMatch"))
+    return _export(ctx, ORDERS, endpoint=ctx.proxy.endpoint)
+
+
 @runtime_case("S3 keeps answering 500 Internal Error")
 def _server_error(ctx: Any) -> str:
     ctx.proxy.add(Rule(STATUS, times=None, status=500, code="InternalError"))

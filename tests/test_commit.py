@@ -152,9 +152,17 @@ def test_single_objects_have_owners_too(s3: Any, bucket: str, s3_server: S3Serve
     result = run(client, bucket, "files/orders.parquet", table(3, tag="a"), model="orders")
     head = s3.head_object(Bucket=bucket, Key="files/orders.parquet")
     assert head["Metadata"] == {
-        "dbt-s3-export-id": "model.p.orders%230",
+        "dbt-s3-export-id": "model.p.orders#0",
         "dbt-s3-export-run": result.generation,
     }
+    # An id that headers cannot carry as it is (spaces, '%', not ASCII) reads back exactly.
+    odd = "feed 50% Größe #1"
+    run(client, bucket, "files/odd.parquet", table(1, tag="o"), model="o", export_id=odd)
+    head = s3.head_object(Bucket=bucket, Key="files/odd.parquet")
+    assert head["Metadata"]["dbt-s3-export-id"] == "feed%2050%25%20Gr%C3%B6%C3%9Fe%20#1"
+    run(client, bucket, "files/odd.parquet", table(1, tag="p"), model="o2", export_id=odd)
+    with pytest.raises(OwnershipConflict, match=re.escape(f"belongs to export '{odd}'")):
+        run(client, bucket, "files/odd.parquet", table(1, tag="q"), model="o3")
     with pytest.raises(OwnershipConflict, match=re.escape("belongs to export 'model.p.orders#0'")):
         run(client, bucket, "files/orders.parquet", table(3, tag="b"), model="customers")
     run(client, bucket, "files/orders.parquet", table(5, tag="c"), model="orders")

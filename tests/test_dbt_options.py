@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from .support import DbtProject, export_meta, exported_model, list_keys, read_object
 
@@ -90,8 +91,23 @@ def test_switches_shorthand_and_object_attributes(
     # The command-line switch turns every export off.
     s3.delete_object(Bucket=bucket, Key="short/hand.csv")
     result = project.dbt("run", "--vars", "{dbt_s3_export_enabled: false}")
-    assert "skipped, var dbt_s3_export_enabled is false" in result.output
+    # One line for the run (no on_run_end() here), not one per model.
+    told = [line for line in result.output.splitlines() if "switched off by var" in line]
+    assert len(told) == 1, result.output
+    assert "this run exports nothing (first skipped: " in told[0]
+    assert "set it to true, to export" in told[0]
     assert "short/hand.csv" not in list_keys(s3, bucket)
+
+
+def test_switched_off_without_the_plugin_in_the_profile(project: DbtProject, bucket: str) -> None:
+    """A profile without the plugin may switch exports off: the model runs, says it skipped."""
+    project.model("no_plugin", exported_model(export_meta(bucket, "np/", "csv"), "select 1 as a"))
+    path = project.root / "profiles.yml"
+    profile = yaml.safe_load(path.read_text())
+    del profile["export_test"]["outputs"]["dev"]["plugins"]
+    path.write_text(yaml.safe_dump(profile))
+    result = project.dbt("run", "--vars", "{dbt_s3_export_enabled: false}")
+    assert "s3_export: no_plugin: skipped, var dbt_s3_export_enabled is false" in result.output
 
 
 def test_shorthand_clash_is_an_error(project: DbtProject, bucket: str) -> None:

@@ -14,7 +14,7 @@ from dbt_s3_export import ExportConfig, ExportFailed, RunContext, run_export
 from dbt_s3_export.source.base import ArrowSource
 
 from .engine import engine_client, expected_rows, export, manifest, read_rows, table
-from .support import DbtProject, S3Server, list_keys, read_object
+from .support import S3Server, list_keys, read_object
 
 
 def tagged(ids: range, tag: str, partition: int) -> pa.Table:
@@ -138,57 +138,3 @@ def test_single_object_manifest_on_request(s3: Any, bucket: str, s3_server: S3Se
     assert doc["files"][0]["key"] == "one/orders.csv"
     assert (doc["rows"], doc["invocation_id"], doc["model"]) == (4, "abc-123", "orders")
     assert len(doc["generation"]) == 24
-
-
-INCREMENTAL = """
-{{ config(materialized='incremental', unique_key='id', meta={'s3_export': [
-    {'bucket': '__B__', 'key': 'appended/', 'file_format': 'jsonl',
-     'mode': 'append', 'rows': 'batch'},
-    {'bucket': '__B__', 'key': 'by_day/', 'file_format': 'csv', 'partition_cols': ['day'],
-     'mode': 'overwrite_partitions', 'where': 'day >= ' ~ (var('run') - 1)}
-]}, post_hook="{{ dbt_s3_export.export_to_s3() }}") }}
--- Each run adds day == run and restates day == run - 1 (late data).
-select day * 100 + n as id, day, 'run' || {{ var('run') }} as loaded_in
-from range(1, 4) as t(n), (select unnest([{{ var('run') - 1 }}, {{ var('run') }}]) as day)
-{% if is_incremental() %} where true {% endif %}
-"""
-
-
-@pytest.mark.dbt
-def test_incremental_model_with_append_and_overwrite_partitions(
-    project: DbtProject, s3: Any, bucket: str
-) -> None:
-    project.model("events", INCREMENTAL.replace("__B__", bucket))
-    for run in (1, 2, 3):
-        project.dbt("run", "--vars", f"{{run: {run}}}")
-
-    # append + rows: batch: every run's staged rows exactly once, in its own files.
-    appended = manifest(s3, bucket, "appended/")
-    lines = [
-        json.loads(line)
-        for f in appended["files"]
-        for line in read_object(s3, bucket, f["key"]).decode().splitlines()
-    ]
-    got = sorted((r["id"], r["loaded_in"]) for r in lines)
-    expected = sorted(
-        (day * 100 + n, f"run{run}")
-        for run in (1, 2, 3)
-        for day in (run - 1, run)
-        for n in (1, 2, 3)
-    )
-    assert got == expected
-    assert len(appended["files"]) == 3
-
-    # overwrite_partitions + where: each day holds the rows of the last run that wrote it.
-    by_day = manifest(s3, bucket, "by_day/")
-    assert sorted(f["partition"] for f in by_day["files"]) == [f"day={d}/" for d in range(4)]
-    assert set(data_keys(s3, bucket, "by_day/")) == {f["key"] for f in by_day["files"]}
-    rows = []
-    for f in by_day["files"]:
-        text = read_object(s3, bucket, f["key"]).decode().splitlines()[1:]
-        day = int(f["partition"][4:-1])
-        rows += [(day, line.replace('"', "")) for line in text]
-    last_writer = {0: 1, 1: 2, 2: 3, 3: 3}
-    assert sorted(rows) == sorted(
-        (d, f"{d * 100 + n},run{last_writer[d]}") for d in range(4) for n in (1, 2, 3)
-    )

@@ -167,7 +167,10 @@ def test_a_typo_gets_the_closest_names(typo: str, hint: str) -> None:
     with pytest.raises(ConfigError) as info:
         ExportConfig.parse({**BASE, typo: "x"})
     assert info.value.option == typo
-    assert info.value.fix == hint
+    # The closest names first, then this adapter's options (none of the warehouses').
+    assert info.value.fix.startswith(hint + " The options on duckdb: access_key_id, "), typo
+    listed = set(info.value.fix.split("The options on duckdb: ", 1)[1].split(", "))
+    assert listed == spec.supported_by(spec.DUCKDB)
 
 
 def test_a_name_close_to_nothing_gets_the_options_of_this_adapter_only() -> None:

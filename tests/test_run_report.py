@@ -164,3 +164,19 @@ def test_objects_get_the_content_type_of_their_extension(report_run: dict[str, A
     assert s3.head_object(Bucket=bucket, Key=data)["ContentType"] == "text/csv"
     manifest = next(k for k in keys if k.endswith("_manifest.json"))
     assert s3.head_object(Bucket=bucket, Key=manifest)["ContentType"] == "application/json"
+
+
+def test_switched_off_run_says_so_once_with_the_count(report_run: dict[str, Any]) -> None:
+    """With the var false, on_run_end() says once that exports are off, and for how many."""
+    project = report_run["project"]
+    result = project.dbt(
+        "run", "-s", "one_row", "switched_off", "plain", "--vars", "{dbt_s3_export_enabled: false}"
+    )
+    told = [line for line in result.output.splitlines() if "switched off by var" in line]
+    # one_row and switched_off have s3_export meta and the hook; plain has neither.
+    assert len(told) == 1, result.output
+    assert told[0].endswith(
+        "s3_export: exports are switched off by var dbt_s3_export_enabled (false): skipped the "
+        "exports of 2 models this run. Drop the var, or set it to true, to export"
+    ), told[0]
+    assert "without exporting anything" not in result.output

@@ -36,6 +36,7 @@ import yaml
 from sqlglot import exp
 
 from dbt_s3_export.encoding.partitioning import NULL_SEGMENT, encode_segment, value_text
+from dbt_s3_export.options import table as spec
 
 from .support import REPO
 
@@ -441,7 +442,12 @@ ERRORS: dict[str, dict[str, tuple[dict[str, Any], str, str]]] = {
         "unknown_option": (
             {**BASE, **SF, "partition_col": ["day"]},
             "partition_col",
-            "Did you mean 'partition_cols'?",
+            "Did you mean 'partition_cols'? The options on snowflake: access_key_id, bucket,",
+        ),
+        "unknown_option_of_another_adapter": (
+            {**BASE, **SF, "max_partition": 8},
+            "max_partition",
+            "Did you mean 'max_partitions' (an option of duckdb)? The options on snowflake: ",
         ),
         "unknown_option_far_from_any": (
             {**BASE, **SF, "frobnicate": 1},
@@ -694,6 +700,10 @@ def test_what_the_warehouse_cannot_honour_fails_at_compile_time(
         assert message.startswith(prefix), (name, message)
         assert words in message, (name, message)
         assert "12345678" not in message
+        if "The options on" in message:  # this adapter's options, none of another's
+            names = message.split(f"The options on {adapter}: ")[1].split("\n")[0]
+            listed = set(names.strip().split(", "))
+            assert listed == spec.supported_by(adapter), (name, message)
 
 
 # --- Literals decoded by each warehouse's own rules -------------------------------

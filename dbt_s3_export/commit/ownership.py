@@ -65,9 +65,16 @@ class RunContext:
         return f"{self.unique_id or 'adhoc.' + self.model}#{self.entry}"
 
 
+# Metadata values travel as HTTP headers: ASCII only, and runs of spaces are folded when
+# requests are signed. Printable ASCII other than space and '%' is stored as it is
+# (``model.shop.orders#0``); the rest, '%' included, percent-encoded, so the value reads
+# back exactly (objects written before kept '#' as '%23', which reads back the same).
+_METADATA_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
 def owner_metadata(export_id: str, generation: str) -> dict[str, str]:
     """The object metadata that names the export and the run that wrote an object."""
-    return {OWNER_METADATA: quote(export_id, safe=""), RUN_METADATA: generation}
+    return {OWNER_METADATA: quote(export_id, safe=_METADATA_SAFE), RUN_METADATA: generation}
 
 
 def new_generation() -> str:

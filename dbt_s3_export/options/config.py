@@ -122,7 +122,7 @@ class ExportConfig:
     enabled: bool = DEFAULTS["enabled"]
     # Which rows: a SQL filter, and/or only the current incremental batch.
     where: str | None = None
-    rows: Literal["all", "batch"] = DEFAULTS["rows"]
+    rows: Literal["auto", "all", "batch"] = DEFAULTS["rows"]
     # Naming and bookkeeping of the files a prefix export writes.
     filename_template: str = DEFAULTS["filename_template"]
     manifest: bool | None = None
@@ -301,11 +301,12 @@ def check_option_names(options: Mapping[str, Any], *, context: str) -> None:
 
 
 def unknown_option_hint(name: str, adapter: str) -> str:
-    """What to say of an unknown option: the closest names, or the names ``adapter`` takes.
+    """What to say of an unknown option: the closest names, then the names ``adapter`` takes.
 
     Only names about as close as the best are offered (``partition_col`` gets
     ``partition_cols``, not ``include_partition_cols`` too); a name another
-    adapter honours says so.
+    adapter honours says so. The list names this adapter's options only, not
+    those of the warehouses.
     """
     scored = sorted(
         ((difflib.SequenceMatcher(None, name, known).ratio(), known) for known in spec.NAMES),
@@ -313,18 +314,17 @@ def unknown_option_hint(name: str, adapter: str) -> str:
     )
     best = scored[0][0]
     close = [known for ratio, known in scored[:3] if ratio >= max(0.6, best - 0.1)]
-    if close:
-        shown = [
-            f"'{known}'"
-            + (
-                ""
-                if adapter in spec.BY_NAME[known].adapters
-                else f" (an option of {_adapters_of(known)})"
-            )
-            for known in close
-        ]
-        return f"Did you mean {' or '.join(shown)}?"
-    return f"The options on {adapter}: " + ", ".join(sorted(spec.supported_by(adapter)))
+    shown = [
+        f"'{known}'"
+        + (
+            ""
+            if adapter in spec.BY_NAME[known].adapters
+            else f" (an option of {_adapters_of(known)})"
+        )
+        for known in close
+    ]
+    here = f"The options on {adapter}: " + ", ".join(sorted(spec.supported_by(adapter)))
+    return f"Did you mean {' or '.join(shown)}? {here}" if close else here
 
 
 def _adapters_of(name: str) -> str:

@@ -163,9 +163,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "rows",
         "string",
-        "batch: on an incremental run, export only the rows this run staged.",
-        choices=("all", "batch"),
-        default="all",
+        "Which rows: all (the whole model), batch (an incremental run's staged rows; with "
+        "overwrite_partitions, the partitions they touch, whole), or auto: batch for an "
+        "incremental model's append and overwrite_partitions exports, else all.",
+        choices=("auto", "all", "batch"),
+        default="auto",
     ),
     # Format options.
     Option(

@@ -110,11 +110,15 @@ class DuckDBSource:
         *,
         file_format: str = "parquet",
         max_partitions: int | None = None,
+        scope: str | None = None,
     ) -> None:
         self._con = con
+        # A condition of our own making (never the config's text) that narrows the rows
+        # further: the partitions an incremental batch touched (source/rows.py).
+        self._scope = scope
         self.relation = relation
         self.where = where
-        # What the choice of rows means for this run, to be logged (``rows: batch``).
+        # What the choice of rows means for this run, to be logged (source/rows.py).
         self.note = ""
         self.max_partitions = max_partitions
         try:
@@ -317,6 +321,7 @@ class DuckDBSource:
 
     def _where_clause(self, extra: Sequence[str] = ()) -> str:
         filters = [self._filter] if self._filter else []
+        filters += [self._scope] if self._scope else []
         filters += extra
         return " WHERE " + " AND ".join(filters) if filters else ""
 
@@ -417,34 +422,6 @@ class DuckDBSource:
             raise self._error(e) from e
         finally:
             reader.close()
-
-
-def export_source(
-    con: duckdb.DuckDBPyConnection,
-    relation: str,
-    identifier: str,
-    where: str | None,
-    rows: Literal["all", "batch"],
-    *,
-    max_partitions: int | None = None,
-    file_format: str = "parquet",
-) -> DuckDBSource:
-    """The rows an export reads: the relation, or this run's incremental batch of it.
-
-    ``rows: batch`` reads the temporary table dbt-duckdb staged this run's rows in;
-    on a first or full-refresh run there is none and the whole relation is read.
-    """
-    source = DuckDBSource(
-        con, relation, where, file_format=file_format, max_partitions=max_partitions
-    )
-    if rows == "batch":
-        batch = source.batch_relation(identifier)
-        if batch is not None:
-            source = DuckDBSource(
-                con, batch, where, file_format=file_format, max_partitions=max_partitions
-            )
-            source.note = "exporting this run's incremental batch only"
-    return source
 
 
 @dataclass(frozen=True)

@@ -88,13 +88,22 @@ class SchemaMismatch(ExportFailed):
     """A column's type in the model cannot be written into the table's column."""
 
 
+# What each table format's extra installs, as pip takes it from PyPI (pyproject.toml's
+# extras; this package itself is installed from its folder, not from PyPI).
+EXTRA_REQUIREMENTS = {
+    "iceberg": "pyiceberg[glue,sql-sqlite,pyarrow,pyiceberg-core]>=0.12",
+    "delta": "deltalake>=1.6",
+}
+
+
 def missing_extra(package: str) -> ConfigError:
     extra = "iceberg" if package == "pyiceberg" else "delta"
     return ConfigError(
         "",
         "file_format",
         f"{extra} needs the Python package '{package}', which is not installed",
-        f'Install it with: pip install "dbt-s3-export[{extra}]"',
+        f'Install it with: pip install "{EXTRA_REQUIREMENTS[extra]}" (or reinstall this '
+        f'package from its folder with the extra: pip install "./dbt-s3-export[{extra}]")',
     )
 
 
