@@ -28,11 +28,11 @@ same step exactly one wins. A run goes through these steps:
 5. **Commit**: write the new manifest, listing this run's files and the earlier ones
    its mode keeps, conditional on the ETag read in step 3. With ``symlink_manifests``,
    then bring Hive's symlink manifests in line with it (``symlinks``), still before
-   anything is deleted.
-6. **Clean up**, only after the commit: delete the symlink manifests of partitions
-   that are gone, then what the superseded manifest listed and the new one does not,
-   and the garbage the lease carries (files of runs that died holding it, keys an
-   earlier clean-up could not delete), but never a key the new manifest lists.
+   any data file is deleted.
+6. **Clean up**, only after the commit: delete what the superseded manifest listed and
+   the new one does not, and the garbage the lease carries (files of runs that died
+   holding it, keys an earlier clean-up could not delete), but never a key the new
+   manifest lists.
    Release the lease, carrying over what could not be deleted.
 
 A run that fails before step 5 deletes its own files and releases the lease; what it

@@ -208,8 +208,9 @@ class FolderCommit(BaseCommit):
     def link(self) -> None:
         """Step 5, continued: the symlink manifests follow the manifest just committed.
 
-        Written while the lease is still this run's and before anything is deleted.
-        When they were asked for before and no longer are, they go at the clean-up.
+        Written while the lease is still this run's and before any data file is
+        deleted; those of partitions that are gone are deleted right after (all of
+        them, when they were asked for before and no longer are).
         If writing them fails, ``finish`` deletes nothing (they may still name the
         superseded files) and carries what it would have deleted to the next run.
         """
@@ -227,6 +228,7 @@ class FolderCommit(BaseCommit):
             self.symlinks.write(self.listed_files)
         else:
             self.symlinks.drop_all()
+        self.symlinks.remove_stale()  # partitions that are gone: right after, not at clean-up
         self.linked = True
 
     def finish(self) -> int:
@@ -242,8 +244,6 @@ class FolderCommit(BaseCommit):
             self.lease.release()
             return 0
         try:
-            if self.symlinks is not None:  # before the files they name
-                self.symlinks.remove_stale()
             if generations:
                 dead |= self._sweep(generations)
             removed = delete_keys(self.client, self.cfg.bucket, sorted(dead - live))

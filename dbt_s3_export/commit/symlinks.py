@@ -17,8 +17,8 @@ write, a query over several partitions may take some from each generation; every
 partition is whole. Only partitions whose list changed are written (the listing's
 ETags are the MD5 of a body written whole, so an unchanged one is not sent again):
 a replace run writes one object per partition, an append run one per partition it
-added to. Partitions the new manifest no longer lists lose their symlink manifest at
-the start of the clean-up, before their files go.
+added to. Partitions the new manifest no longer lists lose their symlink manifest
+right after the others are written (one request per 1,000), before their files go.
 
 Nothing here is a data file (``is_data_key`` refuses the folder: its name starts with
 ``_`` and is no ``col=value``), so neither a manifest nor a lease can name one for
@@ -107,7 +107,7 @@ class SymlinkManifests:
         self.stale = sorted(k for k in have if k not in wanted and is_symlink_key(self.prefix, k))
 
     def drop_all(self) -> None:
-        """The export stopped writing them: every one there goes at the clean-up."""
+        """The export stopped writing them: every one there is stale."""
         have = list_etags(self.client, self.bucket, self.prefix + SYMLINK_FOLDER)
         self.stale = sorted(k for k in have if is_symlink_key(self.prefix, k))
 
