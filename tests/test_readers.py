@@ -15,9 +15,11 @@ import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
@@ -39,7 +41,7 @@ from dbt_s3_export.s3.objects import StoredObject
 from dbt_s3_export.tables.glue import SYMLINK_INPUT, table_input
 
 from .faultproxy import GATE, PASS, STATUS, FaultProxy, Rule
-from .support import S3Server, list_keys, read_object, s3_client
+from .support import DbtProject, S3Server, list_keys, read_object, s3_client
 
 PREFIX = "events/"
 
@@ -307,3 +309,43 @@ def test_local_s3_prints_a_duckdb_secret_for_its_endpoint() -> None:
         assert part in sql
     assert "URL_STYLE 'path'" in sql and "USE_SSL false" in sql
     assert "USE_SSL true" in duckdb_secret("https://s3.example.com", "ak", "sk")
+
+
+def _mirror(s3: Any, bucket: str, prefix: str, into: Path) -> None:
+    """Copy what is under ``prefix`` to ``into`` (a local stand-in for DuckDB's httpfs)."""
+    for key in list_keys(s3, bucket, prefix):
+        path = into / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(read_object(s3, bucket, key))
+
+
+@pytest.mark.dbt
+def test_the_dbt_macro_reads_only_the_listed_files(
+    tmp_path: Path, s3: Any, bucket: str, project: DbtProject
+) -> None:
+    # DuckDB here has no httpfs: the macro reads a local copy of the bucket holding the
+    # files of two generations (as the bucket does during a run) and the newer manifest.
+    mirror = tmp_path / "mirror"
+    flat = {"bucket": bucket, "key": "flat/", "file_format": "csv", "max_rows_per_file": 3}
+    for tag in ("one", "two"):
+        run_export(cfg(bucket), ArrowSource(rows(tag, [0, 1, 2] if tag == "one" else [1, 3])), s3)
+        data = pa.table({"v": list(range(5)), "tag": [tag] * 5})
+        run_export(ExportConfig.parse(flat), ArrowSource(data), s3)
+        _mirror(s3, bucket, "", mirror)
+    read = "select * from {{ dbt_s3_export.read_export('" + str(mirror) + "/%s') }}"
+    project.model("events_read", read % PREFIX)
+    project.model("flat_read", read % "flat/")
+    project.dbt("run")
+    con = duckdb.connect(str(project.database), read_only=True)
+    try:
+        events = con.sql(
+            "select p, tag, count(*) from events_read group by all order by p"
+        ).fetchall()
+        flat_rows = con.sql("select tag, count(*) from flat_read group by all").fetchall()
+        both = con.sql(f"select distinct tag from read_csv('{mirror}/flat/*.csv')").fetchall()
+    finally:
+        con.close()
+    expected = rows("two", [1, 3])
+    assert events == [(1, "two", 8), (3, "two", 7)] and len(expected) == 15
+    assert flat_rows == [("two", 5)]
+    assert {t for (t,) in both} == {"one", "two"}  # a glob over the folder mixes them
