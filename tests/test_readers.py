@@ -41,7 +41,14 @@ from dbt_s3_export.s3.objects import StoredObject
 from dbt_s3_export.tables.glue import SYMLINK_INPUT, table_input
 
 from .faultproxy import GATE, PASS, STATUS, FaultProxy, Rule
-from .support import DbtProject, S3Server, list_keys, read_object, s3_client
+from .support import (
+    DbtProject,
+    S3Server,
+    list_keys,
+    only_on_first_server,
+    read_object,
+    s3_client,
+)
 
 PREFIX = "events/"
 
@@ -321,8 +328,14 @@ def _mirror(s3: Any, bucket: str, prefix: str, into: Path) -> None:
 
 @pytest.mark.dbt
 def test_the_dbt_macro_reads_only_the_listed_files(
-    tmp_path: Path, s3: Any, bucket: str, project: DbtProject
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    s3_server: S3Server,
+    s3: Any,
+    bucket: str,
+    project: DbtProject,
 ) -> None:
+    only_on_first_server(request, s3_server, "the macro reads a local copy")
     # DuckDB here has no httpfs: the macro reads a local copy of the bucket holding the
     # files of two generations (as the bucket does during a run) and the newer manifest.
     mirror = tmp_path / "mirror"
