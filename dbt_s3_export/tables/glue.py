@@ -326,7 +326,13 @@ class GlueRegistration:
                 current = self._table()
         if current is not None:
             note = self._check_owner(current)
-            keys_changed = _names(current.get("PartitionKeys")) != _names(wanted["PartitionKeys"])
+            # New keys, or a new location (symlink_manifests switched): every partition anew.
+            moved = (current.get("StorageDescriptor") or {}).get("Location") != (
+                wanted["StorageDescriptor"]["Location"]
+            )
+            keys_changed = moved or _names(current.get("PartitionKeys")) != _names(
+                wanted["PartitionKeys"]
+            )
             if _differs(current, wanted):
                 version = current.get("VersionId")
                 extra = {"VersionId": version} if version else {}
