@@ -133,7 +133,8 @@ def test_every_reader_sees_one_generation_while_a_replace_run_is_paused(
 
     pauses = {
         "upload-commit": Rule(GATE, method="PUT", path=r"_manifest\.json$"),
-        "commit-symlinks": Rule(GATE, method="PUT", path="_symlink_format_manifest/"),
+        # The listing that comes before the symlink manifests are written (16 at once).
+        "commit-symlinks": Rule(GATE, method="GET", query="_symlink_format_manifest"),
         "symlinks-cleanup": Rule(GATE, method="POST", query="delete"),
     }
     # The first delete is p=0's symlink manifest (its partition is gone), the second the clean-up.

@@ -12,9 +12,9 @@ after the commit (step 5), while it still holds the lease and before the clean-u
 (step 6) deletes anything. So a reader that follows them sees, in each partition,
 either the files the previous manifest lists (all still there) or the new ones, and
 a run that fails or dies before its commit leaves them as they were. They are
-written one partition at a time, so for the moment between the first and the last
-write, a query over several partitions may take some from each generation; every
-partition is whole. Only partitions whose list changed are written (the listing's
+written one object per partition (16 at once), so for the moment between the first
+and the last write, a query over several partitions may take some from each
+generation; every partition is whole. Only partitions whose list changed are written (the listing's
 ETags are the MD5 of a body written whole, so an unchanged one is not sent again):
 a replace run writes one object per partition, an append run one per partition it
 added to. Partitions the new manifest no longer lists lose their symlink manifest
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ..s3.objects import delete_keys, list_etags, put_object
@@ -39,6 +40,8 @@ else:
     S3Client = Any
 
 SYMLINK_FOLDER = "_symlink_format_manifest/"
+# How many symlink manifests are written at once.
+PARALLEL = 16
 SYMLINK_NAME = "manifest"
 
 
@@ -91,9 +94,14 @@ class SymlinkManifests:
         """Make every partition's symlink manifest list exactly its ``files``."""
         wanted = symlink_bodies(self.bucket, self.prefix, files)
         have = list_etags(self.client, self.bucket, self.prefix + SYMLINK_FOLDER)
-        for key, body in sorted(wanted.items()):
-            if have.get(key, "").strip('"') == hashlib.md5(body, usedforsecurity=False).hexdigest():
-                continue
+        changed = [
+            (key, body)
+            for key, body in sorted(wanted.items())
+            if have.get(key, "").strip('"') != hashlib.md5(body, usedforsecurity=False).hexdigest()
+        ]
+
+        def put(item: tuple[str, bytes]) -> None:
+            key, body = item
             put_object(
                 self.client,
                 self.bucket,
@@ -103,7 +111,11 @@ class SymlinkManifests:
                 what=f"write the symlink manifest {key}",
                 extra=self.object_args,
             )
-            self.written += 1
+
+        # Several at once: the moment in which partitions of two generations mix stays short.
+        with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL, len(changed)))) as pool:
+            for _ in pool.map(put, changed):
+                self.written += 1
         self.stale = sorted(k for k in have if k not in wanted and is_symlink_key(self.prefix, k))
 
     def drop_all(self) -> None:
