@@ -178,7 +178,9 @@ def run_export(
         except S3ExportError as e:
             linked = e
     registered: Exception | None = None
-    if glue is not None:  # still under the lease, so runs of the export take turns
+    # Still under the lease, so runs of the export take turns. Not when the symlink
+    # manifests failed: a Glue table over them stays with the previous generation.
+    if glue is not None and linked is None:
         try:
             glue.publish(commit)
         except Exception as e:
@@ -198,9 +200,9 @@ def run_export(
     if linked is not None:
         raise ExportFailed(
             "the new export is in place and its manifest lists it, but writing its symlink "
-            f"manifests failed: {brief(linked)}. Readers through them (Athena, Trino, Hive) "
-            "still see the previous export, whose files are kept; the next successful run "
-            "brings them in line and deletes those files"
+            f"manifests failed: {brief(linked)}. Readers through them (Athena, Trino, Hive, "
+            "the Glue table) still see the previous export, whose files are kept; the next "
+            "successful run brings them in line and deletes those files"
         ) from linked
     if registered is not None and cfg.glue is not None:
         raise registration_failed(cfg.glue, registered) from registered
