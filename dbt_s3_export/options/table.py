@@ -263,8 +263,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "symlink_manifests",
         "boolean",
-        "Also write Hive symlink manifests (_symlink_format_manifest/) for Athena, Trino, "
-        "Hive and Spectrum; glue registers a symlink table.",
+        "Also keep Hive symlink manifests (_symlink_format_manifest/) for Athena, Trino, Hive "
+        "and Spectrum; csv, parquet or jsonl; glue then registers a symlink table.",
         default=False,
         formats=FILES,
         folder_only=True,
