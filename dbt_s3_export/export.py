@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from .commit import (
     CorruptManifest,
+    FolderCommit,
     ManifestInDoubt,
     OwnershipConflict,
     RunContext,
@@ -182,8 +183,16 @@ def run_export(
             raise _unchanged(cfg, e) from e
         raise
     # Committed: readers of the manifest (or of the single object) see only the new data.
+    linked: Exception | None = None
+    if isinstance(commit, FolderCommit):
+        try:
+            commit.link()  # the symlink manifests, before Glue's partitions point at them
+        except S3ExportError as e:
+            linked = e
     registered: Exception | None = None
-    if glue is not None:  # still under the lease, so runs of the export take turns
+    # Still under the lease, so runs of the export take turns. Not when the symlink
+    # manifests failed: a Glue table over them stays with the previous generation.
+    if glue is not None and linked is None:
         try:
             glue.publish(commit)
         except Exception as e:
@@ -200,6 +209,13 @@ def run_export(
     finally:
         meter.stop()
         uploader.close()
+    if linked is not None:
+        raise ExportFailed(
+            "the new export is in place and its manifest lists it, but writing its symlink "
+            f"manifests failed: {brief(linked)}. Readers through them (Athena, Trino, Hive, "
+            "the Glue table) still see the previous export, whose files are kept; the next "
+            "successful run brings them in line and deletes those files"
+        ) from linked
     if registered is not None and cfg.glue is not None:
         raise registration_failed(cfg.glue, registered) from registered
     result.seconds = time.monotonic() - started

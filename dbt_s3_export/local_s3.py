@@ -312,8 +312,36 @@ Plugin config for your duckdb output in profiles.yml:
             access_key_id: {server.access_key}
             secret_access_key: {server.secret_key}
 
-Other S3 clients take the same keys: AWS_ACCESS_KEY_ID={server.access_key} \
-AWS_SECRET_ACCESS_KEY={server.secret_key}"""
+Other S3 clients (boto3, the AWS CLI, pyarrow, polars) take the same settings:
+
+      export AWS_ENDPOINT_URL={server.endpoint} AWS_REGION=us-east-1 \\
+        AWS_ACCESS_KEY_ID={server.access_key} AWS_SECRET_ACCESS_KEY={server.secret_key}
+
+DuckDB reads the exports back (with its httpfs extension) after:
+
+{duckdb_secret(server.endpoint, server.access_key, server.secret_key, indent="      ")}
+
+docs/reading.md shows how to read exactly the files an export's manifest lists."""
+
+
+def duckdb_secret(
+    endpoint: str, access_key: str, secret_key: str, region: str = "us-east-1", indent: str = ""
+) -> str:
+    """DuckDB's ``CREATE SECRET`` for an S3-compatible server at ``endpoint`` (http://host:port)."""
+    host = endpoint.split("://", 1)[-1].rstrip("/")
+    ssl = "true" if endpoint.startswith("https://") else "false"
+    lines = [
+        "CREATE OR REPLACE SECRET local_s3 (",
+        "    TYPE s3,",
+        f"    KEY_ID '{access_key}',",
+        f"    SECRET '{secret_key}',",
+        f"    ENDPOINT '{host}',",
+        "    URL_STYLE 'path',",
+        f"    USE_SSL {ssl},",
+        f"    REGION '{region}'",
+        ");",
+    ]
+    return "\n".join(indent + line for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from dbt_s3_export.commit import SYMLINK_FOLDER, is_symlink_key
+from dbt_s3_export.commit.symlinks import symlink_bodies
+
 from .support import list_keys, read_object
 
 
@@ -68,7 +71,15 @@ def check_settled(
     assert manifest is not None
     listed = {f["key"] for f in manifest["files"]}
     control = {prefix + "_manifest.json", prefix + "_lease.json"}
-    left = set(list_keys(s3, bucket, prefix)) - listed - control - set(others)
+    # Hive's symlink manifests, when the export writes them: exactly the manifest's files.
+    symlinks = {
+        k: read_object(s3, bucket, k)
+        for k in list_keys(s3, bucket, prefix + SYMLINK_FOLDER)
+        if is_symlink_key(prefix, k)
+    }
+    wanted = symlink_bodies(bucket, prefix, manifest["files"])
+    assert symlinks == (wanted if manifest.get("symlink_manifests") else {})
+    left = set(list_keys(s3, bucket, prefix)) - listed - control - set(symlinks) - set(others)
     assert not left, f"left behind: {sorted(left)[:10]}"
     assert s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []) == []
     record = lease(s3, bucket, prefix)

@@ -80,6 +80,10 @@ class Rule:
     code: str = "SlowDown"
     delay: float = 0.0
     fired: int = 0
+    # GATE with events of its own (else the proxy's ``held`` and ``gate``), for a test that
+    # pauses one run at several points in turn.
+    held: threading.Event | None = field(default=None, repr=False)
+    gate: threading.Event | None = field(default=None, repr=False)
 
     def matches(self, method: str, path: str, query: str) -> bool:
         if self.times is not None and self.fired >= self.times:
@@ -209,8 +213,8 @@ class _Handler(socketserver.StreamRequestHandler):
         if rule is not None and rule.action == DELAY and proxy._stopping.wait(rule.delay):
             return False
         if rule is not None and rule.action == GATE:
-            proxy.held.set()
-            while not proxy.gate.wait(0.1):
+            (rule.held or proxy.held).set()
+            while not (rule.gate or proxy.gate).wait(0.1):
                 if proxy._stopping.is_set():
                     return False
         if rule is not None and rule.action == STRIP_CONDITIONS:

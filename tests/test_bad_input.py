@@ -68,6 +68,12 @@ CONFIG_CASES: dict[str, dict[str, Any]] = {
     "`csv_delimiter: ab`": {"csv_delimiter": "ab"},
     "`csv_delimiter: '-'`": {"csv_delimiter": "-"},
     "`empty_string_partitions: drop`": {"empty_string_partitions": "drop"},
+    "`symlink_manifests: true` with a single-object key": {"symlink_manifests": True},
+    "`symlink_manifests: true` with `file_format: json`": {
+        "symlink_manifests": True,
+        "key": "out/",
+        "file_format": "json",
+    },
     "`include_partition_cols: 'yes'`": {"include_partition_cols": "yes"},
     "`max_rows_per_file: 0`": {"max_rows_per_file": 0, "key": "out/"},
     "`part_size_mb: 1`": {"part_size_mb": 1},

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pyarrow as pa
 import pytest
 
 from .faultproxy import STRIP_CONDITIONS, FaultProxy, Rule
@@ -395,3 +396,33 @@ def test_a_table_created_meanwhile_is_checked_before_it_is_written(
     found = glue(moto.endpoint).get_table(DatabaseName="race", Name="orders")["Table"]
     assert found["StorageDescriptor"]["Location"] == "s3://elsewhere/sales/"
     assert set(partitions(glue(moto.endpoint), "race", "orders")) == {("eu",), ("us",)}
+
+
+def test_a_symlink_table_is_registered_and_switched_back(moto: MotoServer) -> None:
+    """symlink_manifests: Athena reads the partitions' symlink manifests, not the folders."""
+    from dbt_s3_export import ArrowSource, ExportConfig, run_export
+    from dbt_s3_export.tables.glue import SYMLINK_INPUT
+
+    moto.create_bucket("glue-links")
+    s3, client = s3_client(moto.endpoint), glue(moto.endpoint)
+    where = {"database": "links", "table": "events", "endpoint_url": moto.endpoint}
+    base = {"bucket": "glue-links", "key": "ev/", "file_format": "parquet", "glue": where}
+    base |= {"partition_cols": ["p"], "endpoint_url": moto.endpoint, "region": "us-east-1"}
+    for parts, linked in ((["a", "b"], True), (["b", "c"], True), (["c"], False)):
+        data = pa.table({"id": list(range(len(parts))), "p": parts})
+        config = ExportConfig.parse({**base, "symlink_manifests": linked})
+        run_export(config, ArrowSource(data), s3)
+        table = client.get_table(DatabaseName="links", Name="events")["Table"]
+        descriptor = table["StorageDescriptor"]
+        links = [k for k in list_keys(s3, "glue-links", "ev/") if "_symlink" in k]
+        if linked:
+            assert descriptor["InputFormat"] == SYMLINK_INPUT
+            assert descriptor["Location"] == "s3://glue-links/ev/_symlink_format_manifest/"
+            assert partitions(client, "links", "events") == {
+                (p,): f"s3://glue-links/ev/_symlink_format_manifest/p={p}/" for p in parts
+            }
+            assert links == [f"ev/_symlink_format_manifest/p={p}/manifest" for p in parts]
+        else:
+            assert descriptor["InputFormat"].endswith("MapredParquetInputFormat")
+            assert partitions(client, "links", "events") == {("c",): "s3://glue-links/ev/p=c/"}
+            assert links == []

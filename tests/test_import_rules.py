@@ -26,12 +26,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("encoding",),
     ("source", "result"),
     ("commit",),
+    ("readers",),
     ("tables",),
     ("export",),
     ("plugin", "report", ""),  # "" is the package's own __init__
 ]
 DBT_GLUE = {"plugin", "report"}
-NO_AWS_SDK = ("options", "encoding", "source", "commit")
+NO_AWS_SDK = ("options", "encoding", "source", "commit", "readers")
 AWS_SDK = ("boto3", "botocore")
 
 

@@ -209,6 +209,7 @@ def test_a_single_object_export_refuses_every_folder_option(option: spec.Option)
         "max_rows_per_file": 10,
         "filename_template": "{run_id}-{part}",
         "glue": {"database": "lake", "table": "orders"},
+        "symlink_manifests": True,
     }[option.name]
     single = {**BASE, "key": "orders/all.parquet"}
     ExportConfig.parse({**BASE, option.name: value})

@@ -26,11 +26,14 @@ same step exactly one wins. A run goes through these steps:
    manifest this version cannot read fails the run, naming the object.
 4. **Write** this run's files, under names that carry its generation (export.py).
 5. **Commit**: write the new manifest, listing this run's files and the earlier ones
-   its mode keeps, conditional on the ETag read in step 3.
+   its mode keeps, conditional on the ETag read in step 3. With ``symlink_manifests``,
+   then bring Hive's symlink manifests in line with it (``symlinks``), still before
+   any data file is deleted.
 6. **Clean up**, only after the commit: delete what the superseded manifest listed and
    the new one does not, and the garbage the lease carries (files of runs that died
    holding it, keys an earlier clean-up could not delete), but never a key the new
-   manifest lists. Release the lease, carrying over what could not be deleted.
+   manifest lists.
+   Release the lease, carrying over what could not be deleted.
 
 A run that fails before step 5 deletes its own files and releases the lease; what it
 cannot delete goes into the lease as garbage for the run after it. A run that is
@@ -52,9 +55,10 @@ it may not sit inside a folder another export claims.
 
 Modules: ``ownership`` (export ids, claims of folders and tables), ``store``
 (conditional writes, real or emulated), ``lease``, ``manifest`` (and what each mode
-keeps), ``folder`` and ``single`` (the two commits), ``base`` (what they share). May
-import ``errors``, ``progress``, ``options`` and ``s3.transfer``; never botocore, so
-every S3 answer reaches it as one of our errors.
+keeps), ``symlinks`` (Hive's symlink layout for readers that list folders), ``folder``
+and ``single`` (the two commits), ``base`` (what they share). May import ``errors``,
+``progress``, ``options`` and ``s3.transfer``; never botocore, so every S3 answer
+reaches it as one of our errors.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ from .ownership import (
 )
 from .single import ObjectCommit
 from .store import object_args, store_for, supports_conditional_writes
+from .symlinks import SYMLINK_FOLDER, is_symlink_key, symlink_key
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -101,6 +106,7 @@ def open_commit(
 __all__ = [
     "LEASE_NAME",
     "MANIFEST_NAME",
+    "SYMLINK_FOLDER",
     "Commit",
     "CorruptManifest",
     "FolderCommit",
@@ -116,6 +122,7 @@ __all__ = [
     "claim_at",
     "claim_inside",
     "is_data_key",
+    "is_symlink_key",
     "new_generation",
     "object_args",
     "open_commit",
@@ -123,4 +130,5 @@ __all__ = [
     "plan_commit",
     "store_for",
     "supports_conditional_writes",
+    "symlink_key",
 ]

@@ -24,6 +24,7 @@ from .ownership import (
     is_generation,
 )
 from .store import Store, decode, store_for
+from .symlinks import SymlinkManifests
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -67,7 +68,11 @@ class FolderCommit(BaseCommit):
         self.previous: Manifest | None = None
         self.plan: Plan | None = None
         self.listed: set[str] = set()
+        self.listed_files: list[dict[str, Any]] = []
         self.manifest_key = cfg.prefix + MANIFEST_NAME
+        # Hive's symlink layout (symlinks.py): brought in line after the commit, if asked for.
+        self.symlinks: SymlinkManifests | None = None
+        self.linked = True
 
     def begin(self) -> str | None:
         """Claim, lease, read the manifest; a reason to skip the export, or None."""
@@ -166,7 +171,10 @@ class FolderCommit(BaseCommit):
         plan = self.plan = plan_commit(self.mode, self.cfg.prefix, self.previous, touched)
         listed = [*plan.kept, *files]
         body = {**self._manifest(listed, manifest), "token": secrets.token_hex(8)}
+        if self.cfg.symlink_manifests:
+            body["symlink_manifests"] = True
         self.listed = {str(f["key"]) for f in listed}
+        self.listed_files = listed
         self.lease.check()
         try:
             if self.previous is None:
@@ -197,6 +205,32 @@ class FolderCommit(BaseCommit):
             ) from error
         raise error
 
+    def link(self) -> None:
+        """Step 5, continued: the symlink manifests follow the manifest just committed.
+
+        Written while the lease is still this run's and before any data file is
+        deleted; those of partitions that are gone are deleted right after (all of
+        them, when they were asked for before and no longer are).
+        If writing them fails, ``finish`` deletes nothing (they may still name the
+        superseded files) and carries what it would have deleted to the next run.
+        """
+        assert self.store is not None and self.lease is not None
+        wanted = self.cfg.symlink_manifests
+        had = self.previous is not None and self.previous.body.get("symlink_manifests") is True
+        if not (wanted or had):
+            return
+        self.symlinks = SymlinkManifests(
+            self.client, self.cfg.bucket, self.cfg.prefix, self.store.object_args
+        )
+        self.linked = False
+        self.lease.check()
+        if wanted:
+            self.symlinks.write(self.listed_files)
+        else:
+            self.symlinks.drop_all()
+        self.symlinks.remove_stale()  # partitions that are gone: right after, not at clean-up
+        self.linked = True
+
     def finish(self) -> int:
         """Step 6, after the commit: delete the dead files, release the lease. Returns the count."""
         assert self.lease is not None and self.plan is not None
@@ -205,6 +239,10 @@ class FolderCommit(BaseCommit):
         dead = set(self.plan.dropped) | set(self.lease.garbage_keys)
         generations = set(self.lease.garbage_generations)
         removed = 0
+        if not self.linked:  # old symlink manifests may still name the dead files
+            self.lease.garbage_keys = sorted(dead - live)
+            self.lease.release()
+            return 0
         try:
             if generations:
                 dead |= self._sweep(generations)

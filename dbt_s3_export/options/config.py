@@ -126,6 +126,8 @@ class ExportConfig:
     # Naming and bookkeeping of the files a prefix export writes.
     filename_template: str = DEFAULTS["filename_template"]
     manifest: bool | None = None
+    # Hive's symlink layout beside the manifest (commit/symlinks.py), for Athena and Trino.
+    symlink_manifests: bool = DEFAULTS["symlink_manifests"]
     # Who owns the destination, and how runs of one export take turns (see commit/).
     export_id: str | None = None
     take_over_from: str | None = None

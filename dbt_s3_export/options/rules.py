@@ -72,6 +72,20 @@ def check_rules(r: Reader, kw: dict[str, Any]) -> None:
             f"names the files of a folder export, but key {key!r} names one object",
             "End the key with '/' or drop filename_template",
         )
+    if kw.get("symlink_manifests") and not folder:
+        raise r.fail(
+            "symlink_manifests",
+            f"lists the files of a folder export for Hive readers, but key {key!r} names one "
+            "object, which any reader sees whole",
+            "End the key with '/' to export into a folder, or drop the option",
+        )
+    if kw.get("symlink_manifests") and fmt == "json":
+        raise r.fail(
+            "symlink_manifests",
+            "Hive readers take a JSON file as one record per line, and file_format json "
+            "writes one array per file",
+            "Use file_format jsonl, or drop the option",
+        )
     if folder:
         names_fit(r, kw)
         if kw.get("manifest") is False:

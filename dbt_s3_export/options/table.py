@@ -262,6 +262,15 @@ OPTIONS: tuple[Option, ...] = (
         "true writes a manifest beside a single-object export (folders always have one).",
         formats=FILES,
     ),
+    Option(
+        "symlink_manifests",
+        "boolean",
+        "Also keep Hive symlink manifests (_symlink_format_manifest/) for Athena, Trino, Hive "
+        "and Spectrum; csv, parquet or jsonl; glue then registers a symlink table.",
+        default=False,
+        formats=FILES,
+        folder_only=True,
+    ),
     # How the DuckDB plugin reaches S3, and how it paces itself.
     Option("region", "string", "AWS region of the bucket.", (DUCKDB, REDSHIFT), "access"),
     Option("endpoint_url", "string", "Endpoint of an S3-compatible server.", scope="access"),

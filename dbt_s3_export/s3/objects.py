@@ -54,6 +54,20 @@ def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:
             yield obj["Key"]
 
 
+def list_etags(client: S3Client, bucket: str, prefix: str) -> dict[str, str]:
+    """Every key under ``prefix`` with its ETag, across pages."""
+    paginator = client.get_paginator("list_objects_v2")
+    what = f"list s3://{bucket}/{prefix}"
+    pages = call(bucket, what, lambda: iter(paginator.paginate(Bucket=bucket, Prefix=prefix)))
+    found: dict[str, str] = {}
+    while True:
+        page = call(bucket, what, lambda: next(pages, None))
+        if page is None:
+            return found
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = str(obj.get("ETag", ""))
+
+
 def list_folder(
     client: S3Client, bucket: str, prefix: str, *, max_keys: int = 1000
 ) -> tuple[list[str], list[str]]:

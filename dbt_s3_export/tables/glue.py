@@ -32,7 +32,7 @@ import pyarrow as pa
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ..commit import MANIFEST_NAME, Commit, FolderCommit, RunContext
+from ..commit import MANIFEST_NAME, SYMLINK_FOLDER, Commit, FolderCommit, RunContext
 from ..encoding.partitioning import NULL_SEGMENT
 from ..errors import ExportFailed, TransferError, brief
 from ..options.config import ExportConfig, GlueTarget
@@ -47,6 +47,8 @@ from .common import OWNER_PROPERTY, check_owner
 GlueClient = Any
 
 T = TypeVar("T")
+# The input format of a table whose partitions are symlink manifests (commit/symlinks.py).
+SYMLINK_INPUT = "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat"
 # Table parameter naming the export that registered the table.
 OWNER_PARAMETER = OWNER_PROPERTY
 # Glue's limits per request.
@@ -186,9 +188,12 @@ def table_input(
     ]
     descriptor: dict[str, Any] = {
         "Columns": columns,
-        "Location": f"s3://{cfg.bucket}/{cfg.prefix}",
+        "Location": data_location(cfg),
         **{k: (dict(v) if isinstance(v, dict) else v) for k, v in _SERDES[fmt].items()},
     }
+    if cfg.symlink_manifests:  # each partition's files are those its symlink manifest names
+        descriptor["InputFormat"] = SYMLINK_INPUT
+        descriptor["OutputFormat"] = _SERDES["csv"]["OutputFormat"]
     serde = dict(descriptor["SerdeInfo"])
     parameters = {
         "EXTERNAL": "TRUE",
@@ -213,6 +218,12 @@ def table_input(
         "PartitionKeys": keys,
         "StorageDescriptor": descriptor,
     }
+
+
+def data_location(cfg: ExportConfig) -> str:
+    """Where the table's readers look: the export's folder, or its symlink manifests."""
+    folder = f"s3://{cfg.bucket}/{cfg.prefix}"
+    return folder + SYMLINK_FOLDER if cfg.symlink_manifests else folder
 
 
 def partition_values(path: str) -> list[str]:
@@ -325,7 +336,13 @@ class GlueRegistration:
                 current = self._table()
         if current is not None:
             note = self._check_owner(current)
-            keys_changed = _names(current.get("PartitionKeys")) != _names(wanted["PartitionKeys"])
+            # New keys, or a new location (symlink_manifests switched): every partition anew.
+            moved = (current.get("StorageDescriptor") or {}).get("Location") != (
+                wanted["StorageDescriptor"]["Location"]
+            )
+            keys_changed = moved or _names(current.get("PartitionKeys")) != _names(
+                wanted["PartitionKeys"]
+            )
             if _differs(current, wanted):
                 version = current.get("VersionId")
                 extra = {"VersionId": version} if version else {}
@@ -364,7 +381,7 @@ class GlueRegistration:
             ),
         )
         base = wanted["StorageDescriptor"]
-        location = f"s3://{self.cfg.bucket}/{self.cfg.prefix}"
+        location = data_location(self.cfg)
         self._in_batches(
             commit,
             f"add partitions to {self.name}",
