@@ -11,8 +11,7 @@ documentation. From this table come
 * the option table of ``docs/options.md``, and
 * the "did you mean" of an unknown option (``config.unknown_option_hint``).
 
-``scripts/gen-option-spec`` writes the two generated files; tests fail when
-either is stale.
+``scripts/gen-option-spec`` writes both generated files; tests catch stale ones.
 
 ``scope`` says what an engine does with an option it does not honour:
 
@@ -265,8 +264,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "symlink_manifests",
         "boolean",
-        "Also keep Hive symlink manifests (_symlink_format_manifest/) for Athena, Trino, Hive "
-        "and Spectrum; csv, parquet or jsonl; glue then registers a symlink table.",
+        "Also keep Hive symlink manifests (_symlink_format_manifest/) for Athena, Trino, Hive, "
+        "Spectrum (csv, parquet, jsonl); glue then registers a symlink table.",
         default=False,
         formats=FILES,
         folder_only=True,
