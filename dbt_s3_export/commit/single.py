@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from ..options.config import ExportConfig
-from ..s3.objects import abort_upload, head_object, list_uploads, put_object
+from ..s3.objects import (
+    StoredObject,
+    abort_upload,
+    head_object,
+    list_uploads,
+    put_object,
+    together,
+)
 from .base import BaseCommit
-from .ownership import OWNER_METADATA, RunContext, claim_around, conflict
+from .ownership import (
+    OWNER_METADATA,
+    RunContext,
+    ancestors,
+    claims_at,
+    conflict,
+    nearest_claim,
+    settled,
+)
 from .store import encode, object_args, store_for
 
 if TYPE_CHECKING:
@@ -32,10 +48,14 @@ class ObjectCommit(BaseCommit):
     def begin(self) -> str | None:
         store = store_for(self.client, self.cfg, self.folder)
         # The object's own folder counts too: a folder export owns everything under it.
-        claim = claim_around(store, self.cfg.key)
+        # The checks and the look at the object are sent together, judged in this order.
+        folders = ancestors(self.cfg.key)
+        head = functools.partial(head_object, self.client, self.cfg.bucket, self.cfg.key)
+        outcomes = together(*claims_at(store, folders), head)
+        claim = nearest_claim(folders, outcomes[:-1])
         if claim is not None:
             raise conflict(self.cfg, self.export_id, *claim, "around")
-        existing = head_object(self.client, self.cfg.bucket, self.cfg.key)
+        existing: StoredObject | None = settled(outcomes[-1])
         if existing is not None:
             owner = unquote(existing.metadata.get(OWNER_METADATA, ""))
             if owner and owner not in (self.export_id, self.cfg.take_over_from):

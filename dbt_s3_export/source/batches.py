@@ -126,6 +126,9 @@ class DuckDBSource:
         # Which form each DuckDB type takes depends on the format (encoding/typemap.py).
         self.file_format = file_format
         self._plan: list[Column] | None = None
+        # What DuckDB said once and cannot change during the export.
+        self._schemas: dict[str, pa.Schema] = {}
+        self._rows: tuple[int | None] | None = None
 
     def _select(self, order_by: Sequence[str] = (), columns: str = "*") -> str:
         sql = f"SELECT {columns} FROM {self.relation}{self._where_clause()}"
@@ -148,11 +151,19 @@ class DuckDBSource:
         """The columns and types the export writes, without reading any rows."""
         columns = self._columns_sql(order_by)
         try:
-            schema = self._con.sql(self._select(columns=columns) + " LIMIT 0").to_arrow_table()
+            schema = self._selected_schema(columns)
         except duckdb.Error as e:
             raise self._relation_error(e) from e
         assert self._plan is not None
-        return tag_schema(schema.schema, self._plan)
+        return tag_schema(schema, self._plan)
+
+    def _selected_schema(self, columns: str) -> pa.Schema:
+        """The Arrow schema of the select list (asked of DuckDB once per source)."""
+        known = self._schemas.get(columns)
+        if known is None:
+            sql = self._select(columns=columns) + " LIMIT 0"
+            known = self._schemas[columns] = self._con.sql(sql).to_arrow_table().schema
+        return known
 
     def _relation_error(self, e: duckdb.Error) -> SourceError:
         """The relation (as filtered) could not even be described."""
@@ -202,9 +213,7 @@ class DuckDBSource:
     def _batch_rows(self, columns: str, batch_size: int) -> int:
         """Rows per batch for about BATCH_BYTES each, from the widths DuckDB gives cheaply."""
         try:
-            schema = (
-                self._con.sql(self._select(columns=columns) + " LIMIT 0").to_arrow_table().schema
-            )
+            schema = self._selected_schema(columns)
         except duckdb.Error as e:
             raise self._error(e) from e
         widths = [fixed_width(f.type) for f in schema]
@@ -263,7 +272,15 @@ class DuckDBSource:
         return f"temp.main.{quote_identifier(rows[0][0])}" if rows else None
 
     def _table_rows(self) -> int | None:
-        """The row count DuckDB keeps for a base table; None for views and the unknown."""
+        """The row count DuckDB keeps for a base table; None for views and the unknown.
+
+        Asked once per source: the source lives for one export, inside the model's run.
+        """
+        if self._rows is None:
+            self._rows = (self._ask_table_rows(),)
+        return self._rows[0]
+
+    def _ask_table_rows(self) -> int | None:
         parts = _name_parts(self.relation)
         if not parts:
             return None
