@@ -25,6 +25,7 @@ from ..encoding.typemap import (
     plan_columns,
     quote_identifier,
     select_list,
+    sql_string,
     tag_schema,
 )
 from ..errors import ColumnError, LocalSpaceError, SourceError
@@ -285,10 +286,14 @@ class DuckDBSource:
         if not parts:
             return None
         columns = ["database_name", "schema_name", "table_name"][-len(parts) :]
-        where = " AND ".join(f"lower({c}) = lower(?)" for c in columns)
+        # The names as SQL string literals, not as parameters: DuckDB's Python client
+        # imports pandas (a second or more, once per process) to bind parameters.
+        where = " AND ".join(
+            f"lower({c}) = lower({sql_string(p)})" for c, p in zip(columns, parts, strict=True)
+        )
         try:
             rows = self._con.execute(
-                f"SELECT estimated_size FROM duckdb_tables() WHERE {where}", parts
+                f"SELECT estimated_size FROM duckdb_tables() WHERE {where}"
             ).fetchall()
         except duckdb.Error:
             return None
