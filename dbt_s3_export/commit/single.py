@@ -40,6 +40,12 @@ class ObjectCommit(BaseCommit):
     def __init__(self, client: S3Client, cfg: ExportConfig, ctx: RunContext) -> None:
         super().__init__(client, cfg, ctx)
         self._manifest_body: dict[str, Any] | None = None
+        self._uploads: list[tuple[str, str]] | Exception | None = None
+
+    def _left_uploads(self) -> list[tuple[str, str]]:
+        """(key, upload id) of the multipart uploads at the key (killed runs leave them)."""
+        found = list_uploads(self.client, self.cfg.bucket, self.cfg.key)
+        return [(key, upload_id) for key, upload_id in found if key == self.cfg.key]
 
     @property
     def folder(self) -> str:
@@ -50,12 +56,14 @@ class ObjectCommit(BaseCommit):
         # The object's own folder counts too: a folder export owns everything under it.
         # The checks and the look at the object are sent together, judged in this order.
         folders = ancestors(self.cfg.key)
+        # The uploads killed runs left at the key are listed with them, for finish().
         head = functools.partial(head_object, self.client, self.cfg.bucket, self.cfg.key)
-        outcomes = together(*claims_at(store, folders), head)
-        claim = nearest_claim(folders, outcomes[:-1])
+        outcomes = together(*claims_at(store, folders), head, self._left_uploads)
+        self._uploads = outcomes[-1]
+        claim = nearest_claim(folders, outcomes[:-2])
         if claim is not None:
             raise conflict(self.cfg, self.export_id, *claim, "around")
-        existing: StoredObject | None = settled(outcomes[-1])
+        existing: StoredObject | None = settled(outcomes[-2])
         if existing is not None:
             owner = unquote(existing.metadata.get(OWNER_METADATA, ""))
             if owner and owner not in (self.export_id, self.cfg.take_over_from):
@@ -73,9 +81,10 @@ class ObjectCommit(BaseCommit):
 
     def finish(self) -> int:
         """Abort uploads left at the key by killed runs; write the manifest if asked."""
-        for key, upload_id in list(list_uploads(self.client, self.cfg.bucket, self.cfg.key)):
-            if key == self.cfg.key:
-                abort_upload(self.client, self.cfg.bucket, key, upload_id)
+        # Listed when the run began; listed now if that failed.
+        left = self._uploads if isinstance(self._uploads, list) else self._left_uploads()
+        for key, upload_id in left:
+            abort_upload(self.client, self.cfg.bucket, key, upload_id)
         if self._manifest_body is not None:
             put_object(
                 self.client,
