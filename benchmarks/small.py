@@ -356,6 +356,90 @@ def print_comparison(server: str, results: list[dict[str, Any]], load: str) -> N
         )
 
 
+# --------------------------------------------------------------------------- dbt project
+
+PROJECT_SQL = (
+    "SELECT range AS id, range % 20 AS p, random() AS x, 'str_' || (range % 1000) AS s, "
+    "TIMESTAMP '2024-01-01' + INTERVAL (range) SECOND AS ts FROM range({n})"
+)
+
+
+def write_project(root: Path, endpoint: str, models: int, rows: int, exports: bool) -> None:
+    """A dbt project of ``models`` table models; with ``exports``, each exports itself."""
+    repo = Path(__file__).resolve().parent.parent
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    (root / "dbt_packages").mkdir(exist_ok=True)
+    link = root / "dbt_packages" / "dbt_s3_export"
+    if not link.exists():
+        link.symlink_to(repo, target_is_directory=True)
+    (root / "packages.yml").write_text(f"packages:\n  - local: {repo}\n")
+    (root / "dbt_project.yml").write_text(
+        "name: bench_small\nversion: '1.0'\nconfig-version: 2\nprofile: bench_small\n"
+    )
+    (root / "profiles.yml").write_text(
+        "bench_small:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
+        f"      path: {root / 'bench.duckdb'}\n      threads: 4\n"
+        "      plugins:\n        - module: dbt_s3_export\n          config:\n"
+        f"            endpoint_url: {endpoint}\n            region: us-east-1\n"
+    )
+    for i in range(models):
+        config = "materialized='table'"
+        if exports:
+            meta = (
+                f"{{'bucket': '{BUCKET}', 'key': 'project/m_{i}/', 'file_format': 'parquet', "
+                "'partition_cols': ['p']}"
+            )
+            hook = "{{ dbt_s3_export.export_to_s3() }}"
+            config += f", meta={{'s3_export': {meta}}}, post_hook=\"{hook}\""
+        sql = "{{ config(" + config + ") }}\n" + PROJECT_SQL.format(n=rows) + "\n"
+        (root / "models" / f"m_{i}.sql").write_text(sql)
+
+
+def dbt_run(root: Path) -> float:
+    repo = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DO_NOT_TRACK": "1",
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+    }
+    dbt = str(Path(sys.executable).parent / "dbt")
+    args = [dbt, "run", "--threads", "4", "--project-dir", str(root), "--profiles-dir", str(root)]
+    started = time.perf_counter()
+    proc = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, check=False)
+    took = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"dbt run failed in {root}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+    return took
+
+
+def project(endpoint: str, work: Path, models: int, reps: int) -> dict[str, Any]:
+    """``dbt run --threads 4`` of the project with and without exports, alternating."""
+    roots = {}
+    for exports in (False, True):
+        root = work / ("project-exports" if exports else "project-plain")
+        write_project(root, endpoint, models, 1000, exports)
+        roots[exports] = root
+    dbt_run(roots[True])  # parses the projects once and creates the folders' claims
+    dbt_run(roots[False])
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for rep in range(reps):
+        for exports in (False, True) if rep % 2 == 0 else (True, False):
+            times[exports].append(dbt_run(roots[exports]))
+            print(
+                f"  dbt run, {models} models, exports {exports}: {times[exports][-1]:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    plain, exported = statistics.median(times[False]), statistics.median(times[True])
+    return {
+        "models": models,
+        "plain": plain,
+        "exports": exported,
+        "all": {"plain": times[False], "exports": times[True]},
+    }
+
+
 # --------------------------------------------------------------------------- parent
 
 
@@ -384,12 +468,20 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--phases", action="store_true", help="only the per-phase timing")
     ap.add_argument("--no-phases", action="store_true", help="skip the per-phase timing")
+    ap.add_argument(
+        "--project",
+        type=int,
+        default=100,
+        help="models in the dbt project run with and without exports (0 to skip; "
+        "skipped by --quick)",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     reps = args.reps
+    models = args.project
     if args.quick:
-        sizes, reps = [1000], 3
+        sizes, reps, models = [1000], 3, 0
     formats = args.formats.split(",")
     layouts = args.layouts.split(",")
     work = Path(tempfile.mkdtemp(prefix="s3-export-small-"))
@@ -426,6 +518,13 @@ def main() -> None:
                 got["compare"] = child("--compare-worker", spec)
                 got["load_after"] = load()
                 print_comparison(server_name, got["compare"], got["load_after"])
+            if models and not args.phases:
+                got["project"] = p = project(server.endpoint, work, models, 3 if reps > 3 else 1)
+                print(
+                    f"\n{server_name}: dbt run --threads 4 of {models} models, medians "
+                    f"({load()}): without exports {p['plain']:.1f} s, with exports "
+                    f"{p['exports']:.1f} s, ratio {p['exports'] / p['plain']:.2f}"
+                )
             figures[server_name] = got
         finally:
             server.stop()
