@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExportFailed, PreconditionFailed, S3ExportError, brief
 from ..options.config import ExportConfig
-from ..s3.objects import abort_upload, delete_keys, list_keys, list_uploads
+from ..s3.objects import (
+    StoredObject,
+    abort_upload,
+    delete_keys,
+    list_keys,
+    list_uploads,
+    together,
+)
 from .base import BaseCommit
 from .lease import Lease, LeaseLost
 from .manifest import Manifest, Plan, plan_commit
@@ -16,12 +24,15 @@ from .ownership import (
     LEASE_NAME,
     MANIFEST_NAME,
     RunContext,
-    claim_around,
+    ancestors,
     claim_inside,
+    claims_at,
     conflict,
     describe_owner,
     is_data_key,
     is_generation,
+    nearest_claim,
+    settled,
 )
 from .store import Store, decode, store_for
 from .symlinks import SymlinkManifests
@@ -73,6 +84,7 @@ class FolderCommit(BaseCommit):
         # Hive's symlink layout (symlinks.py): brought in line after the commit, if asked for.
         self.symlinks: SymlinkManifests | None = None
         self.linked = True
+        self._stored: tuple[StoredObject | None] | None = None  # the manifest, once read
 
     def begin(self) -> str | None:
         """Claim, lease, read the manifest; a reason to skip the export, or None."""
@@ -85,7 +97,8 @@ class FolderCommit(BaseCommit):
         lease = self.lease = Lease(store, self.cfg, self.ctx, self.generation)
         lease.acquire(self._claim_checks)
         lease.start_renewing()
-        stored = store.read(self.manifest_key)
+        # Read with the claim checks when this run created the lease; else read now.
+        stored = self._stored[0] if self._stored else store.read(self.manifest_key)
         self.previous = Manifest.parse(stored, self.cfg) if stored is not None else None
         if self.previous is not None:
             self._check_owner(self.previous)
@@ -97,16 +110,29 @@ class FolderCommit(BaseCommit):
         return None
 
     def _claim_checks(self, created: bool) -> None:
-        assert self.store is not None
-        claim = claim_around(self.store, self.cfg.prefix)
-        if claim is not None:
-            raise conflict(self.cfg, self.export_id, *claim, "around")
-        claim = claim_inside(self.store, self.cfg.prefix)
+        """No other claim around or inside the folder; sent together, judged in order.
+
+        After creating the lease, the manifest is read with them (under the lease
+        already), and begin() uses that read instead of reading it again.
+        """
+        store = self.store
+        assert store is not None
+        folders = ancestors(self.cfg.prefix)
+        inside = functools.partial(claim_inside, store, self.cfg.prefix)
+        manifest = functools.partial(store.read, self.manifest_key)
+        results = together(
+            *claims_at(store, folders), inside, manifest if created else lambda: None
+        )
+        nearest = nearest_claim(folders, results[:-2])
+        if nearest is not None:
+            raise conflict(self.cfg, self.export_id, *nearest, "around")
+        claim: tuple[str, str] | None = settled(results[-2])
         if claim is not None:
             relation = "same" if claim[0] == self.cfg.prefix else "inside"
             raise conflict(self.cfg, self.export_id, *claim, relation)
         if created:  # a manifest written before folders had leases names its owner
-            stored = self.store.read(self.manifest_key)
+            stored: StoredObject | None = settled(results[-1])
+            self._stored = (stored,)
             if stored is not None:
                 self._check_owner(Manifest.parse(stored, self.cfg))
 

@@ -8,6 +8,7 @@ export in its metadata. No two claims may be the same folder or nested.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -19,7 +20,7 @@ from urllib.parse import quote
 
 from ..errors import ExportFailed
 from ..options.config import ExportConfig
-from ..s3.objects import list_folder, list_keys
+from ..s3.objects import list_folder, list_keys, together
 from .store import Store, decode
 
 MANIFEST_NAME = "_manifest.json"
@@ -120,11 +121,34 @@ def describe_owner(record: dict[str, Any]) -> str:
 
 def claim_around(store: Store, key: str) -> tuple[str, str] | None:
     """(folder, owner) of the nearest export or table that claims a folder around ``key``."""
-    for ancestor in ancestors(key):
-        owner = claim_at(store, ancestor)
-        if owner is not None:
-            return ancestor, owner
+    folders = ancestors(key)
+    return nearest_claim(folders, together(*claims_at(store, folders)))
+
+
+def claims_at(store: Store, folders: list[str]) -> list[Callable[[], str | None]]:
+    """The checks of ``folders`` (each ``claim_at``), to be run together."""
+    return [functools.partial(claim_at, store, folder) for folder in folders]
+
+
+def nearest_claim(folders: list[str], outcomes: list[Any]) -> tuple[str, str] | None:
+    """The first of ``folders`` (nearest first) that has an owner, with its owner.
+
+    ``outcomes`` are ``together``'s: an error met before any owner is raised, as the
+    checks made one after the other would have raised it.
+    """
+    for folder, outcome in zip(folders, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            raise outcome
+        if outcome is not None:
+            return folder, outcome
     return None
+
+
+def settled(outcome: Any) -> Any:
+    """One of ``together``'s outcomes: its result, or its error raised."""
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def claim_at(store: Store, folder: str, *, tables: bool = True) -> str | None:

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from ..options.config import ExportConfig
-from ..s3.objects import abort_upload, head_object, list_uploads, put_object
+from ..s3.objects import (
+    StoredObject,
+    abort_upload,
+    head_object,
+    list_uploads,
+    put_object,
+    together,
+)
 from .base import BaseCommit
-from .ownership import OWNER_METADATA, RunContext, claim_around, conflict
+from .ownership import (
+    OWNER_METADATA,
+    RunContext,
+    ancestors,
+    claims_at,
+    conflict,
+    nearest_claim,
+    settled,
+)
 from .store import encode, object_args, store_for
 
 if TYPE_CHECKING:
@@ -24,6 +40,12 @@ class ObjectCommit(BaseCommit):
     def __init__(self, client: S3Client, cfg: ExportConfig, ctx: RunContext) -> None:
         super().__init__(client, cfg, ctx)
         self._manifest_body: dict[str, Any] | None = None
+        self._uploads: list[tuple[str, str]] | Exception | None = None
+
+    def _left_uploads(self) -> list[tuple[str, str]]:
+        """(key, upload id) of the multipart uploads at the key (killed runs leave them)."""
+        found = list_uploads(self.client, self.cfg.bucket, self.cfg.key)
+        return [(key, upload_id) for key, upload_id in found if key == self.cfg.key]
 
     @property
     def folder(self) -> str:
@@ -32,10 +54,16 @@ class ObjectCommit(BaseCommit):
     def begin(self) -> str | None:
         store = store_for(self.client, self.cfg, self.folder)
         # The object's own folder counts too: a folder export owns everything under it.
-        claim = claim_around(store, self.cfg.key)
+        # The checks and the look at the object are sent together, judged in this order.
+        folders = ancestors(self.cfg.key)
+        # The uploads killed runs left at the key are listed with them, for finish().
+        head = functools.partial(head_object, self.client, self.cfg.bucket, self.cfg.key)
+        outcomes = together(*claims_at(store, folders), head, self._left_uploads)
+        self._uploads = outcomes[-1]
+        claim = nearest_claim(folders, outcomes[:-2])
         if claim is not None:
             raise conflict(self.cfg, self.export_id, *claim, "around")
-        existing = head_object(self.client, self.cfg.bucket, self.cfg.key)
+        existing: StoredObject | None = settled(outcomes[-2])
         if existing is not None:
             owner = unquote(existing.metadata.get(OWNER_METADATA, ""))
             if owner and owner not in (self.export_id, self.cfg.take_over_from):
@@ -53,9 +81,10 @@ class ObjectCommit(BaseCommit):
 
     def finish(self) -> int:
         """Abort uploads left at the key by killed runs; write the manifest if asked."""
-        for key, upload_id in list(list_uploads(self.client, self.cfg.bucket, self.cfg.key)):
-            if key == self.cfg.key:
-                abort_upload(self.client, self.cfg.bucket, key, upload_id)
+        # Listed when the run began; listed now if that failed.
+        left = self._uploads if isinstance(self._uploads, list) else self._left_uploads()
+        for key, upload_id in left:
+            abort_upload(self.client, self.cfg.bucket, key, upload_id)
         if self._manifest_body is not None:
             put_object(
                 self.client,

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Context, Decimal
+from typing import ClassVar
 
 import duckdb
 import pyarrow as pa
@@ -155,40 +156,55 @@ Encoded = Sequence[pa.Buffer]
 
 
 class Renderer:
-    """Runs SQL projections over batches, in a private DuckDB connection per thread."""
+    """Runs SQL projections over batches, each in a private DuckDB connection.
+
+    Opening a DuckDB connection costs milliseconds of CPU, more than rendering a
+    small batch, so connections are kept for the life of the process and lent
+    out, one caller at a time: a connection is only ever used by the thread that
+    took it, until it gives it back (after unregistering its batch). None holds
+    state between uses but its settings (UTC, one thread each), which no
+    projection changes.
+    """
+
+    _idle: ClassVar[list[duckdb.DuckDBPyConnection]] = []
+    _idle_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, select_list: str | None = None) -> None:
         self._select_list = select_list
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._cons: list[duckdb.DuckDBPyConnection] = []
 
-    def _con(self) -> duckdb.DuckDBPyConnection:
-        con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
-        if con is None:
-            con = duckdb.connect(":memory:")
-            con.execute("SET TimeZone = 'UTC'")
-            con.execute("SET threads = 1")  # the encoder threads are the parallelism
-            self._local.con = con
-            with self._lock:
-                self._cons.append(con)
+    @classmethod
+    def _take(cls) -> duckdb.DuckDBPyConnection:
+        with cls._idle_lock:
+            if cls._idle:
+                return cls._idle.pop()
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET threads = 1")  # the encoder threads are the parallelism
         return con
 
+    @classmethod
+    def _give(cls, con: duckdb.DuckDBPyConnection) -> None:
+        with cls._idle_lock:
+            cls._idle.append(con)
+
     def __call__(self, batch: pa.RecordBatch, select_list: str | None = None) -> pa.Table:
-        con = self._con()
-        con.register("__batch", pa.Table.from_batches([batch]))
+        con = self._take()
         try:
-            return con.sql(
-                f"SELECT {select_list or self._select_list} FROM __batch"
-            ).to_arrow_table()
-        finally:
-            con.unregister("__batch")
+            con.register("__batch", pa.Table.from_batches([batch]))
+            try:
+                table = con.sql(
+                    f"SELECT {select_list or self._select_list} FROM __batch"
+                ).to_arrow_table()
+            finally:
+                con.unregister("__batch")
+        except BaseException:
+            con.close()  # a connection in an unknown state is not lent again
+            raise
+        self._give(con)
+        return table
 
     def close(self) -> None:
-        with self._lock:
-            cons, self._cons = self._cons, []
-        for con in cons:
-            con.close()
+        """Nothing to release: the connections are the process's (kept for the next use)."""
 
 
 # Timestamps of whole seconds in years 1000 to 9999 (nearly all of them) get their

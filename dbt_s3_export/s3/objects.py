@@ -9,7 +9,9 @@ through ``call``, which turns what botocore raises into one of our errors
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -39,6 +41,44 @@ def call(bucket: str, what: str, fn: Callable[[], T]) -> T:
         return fn()
     except BOTOCORE_ERRORS as e:
         raise describe_error(e, bucket, what) from e
+
+
+# Independent requests (the claim checks of a run) are sent together, on threads
+# the process keeps: a few small reads cost one round trip instead of one each.
+TOGETHER_THREADS = 8
+_together_pool: ThreadPoolExecutor | None = None
+_together_lock = threading.Lock()
+
+
+def together(*calls: Callable[[], Any]) -> list[Any]:
+    """Run independent ``calls`` at once; their outcomes in order, after all have ended.
+
+    An outcome is the call's result, or the ``Exception`` it raised (returned, not
+    raised), so that the caller judges the outcomes in the order it would have made
+    the calls one after the other. The first call runs on the caller's thread, the
+    others on a pool the process keeps. None of the calls may itself wait on
+    ``together``: the pool is bounded.
+    """
+    global _together_pool
+    if len(calls) > 1:
+        with _together_lock:
+            if _together_pool is None:
+                _together_pool = ThreadPoolExecutor(
+                    TOGETHER_THREADS, thread_name_prefix="s3-export-together"
+                )
+            pool = _together_pool
+        futures = [pool.submit(_outcome, fn) for fn in calls[1:]]
+    else:
+        futures = []
+    first = [_outcome(calls[0])] if calls else []
+    return first + [future.result() for future in futures]
+
+
+def _outcome(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as e:
+        return e
 
 
 def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:

@@ -25,6 +25,7 @@ from ..encoding.typemap import (
     plan_columns,
     quote_identifier,
     select_list,
+    sql_string,
     tag_schema,
 )
 from ..errors import ColumnError, LocalSpaceError, SourceError
@@ -130,6 +131,9 @@ class DuckDBSource:
         # Which form each DuckDB type takes depends on the format (encoding/typemap.py).
         self.file_format = file_format
         self._plan: list[Column] | None = None
+        # What DuckDB said once and cannot change during the export.
+        self._schemas: dict[str, pa.Schema] = {}
+        self._rows: tuple[int | None] | None = None
 
     def _select(self, order_by: Sequence[str] = (), columns: str = "*") -> str:
         sql = f"SELECT {columns} FROM {self.relation}{self._where_clause()}"
@@ -152,11 +156,19 @@ class DuckDBSource:
         """The columns and types the export writes, without reading any rows."""
         columns = self._columns_sql(order_by)
         try:
-            schema = self._con.sql(self._select(columns=columns) + " LIMIT 0").to_arrow_table()
+            schema = self._selected_schema(columns)
         except duckdb.Error as e:
             raise self._relation_error(e) from e
         assert self._plan is not None
-        return tag_schema(schema.schema, self._plan)
+        return tag_schema(schema, self._plan)
+
+    def _selected_schema(self, columns: str) -> pa.Schema:
+        """The Arrow schema of the select list (asked of DuckDB once per source)."""
+        known = self._schemas.get(columns)
+        if known is None:
+            sql = self._select(columns=columns) + " LIMIT 0"
+            known = self._schemas[columns] = self._con.sql(sql).to_arrow_table().schema
+        return known
 
     def _relation_error(self, e: duckdb.Error) -> SourceError:
         """The relation (as filtered) could not even be described."""
@@ -206,9 +218,7 @@ class DuckDBSource:
     def _batch_rows(self, columns: str, batch_size: int) -> int:
         """Rows per batch for about BATCH_BYTES each, from the widths DuckDB gives cheaply."""
         try:
-            schema = (
-                self._con.sql(self._select(columns=columns) + " LIMIT 0").to_arrow_table().schema
-            )
+            schema = self._selected_schema(columns)
         except duckdb.Error as e:
             raise self._error(e) from e
         widths = [fixed_width(f.type) for f in schema]
@@ -267,15 +277,27 @@ class DuckDBSource:
         return f"temp.main.{quote_identifier(rows[0][0])}" if rows else None
 
     def _table_rows(self) -> int | None:
-        """The row count DuckDB keeps for a base table; None for views and the unknown."""
+        """The row count DuckDB keeps for a base table; None for views and the unknown.
+
+        Asked once per source: the source lives for one export, inside the model's run.
+        """
+        if self._rows is None:
+            self._rows = (self._ask_table_rows(),)
+        return self._rows[0]
+
+    def _ask_table_rows(self) -> int | None:
         parts = _name_parts(self.relation)
         if not parts:
             return None
         columns = ["database_name", "schema_name", "table_name"][-len(parts) :]
-        where = " AND ".join(f"lower({c}) = lower(?)" for c in columns)
+        # The names as SQL string literals, not as parameters: DuckDB's Python client
+        # imports pandas (a second or more, once per process) to bind parameters.
+        where = " AND ".join(
+            f"lower({c}) = lower({sql_string(p)})" for c, p in zip(columns, parts, strict=True)
+        )
         try:
             rows = self._con.execute(
-                f"SELECT estimated_size FROM duckdb_tables() WHERE {where}", parts
+                f"SELECT estimated_size FROM duckdb_tables() WHERE {where}"
             ).fetchall()
         except duckdb.Error:
             return None

@@ -1,0 +1,97 @@
+"""The fixed cost of an export: work done once per process, requests sent together, none twice."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from dbt_s3_export.commit.ownership import nearest_claim
+from dbt_s3_export.encoding import text
+from dbt_s3_export.errors import TransferError
+from dbt_s3_export.s3.objects import together
+
+from .engine import engine_client, export, table
+from .support import S3Server
+
+
+def test_together_runs_calls_at_once_and_gives_outcomes_in_order() -> None:
+    # Three calls that each wait for the other two: they finish only if they run at once.
+    barrier = threading.Barrier(3, timeout=10)
+
+    def meet(value: int) -> int:
+        barrier.wait()
+        return value
+
+    assert together(lambda: meet(1), lambda: meet(2), lambda: meet(3)) == [1, 2, 3]
+    failure = TransferError("lost", code="500")
+
+    def fail() -> None:
+        raise failure
+
+    assert together(lambda: "a", fail, lambda: None) == ["a", failure, None]
+    assert together() == []
+
+
+def test_the_nearest_claim_wins_and_an_error_before_it_is_raised() -> None:
+    folders = ["a/b/", "a/", ""]
+    assert nearest_claim(folders, [None, "export 'x'", "export 'y'"]) == ("a/", "export 'x'")
+    assert nearest_claim(folders, [None, None, None]) is None
+    failure = TransferError("lost", code="500")
+    with pytest.raises(TransferError):
+        nearest_claim(folders, [None, failure, "export 'y'"])
+    # An owner found nearer than the error is what the checks in turn would have found.
+    assert nearest_claim(folders, ["export 'x'", failure, None]) == ("a/b/", "export 'x'")
+
+
+def test_renderer_connections_are_kept_for_the_next_writer(monkeypatch: Any) -> None:
+    opened = []
+    connect = duckdb.connect
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        con = connect(*args, **kwargs)
+        opened.append(con)
+        return con
+
+    monkeypatch.setattr(text.duckdb, "connect", counted)
+    monkeypatch.setattr(text.Renderer, "_idle", [])
+    batch = pa.record_batch({"x": pa.array([1, 2])})
+    for _ in range(5):
+        renderer = text.Renderer("CAST(x AS VARCHAR) AS t")
+        assert renderer(batch).column("t").to_pylist() == ["1", "2"]
+        renderer.close()
+    assert len(opened) == 1
+    # A projection that fails leaves its connection out of the idle ones.
+    with pytest.raises(duckdb.Error):
+        text.Renderer("no_such_column")(batch)
+    assert text.Renderer._idle == []
+    assert text.Renderer("x + 1 AS y")(batch).column("y").to_pylist() == [2, 3]
+    assert len(opened) == 2
+
+
+def test_an_export_sends_no_request_twice(bucket: str, s3_server: S3Server) -> None:
+    """The manifest is read once and the probe is sent once per process and bucket."""
+    client = engine_client(s3_server.endpoint)
+    sent: list[tuple[str, str]] = []
+    client.meta.events.register(
+        "before-parameter-build.s3",
+        lambda model, params, **_: sent.append((model.name, params.get("Key", ""))),
+    )
+    export(client, bucket, "small/", table(40, tag="a", partitions=4), partition_cols=["p"])
+    first = Counter(sent)
+    sent.clear()
+    export(client, bucket, "small/", table(40, tag="b", partitions=4), partition_cols=["p"])
+    again = Counter(sent)
+    for counts in (first, again):
+        assert counts[("GetObject", "small/_manifest.json")] == 1, counts
+        assert counts[("GetObject", "small/_lease.json")] == 1, counts
+        assert counts[("PutObject", "small/_manifest.json")] == 1, counts
+    # The conditional-write probe: at most once in the process for this server and bucket.
+    assert not any(key.rsplit("/", 1)[-1].startswith("_probe-") for _, key in again), again
+    # Lease, claims (two listings per folder around, one inside), manifest, four files,
+    # commit, one batched delete of the first run's files, release.
+    assert sum(again.values()) == 2 + 3 + 1 + 4 + 1 + 1 + 1, again
