@@ -21,6 +21,7 @@ from .support import (
     export_meta,
     exported_model,
     list_keys,
+    only_on_first_server,
     read_object,
     s3_client,
 )
@@ -335,8 +336,9 @@ BAD_CONFIGS = {
 
 
 def test_bad_config_fails_only_that_model_with_a_clear_message(
-    project: DbtProject, s3: Any, bucket: str
+    project: DbtProject, s3: Any, bucket: str, s3_server: S3Server, request: pytest.FixtureRequest
 ) -> None:
+    only_on_first_server(request, s3_server, "config checks come before any request")
     for name, (meta, _) in BAD_CONFIGS.items():
         project.model(name, exported_model(meta, "select 1 as a"))
     project.model("good", exported_model(export_meta(bucket, "good.csv", "csv"), "select 1 as a"))

@@ -35,7 +35,15 @@ from dbt_s3_export import (
 from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
 from dbt_s3_export.s3.transfer import ObjectSink, Uploader
 
-from .support import DbtProject, S3Server, export_meta, exported_model, list_keys, s3_client
+from .support import (
+    DbtProject,
+    S3Server,
+    export_meta,
+    exported_model,
+    list_keys,
+    only_on_first_server,
+    s3_client,
+)
 
 FORMATS = ("parquet", "csv", "json", "jsonl")
 EXTENSION = {"parquet": ".parquet", "csv": ".csv", "json": ".json", "jsonl": ".jsonl"}
@@ -705,8 +713,9 @@ def failure_sections(output: str) -> dict[str, str]:
 
 @pytest.mark.dbt
 def test_bad_partition_columns_fail_each_model_clearly(
-    project: DbtProject, s3: Any, bucket: str
+    project: DbtProject, s3: Any, bucket: str, s3_server: S3Server, request: pytest.FixtureRequest
 ) -> None:
+    only_on_first_server(request, s3_server, "partition checks come before any request")
     for name, (cols, sql, _) in BAD_PARTITIONS.items():
         meta = export_meta(bucket, f"{name}/", "csv", f", 'partition_cols': {cols}")
         project.model(name, exported_model(meta, sql))
