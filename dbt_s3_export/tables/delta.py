@@ -39,6 +39,7 @@ from .common import (
     check_holds_no_folder_export,
     check_outside_folder_exports,
     check_owner,
+    check_table_partition_types,
     earlier_owner,
     effective_mode,
     missing_extra,
@@ -50,12 +51,14 @@ from .delta_types import (
     check_partition_types,
     creatable,
     into_column,
+    kept_errors,
     partition_values_checked,
     same_delta_type,
     sql_equals,
     sql_literals,
     widens,
 )
+from .years import years_checked
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -99,6 +102,7 @@ class DeltaWriter:
         schema = table_types(source.schema(), "delta")
         check_partition_columns_exist(schema, cfg.partition_cols)
         check_partition_types(schema, list(cfg.partition_cols), self.uri)
+        check_table_partition_types(schema, cfg.partition_cols, self.what)
         check_outside_folder_exports(self.client, cfg, self.what)
         with _delta_errors(self.uri):
             try:
@@ -132,9 +136,13 @@ class DeltaWriter:
             kwargs, schema = self._existing(table, source, schema, mode)
         reader = source.open(list(cfg.partition_cols), cfg.batch_size)
         batches = partition_values_checked(
-            cast_batches(reader, schema), schema, list(cfg.partition_cols), self.uri
+            years_checked(cast_batches(reader, schema), schema, "delta", self.what),
+            schema,
+            list(cfg.partition_cols),
+            self.uri,
         )
-        stream = pa.RecordBatchReader.from_batches(schema, batches)
+        refused: list[S3ExportError] = []  # a value refused mid-stream, said as it is
+        stream = pa.RecordBatchReader.from_batches(schema, kept_errors(batches, refused))
         before = table.version()
         try:
             with _delta_errors(self.uri):
@@ -154,6 +162,8 @@ class DeltaWriter:
                 )
             version = table.version()
         except TransferError:
+            if refused:  # delta-rs stopped at our refusal, before its commit
+                raise refused[0] from None
             # The log entry may have landed with its answer lost: then it names this run.
             landed = self._committed_by(run, before)
             if landed is None:

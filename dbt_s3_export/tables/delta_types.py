@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ..encoding.typemap import DUCKDB_TYPE, column_error
+from ..errors import S3ExportError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -140,6 +141,21 @@ def partition_value_error(uri: str, field: pa.Field, value: str, problem: str) -
     )
 
 
+def kept_errors(
+    batches: Iterator[pa.RecordBatch], refused: list[S3ExportError]
+) -> Iterator[pa.RecordBatch]:
+    """The batches; an error of ours that stops them is also kept in ``refused``.
+
+    delta-rs reads the stream in Rust and reports a Python error in it as its own,
+    wrapped in Arrow's C interface text: the export raises the kept one instead.
+    """
+    try:
+        yield from batches
+    except S3ExportError as e:
+        refused.append(e)
+        raise
+
+
 def sql_equals(column: str, literal: str | None) -> str:
     name = '"' + column.replace('"', '""') + '"'
     return f"{name} IS NULL" if literal is None else f"{name} = {literal}"
@@ -213,14 +229,26 @@ def into_column(field: pa.Field, column: pa.Field) -> pa.Field:
 
 
 def same_delta_type(a: pa.DataType, b: pa.DataType) -> bool:
-    """Whether Delta stores both alike (string views and large strings are strings)."""
-    strings = (pa.string(), pa.large_string(), pa.string_view())
-    binaries = (pa.binary(), pa.large_binary(), pa.binary_view())
-    if (a in strings and b in strings) or (a in binaries and b in binaries):
-        return True
-    if pa.types.is_timestamp(a) and pa.types.is_timestamp(b):
-        return (a.tz is None) == (b.tz is None)
-    return bool(a.equals(b))
+    """Whether Delta stores both alike, at any depth (string views and large strings are
+    strings, a list's item may have any name, a zoned timestamp any zone)."""
+    return bool(delta_shape(a).equals(delta_shape(b)))
+
+
+def delta_shape(typ: pa.DataType) -> pa.DataType:
+    """``typ`` as Delta stores it: what two types that Delta stores alike have in common."""
+    if typ in (pa.large_string(), pa.string_view()):
+        return pa.string()
+    if typ in (pa.large_binary(), pa.binary_view()):
+        return pa.binary()
+    if pa.types.is_timestamp(typ):
+        return pa.timestamp("us", "UTC" if typ.tz else None)
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return pa.list_(pa.field("element", delta_shape(typ.value_type)))
+    if pa.types.is_struct(typ):
+        return pa.struct([pa.field(f.name, delta_shape(f.type)) for f in typ])
+    if pa.types.is_map(typ):
+        return pa.map_(delta_shape(typ.key_type), delta_shape(typ.item_type))
+    return typ
 
 
 def widens(model: pa.DataType, table: pa.DataType) -> bool:
