@@ -194,6 +194,7 @@ def table_types(schema: pa.Schema, file_format: str) -> pa.Schema:
     Neither format has unsigned integers (pyiceberg would store a UINTEGER as a 32-bit
     int and wrap values past 2^31), so each widens to the next signed type; a UBIGINT
     becomes a decimal(20, 0). Dictionary-encoded columns are written as their values,
+    GEOMETRY as its WKB bytes without DuckDB's extension mark,
     fixed-size lists (DuckDB's ARRAY) as lists, and zoned timestamps in UTC (the same
     instants: DuckDB names the session's zone, which pyiceberg refuses). Types a table
     cannot hold fail here, naming the column and its DuckDB type.
@@ -201,8 +202,19 @@ def table_types(schema: pa.Schema, file_format: str) -> pa.Schema:
     fields = []
     for f in schema:
         duckdb_type = type_name(f)
-        fields.append(f.with_type(_table_type(f.name, duckdb_type, f.type, file_format)))
+        field = f.with_type(_table_type(f.name, duckdb_type, f.type, file_format))
+        fields.append(field.with_metadata(_own_metadata(field)))
     return pa.schema(fields, metadata=schema.metadata)
+
+
+def _own_metadata(field: pa.Field) -> dict[bytes, bytes] | None:
+    """The field's metadata without Arrow's extension marks.
+
+    DuckDB marks a GEOMETRY as ``geoarrow.wkb``; Delta kept the mark in the table's
+    schema, and polars then refused to read the table (its WKB bytes are plain binary).
+    """
+    meta = {k: v for k, v in (field.metadata or {}).items() if not k.startswith(b"ARROW:")}
+    return meta or None
 
 
 _UNSIGNED = {
@@ -253,22 +265,33 @@ def _table_type(name: str, duckdb_type: str, typ: pa.DataType, file_format: str)
     return typ
 
 
-def check_table_partition_types(schema: pa.Schema, columns: Iterable[str], what: str) -> None:
-    """Identity partition columns hold scalar values a table's partitions keep as text.
+def check_table_partition_types(
+    schema: pa.Schema, columns: Iterable[str], what: str, file_format: str
+) -> None:
+    """Identity partition columns hold scalar values a table's partitions keep exactly.
 
     Nested values have no partition form; binary ones (BLOB, GEOMETRY) failed in both
-    libraries unless the bytes were UTF-8, and delta-rs read them back altered.
+    libraries unless the bytes were UTF-8, and delta-rs read them back altered. pyiceberg
+    0.12 records a DOUBLE partition value in the manifests rounded to a FLOAT (0.1 as
+    0.10000000149011612), so a scan filtering on the column missed its rows.
     """
     for column in columns:
         field = schema.field(column)
         typ = field.type
+        problem = None
         if pa.types.is_nested(typ) or pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+            problem = "a table cannot hold a partition value of this type exactly"
+        elif file_format == "iceberg" and pa.types.is_float64(typ):
+            problem = (
+                "pyiceberg records DOUBLE partition values rounded to FLOAT precision, so "
+                "readers filtering on it would miss rows"
+            )
+        if problem is not None:
             raise column_error(
                 column,
                 type_name(field),
-                f"is a partition column of {what}, and a table cannot hold a partition value "
-                "of this type exactly",
-                "Partition by a column of a scalar type (text, number, boolean, date, "
+                f"is a partition column of {what}, and {problem}",
+                "Partition by a column of another type (text, integer, decimal, date, "
                 f"timestamp), e.g. CAST({column} AS VARCHAR) AS {column}_key",
             )
 

@@ -102,7 +102,7 @@ class DeltaWriter:
         schema = table_types(source.schema(), "delta")
         check_partition_columns_exist(schema, cfg.partition_cols)
         check_partition_types(schema, list(cfg.partition_cols), self.uri)
-        check_table_partition_types(schema, cfg.partition_cols, self.what)
+        check_table_partition_types(schema, cfg.partition_cols, self.what, "delta")
         check_outside_folder_exports(self.client, cfg, self.what)
         with _delta_errors(self.uri):
             try:

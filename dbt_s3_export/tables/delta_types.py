@@ -47,6 +47,9 @@ def creatable(typ: pa.DataType) -> pa.DataType:
 FIRST_DAY, LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31, days since 1970
 
 
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
 PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
@@ -87,12 +90,19 @@ def partition_values_checked(
         schema.field(c)
         for c in cols
         if pa.types.is_decimal(schema.field(c).type)
+        or pa.types.is_string(schema.field(c).type)
+        or pa.types.is_large_string(schema.field(c).type)
         or pa.types.is_date32(schema.field(c).type)
         or pa.types.is_timestamp(schema.field(c).type)
     ]
     for batch in batches:
         for field in checked:
             values = batch.column(field.name)
+            if not (pa.types.is_decimal(field.type) or pa.types.is_temporal(field.type)):
+                # delta-rs reads Hive's name for NULL back as NULL.
+                if pc.any(pc.equal(values, HIVE_NULL)).as_py():
+                    raise partition_value_error(uri, field, HIVE_NULL, "reads back as NULL")
+                continue
             if pa.types.is_decimal(field.type):
                 low = pc.min(values)
                 if low.is_valid and low.as_py() < 0:
@@ -135,7 +145,8 @@ def partition_value_error(uri: str, field: pa.Field, value: str, problem: str) -
         field.name,
         duckdb_type,
         f"holds {value}, a partition value of Delta table {uri} that delta-rs {problem} "
-        "(negative decimals, dates and timestamps outside the years 1 to 9999)",
+        f"(negative decimals, dates and timestamps outside the years 1 to 9999, the text "
+        f"{HIVE_NULL})",
         f"Partition by a text or integer form of it instead, e.g. CAST({field.name} AS VARCHAR) "
         f"AS {field.name}_key, or by another column",
     )

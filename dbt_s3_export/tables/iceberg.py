@@ -97,7 +97,7 @@ class IcebergWriter:
         cfg = self.cfg
         schema = table_types(source.schema(), "iceberg")
         check_partition_columns_exist(schema, [f.column for f in self.fields])
-        check_table_partition_types(schema, _identity_columns(self.fields), self.what)
+        check_table_partition_types(schema, _identity_columns(self.fields), self.what, "iceberg")
         namespace, table_name = str(cfg.namespace), str(cfg.table)
         # Before the catalog is touched: the location is no folder export's.
         check_outside_folder_exports(self.client, cfg, self.what)
