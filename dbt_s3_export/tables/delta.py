@@ -53,6 +53,7 @@ from .delta_types import (
     into_column,
     kept_errors,
     partition_values_checked,
+    refuse_case_only_rename,
     same_delta_type,
     sql_equals,
     sql_literals,
@@ -317,6 +318,7 @@ class DeltaWriter:
         fields = []
         for f in schema:
             if f.name not in there.names:
+                refuse_case_only_rename(self.uri, f.name, there.names)
                 fields.append(f)
                 continue
             target = there.field(f.name).type

@@ -239,6 +239,21 @@ def into_column(field: pa.Field, column: pa.Field) -> pa.Field:
     return field.with_type(column.type).with_metadata(meta or None)
 
 
+def refuse_case_only_rename(uri: str, name: str, columns: list[str]) -> None:
+    """Delta names are case-insensitive: ``V`` in the model beside ``v`` in the table
+    failed in delta-rs as a duplicate field."""
+    from .common import SchemaMismatch
+
+    same = [c for c in columns if c.lower() == name.lower()]
+    if same:
+        raise SchemaMismatch(
+            f"column '{name}' in the model is '{same[0]}' in Delta table {uri}: the names "
+            "differ only in case, and Delta takes them for one column. Name it as the "
+            f'table does in the model ({name} AS "{same[0]}"), or rewrite the table with '
+            "mode replace and a new key"
+        )
+
+
 def same_delta_type(a: pa.DataType, b: pa.DataType) -> bool:
     """Whether Delta stores both alike, at any depth (string views and large strings are
     strings, a list's item may have any name, a zoned timestamp any zone)."""
