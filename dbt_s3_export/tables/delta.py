@@ -136,11 +136,13 @@ class DeltaWriter:
                 self.ctx.info(f"s3_export: {self.ctx.model}: {new_owner}")
             kwargs, schema = self._existing(table, source, schema, mode)
         reader = source.open(list(cfg.partition_cols), cfg.batch_size)
-        batches = partition_values_checked(
-            years_checked(cast_batches(reader, schema), schema, "delta", self.what),
+        batches = years_checked(
+            partition_values_checked(
+                cast_batches(reader, schema), schema, list(cfg.partition_cols), self.uri
+            ),
             schema,
-            list(cfg.partition_cols),
-            self.uri,
+            "delta",
+            self.what,
         )
         refused: list[S3ExportError] = []  # a value refused mid-stream, said as it is
         stream = pa.RecordBatchReader.from_batches(schema, kept_errors(batches, refused))
