@@ -159,9 +159,9 @@ PARTITIONS: dict[str, tuple[str, list[str], list[str], list[str]]] = {
 PARTITION_REFUSED: dict[tuple[str, str], tuple[str, str]] = {
     ("iceberg", "f64"): ("DOUBLE", "pyiceberg records DOUBLE partition values rounded"),
     ("iceberg", "bl"): ("BLOB", "a table cannot hold a partition value of this type"),
-    ("delta", "bl"): ("BLOB", "a table cannot hold a partition value of this type"),
+    ("delta", "bl"): ("BLOB", "delta-rs cannot hold binary partition values exactly"),
     ("iceberg", "g"): ("GEOMETRY", "a table cannot hold a partition value of this type"),
-    ("delta", "g"): ("GEOMETRY", "a table cannot hold a partition value of this type"),
+    ("delta", "g"): ("GEOMETRY", "delta-rs cannot hold binary partition values exactly"),
     ("iceberg", "lst"): ("INTEGER[]", "a table cannot hold a partition value of this type"),
     ("delta", "st"): ("STRUCT(a INTEGER)", "a table cannot hold a partition value of this type"),
     ("delta", "t"): ("TIME", "is a TIME, which Delta cannot hold"),
