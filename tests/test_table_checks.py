@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from dbt_s3_export.errors import ColumnError
-from dbt_s3_export.tables.common import check_partition_types, table_types
+from dbt_s3_export.tables.common import check_table_partition_types, table_types
 from dbt_s3_export.tables.delta_types import same_delta_type
 from dbt_s3_export.tables.years import years_checked
 
@@ -89,8 +89,8 @@ def test_delta_compares_nested_types_as_it_stores_them() -> None:
 def test_partition_columns_a_table_cannot_hold_exactly(sql: str, fmt: str) -> None:
     schema = table_types(duckdb_schema(f"SELECT {sql} AS k"), fmt)
     with pytest.raises(ColumnError, match=r"column 'k' \(.*\) is a partition column of t, and"):
-        check_partition_types(schema, ["k"], "t", fmt)
-    check_partition_types(schema, [], "t", fmt)
+        check_table_partition_types(schema, ["k"], "t", fmt)
+    check_table_partition_types(schema, [], "t", fmt)
 
 
 def test_pyiceberg_still_rounds_double_partition_values(tmp_path: Path) -> None:
