@@ -273,17 +273,17 @@ def test_iceberg_refuses_nan_in_an_identity_partition_and_case_only_renames(
     nan_new = meta("iceberg", bucket, "iceberg_nan_new", partition_cols=["d"])
     nan_old = meta("iceberg", bucket, "iceberg_nan_old", mode="append", partition_cols=["d"])
     renamed = meta("iceberg", bucket, "iceberg_renamed", mode="append")
-    model(project, "iceberg_nan_old", nan_old, "select 1 as id, 1.5::double as d")
+    model(project, "iceberg_nan_old", nan_old, "select 1 as id, 1.5::float as d")
     model(project, "iceberg_renamed", renamed, "select 1 as id, 10 as v")
     project.dbt("run")
-    model(project, "iceberg_nan_new", nan_new, "select 1 as id, 'nan'::double as d")
-    model(project, "iceberg_nan_old", nan_old, "select 2 as id, 'nan'::double as d")
+    model(project, "iceberg_nan_new", nan_new, "select 1 as id, 'nan'::float as d")
+    model(project, "iceberg_nan_old", nan_old, "select 2 as id, 'nan'::float as d")
     model(project, "iceberg_renamed", renamed, 'select 2 as id, 20 as "V"')
     result = project.dbt("run", check=False)
     assert not result.ok
     for table in ("iceberg_nan_new", "iceberg_nan_old"):
         assert (
-            f"column 'd' (DOUBLE) holds NaN, and it is an identity partition column of "
+            f"column 'd' (FLOAT) holds NaN, and it is an identity partition column of "
             f"Iceberg table analytics.{table}" in result.output
         )
     assert "Map NaN to NULL in the model" in result.output

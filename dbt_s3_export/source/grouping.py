@@ -117,11 +117,12 @@ class GroupedBatches:
         if batch.num_rows == 0:
             return []
         # A stable sort keeps read order within a key.
-        order = pc.sort_indices(
-            batch.select(self._keys),
-            sort_keys=[(k, "ascending") for k in self._keys],
+        # Arrow sorts no dictionaries (DuckDB's ENUM): their values are sorted.
+        keys = pa.RecordBatch.from_arrays(
+            [_values(batch.column(k)) for k in self._keys], names=list(self._keys)
         )
-        sorted_keys = batch.select(self._keys).take(order)
+        order = pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in self._keys])
+        sorted_keys = keys.take(order)
         starts = [0, *key_boundaries(sorted_keys, self._keys)]
         ends = [*starts[1:], batch.num_rows]
         out = []
@@ -204,6 +205,10 @@ class GroupedBatches:
         group.nbytes = 0
         if pieces:
             yield from self._coalesce(pieces)
+
+
+def _values(array: pa.Array) -> pa.Array:
+    return array.dictionary_decode() if pa.types.is_dictionary(array.type) else array
 
 
 def _sort_key(key: Key) -> tuple[tuple[bool, str], ...]:

@@ -2,8 +2,9 @@
 
 A table commits through its own log or catalog instead of the folder commit's
 manifest (``common`` holds what both formats share, ``iceberg`` and ``delta`` one
-format each, with ``catalog`` opening Iceberg catalogs and ``delta_types`` what a
-Delta table holds; ``glue`` registers file exports and Iceberg tables in AWS Glue). May
+format each, with ``catalog`` opening Iceberg catalogs, ``delta_types`` what a
+Delta table holds and ``years`` the dates and timestamps a table holds; ``glue``
+registers file exports and Iceberg tables in AWS Glue). May
 import the commit protocol (for owners and claims), encoding, source types, S3
 access and options; never the dbt glue or ``export``. pyiceberg and deltalake are
 imported only when a table of theirs is written.

@@ -56,10 +56,10 @@ from ..commit import (
     claim_inside,
     store_for,
 )
+from ..encoding.typemap import column_error, type_name
 from ..errors import (
     ConfigError,
     ExportFailed,
-    SourceError,
 )
 from ..options.config import ExportConfig
 from ..s3.credentials import ConnectionSettings, CredentialSession
@@ -193,13 +193,28 @@ def table_types(schema: pa.Schema, file_format: str) -> pa.Schema:
 
     Neither format has unsigned integers (pyiceberg would store a UINTEGER as a 32-bit
     int and wrap values past 2^31), so each widens to the next signed type; a UBIGINT
-    becomes a decimal(20, 0). Dictionary-encoded columns are written as their values.
-    Types a table cannot hold fail here, naming the column.
+    becomes a decimal(20, 0). Dictionary-encoded columns are written as their values,
+    GEOMETRY as its WKB bytes without DuckDB's extension mark,
+    fixed-size lists (DuckDB's ARRAY) as lists, and zoned timestamps in UTC (the same
+    instants: DuckDB names the session's zone, which pyiceberg refuses). Types a table
+    cannot hold fail here, naming the column and its DuckDB type.
     """
     fields = []
     for f in schema:
-        fields.append(f.with_type(_table_type(f.name, f.type, file_format)))
+        duckdb_type = type_name(f)
+        field = f.with_type(_table_type(f.name, duckdb_type, f.type, file_format))
+        fields.append(field.with_metadata(_own_metadata(field)))
     return pa.schema(fields, metadata=schema.metadata)
+
+
+def _own_metadata(field: pa.Field) -> dict[bytes, bytes] | None:
+    """The field's metadata without Arrow's extension marks.
+
+    DuckDB marks a GEOMETRY as ``geoarrow.wkb``; Delta kept the mark in the table's
+    schema, and polars then refused to read the table (its WKB bytes are plain binary).
+    """
+    meta = {k: v for k, v in (field.metadata or {}).items() if not k.startswith(b"ARROW:")}
+    return meta or None
 
 
 _UNSIGNED = {
@@ -210,34 +225,75 @@ _UNSIGNED = {
 }
 
 
-def _table_type(name: str, typ: pa.DataType, file_format: str) -> pa.DataType:
+def _table_type(name: str, duckdb_type: str, typ: pa.DataType, file_format: str) -> pa.DataType:
+    def inner(t: pa.DataType) -> pa.DataType:
+        return _table_type(name, duckdb_type, t, file_format)
+
     if pa.types.is_dictionary(typ):
-        return _table_type(name, typ.value_type, file_format)
+        return inner(typ.value_type)
     if typ in _UNSIGNED:
         return _UNSIGNED[typ]
-    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
-        return pa.list_(typ.value_field.with_type(_table_type(name, typ.value_type, file_format)))
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return pa.list_(typ.value_field.with_type(inner(typ.value_type)))
     if pa.types.is_struct(typ):
-        return pa.struct([f.with_type(_table_type(name, f.type, file_format)) for f in typ])
+        return pa.struct([f.with_type(inner(f.type)) for f in typ])
     if pa.types.is_map(typ):
-        key = _table_type(name, typ.key_type, file_format)
-        return pa.map_(key, _table_type(name, typ.item_type, file_format))
-    problem = None
+        return pa.map_(inner(typ.key_type), inner(typ.item_type))
+    table = "Iceberg" if file_format == "iceberg" else "Delta"
+    problem = fix = None
     if pa.types.is_null(typ):
         problem = "has no type (it is NULL in every row)"
         fix = f"CAST(... AS VARCHAR) AS {name}"
     elif pa.types.is_interval(typ):
         problem = "is an INTERVAL, which neither Iceberg nor Delta can hold"
         fix = f"to_seconds or CAST(... AS VARCHAR) AS {name}"
-    elif pa.types.is_timestamp(typ) and typ.unit == "ns" and file_format == "iceberg":
-        problem = "has nanosecond timestamps, which Iceberg tables of format version 2 cannot hold"
-        fix = f"CAST(... AS TIMESTAMP) AS {name}"
+    elif pa.types.is_timestamp(typ) and typ.unit == "ns":
+        problem = f"has nanosecond timestamps, and {table} tables hold microseconds" + (
+            " (format version 2)" if file_format == "iceberg" else ""
+        )
+        fix = f"CAST(... AS {'TIMESTAMPTZ' if typ.tz else 'TIMESTAMP'}) AS {name}"
     elif pa.types.is_time(typ) and file_format == "delta":
         problem = "is a TIME, which Delta cannot hold"
         fix = f"CAST(... AS VARCHAR) AS {name}"
+    elif pa.types.is_time(typ) and typ.unit == "ns":
+        problem = "has nanosecond times, and Iceberg tables hold microseconds"
+        fix = f"CAST(... AS TIME) AS {name}"
     if problem is not None:
-        raise SourceError(f"column '{name}' {problem}. Cast it in the model, e.g. {fix}")
+        raise column_error(name, duckdb_type, problem, f"Cast it in the model, e.g. {fix}")
+    if pa.types.is_timestamp(typ) and typ.tz is not None and typ.tz != "UTC":
+        return pa.timestamp(typ.unit, "UTC")
     return typ
+
+
+def check_table_partition_types(
+    schema: pa.Schema, columns: Iterable[str], what: str, file_format: str
+) -> None:
+    """Identity partition columns hold scalar values a table's partitions keep exactly.
+
+    Nested values have no partition form; binary ones (BLOB, GEOMETRY) failed in both
+    libraries unless the bytes were UTF-8, and delta-rs read them back altered. pyiceberg
+    0.12 records a DOUBLE partition value in the manifests rounded to a FLOAT (0.1 as
+    0.10000000149011612), so a scan filtering on the column missed its rows.
+    """
+    for column in columns:
+        field = schema.field(column)
+        typ = field.type
+        problem = None
+        if pa.types.is_nested(typ) or pa.types.is_binary(typ) or pa.types.is_large_binary(typ):
+            problem = "a table cannot hold a partition value of this type exactly"
+        elif file_format == "iceberg" and pa.types.is_float64(typ):
+            problem = (
+                "pyiceberg records DOUBLE partition values rounded to FLOAT precision, so "
+                "readers filtering on it would miss rows"
+            )
+        if problem is not None:
+            raise column_error(
+                column,
+                type_name(field),
+                f"is a partition column of {what}, and {problem}",
+                "Partition by a column of another type (text, integer, decimal, date, "
+                f"timestamp), e.g. CAST({column} AS VARCHAR) AS {column}_key",
+            )
 
 
 def cast_batches(reader: pa.RecordBatchReader, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
@@ -385,5 +441,6 @@ __all__ = [
     "Storage",
     "TableConflict",
     "check_owner",
+    "check_table_partition_types",
     "table_types",
 ]

@@ -39,6 +39,7 @@ from .common import (
     check_holds_no_folder_export,
     check_outside_folder_exports,
     check_owner,
+    check_table_partition_types,
     earlier_owner,
     effective_mode,
     missing_extra,
@@ -50,12 +51,15 @@ from .delta_types import (
     check_partition_types,
     creatable,
     into_column,
+    kept_errors,
     partition_values_checked,
+    refuse_case_only_rename,
     same_delta_type,
     sql_equals,
     sql_literals,
     widens,
 )
+from .years import years_checked
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -99,6 +103,7 @@ class DeltaWriter:
         schema = table_types(source.schema(), "delta")
         check_partition_columns_exist(schema, cfg.partition_cols)
         check_partition_types(schema, list(cfg.partition_cols), self.uri)
+        check_table_partition_types(schema, cfg.partition_cols, self.what, "delta")
         check_outside_folder_exports(self.client, cfg, self.what)
         with _delta_errors(self.uri):
             try:
@@ -131,10 +136,16 @@ class DeltaWriter:
                 self.ctx.info(f"s3_export: {self.ctx.model}: {new_owner}")
             kwargs, schema = self._existing(table, source, schema, mode)
         reader = source.open(list(cfg.partition_cols), cfg.batch_size)
-        batches = partition_values_checked(
-            cast_batches(reader, schema), schema, list(cfg.partition_cols), self.uri
+        batches = years_checked(
+            partition_values_checked(
+                cast_batches(reader, schema), schema, list(cfg.partition_cols), self.uri
+            ),
+            schema,
+            "delta",
+            self.what,
         )
-        stream = pa.RecordBatchReader.from_batches(schema, batches)
+        refused: list[S3ExportError] = []  # a value refused mid-stream, said as it is
+        stream = pa.RecordBatchReader.from_batches(schema, kept_errors(batches, refused))
         before = table.version()
         try:
             with _delta_errors(self.uri):
@@ -154,6 +165,8 @@ class DeltaWriter:
                 )
             version = table.version()
         except TransferError:
+            if refused:  # delta-rs stopped at our refusal, before its commit
+                raise refused[0] from None
             # The log entry may have landed with its answer lost: then it names this run.
             landed = self._committed_by(run, before)
             if landed is None:
@@ -307,6 +320,7 @@ class DeltaWriter:
         fields = []
         for f in schema:
             if f.name not in there.names:
+                refuse_case_only_rename(self.uri, f.name, there.names)
                 fields.append(f)
                 continue
             target = there.field(f.name).type

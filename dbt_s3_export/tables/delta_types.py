@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ..encoding.typemap import DUCKDB_TYPE, column_error
+from ..errors import S3ExportError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -44,6 +45,9 @@ def creatable(typ: pa.DataType) -> pa.DataType:
 # Partition values delta-rs 1.6 writes wrongly or cannot read back: negative decimals
 # (it stores -12.5 as "-12.-50"), and dates and timestamps outside the years 1 to 9999.
 FIRST_DAY, LAST_DAY = -719_162, 2_932_896  # 0001-01-01 and 9999-12-31, days since 1970
+
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
@@ -86,12 +90,19 @@ def partition_values_checked(
         schema.field(c)
         for c in cols
         if pa.types.is_decimal(schema.field(c).type)
+        or pa.types.is_string(schema.field(c).type)
+        or pa.types.is_large_string(schema.field(c).type)
         or pa.types.is_date32(schema.field(c).type)
         or pa.types.is_timestamp(schema.field(c).type)
     ]
     for batch in batches:
         for field in checked:
             values = batch.column(field.name)
+            if not (pa.types.is_decimal(field.type) or pa.types.is_temporal(field.type)):
+                # delta-rs reads Hive's name for NULL back as NULL.
+                if pc.any(pc.equal(values, HIVE_NULL)).as_py():
+                    raise partition_value_error(uri, field, HIVE_NULL, "reads back as NULL")
+                continue
             if pa.types.is_decimal(field.type):
                 low = pc.min(values)
                 if low.is_valid and low.as_py() < 0:
@@ -134,10 +145,26 @@ def partition_value_error(uri: str, field: pa.Field, value: str, problem: str) -
         field.name,
         duckdb_type,
         f"holds {value}, a partition value of Delta table {uri} that delta-rs {problem} "
-        "(negative decimals, dates and timestamps outside the years 1 to 9999)",
+        f"(negative decimals, dates and timestamps outside the years 1 to 9999, the text "
+        f"{HIVE_NULL})",
         f"Partition by a text or integer form of it instead, e.g. CAST({field.name} AS VARCHAR) "
         f"AS {field.name}_key, or by another column",
     )
+
+
+def kept_errors(
+    batches: Iterator[pa.RecordBatch], refused: list[S3ExportError]
+) -> Iterator[pa.RecordBatch]:
+    """The batches; an error of ours that stops them is also kept in ``refused``.
+
+    delta-rs reads the stream in Rust and reports a Python error in it as its own,
+    wrapped in Arrow's C interface text: the export raises the kept one instead.
+    """
+    try:
+        yield from batches
+    except S3ExportError as e:
+        refused.append(e)
+        raise
 
 
 def sql_equals(column: str, literal: str | None) -> str:
@@ -212,15 +239,42 @@ def into_column(field: pa.Field, column: pa.Field) -> pa.Field:
     return field.with_type(column.type).with_metadata(meta or None)
 
 
+def refuse_case_only_rename(uri: str, name: str, columns: list[str]) -> None:
+    """Delta names are case-insensitive: ``V`` in the model beside ``v`` in the table
+    failed in delta-rs as a duplicate field."""
+    from .common import SchemaMismatch
+
+    same = [c for c in columns if c.lower() == name.lower()]
+    if same:
+        raise SchemaMismatch(
+            f"column '{name}' in the model is '{same[0]}' in Delta table {uri}: the names "
+            "differ only in case, and Delta takes them for one column. Name it as the "
+            f'table does in the model ({name} AS "{same[0]}"), or rewrite the table with '
+            "mode replace and a new key"
+        )
+
+
 def same_delta_type(a: pa.DataType, b: pa.DataType) -> bool:
-    """Whether Delta stores both alike (string views and large strings are strings)."""
-    strings = (pa.string(), pa.large_string(), pa.string_view())
-    binaries = (pa.binary(), pa.large_binary(), pa.binary_view())
-    if (a in strings and b in strings) or (a in binaries and b in binaries):
-        return True
-    if pa.types.is_timestamp(a) and pa.types.is_timestamp(b):
-        return (a.tz is None) == (b.tz is None)
-    return bool(a.equals(b))
+    """Whether Delta stores both alike, at any depth (string views and large strings are
+    strings, a list's item may have any name, a zoned timestamp any zone)."""
+    return bool(delta_shape(a).equals(delta_shape(b)))
+
+
+def delta_shape(typ: pa.DataType) -> pa.DataType:
+    """``typ`` as Delta stores it: what two types that Delta stores alike have in common."""
+    if typ in (pa.large_string(), pa.string_view()):
+        return pa.string()
+    if typ in (pa.large_binary(), pa.binary_view()):
+        return pa.binary()
+    if pa.types.is_timestamp(typ):
+        return pa.timestamp("us", "UTC" if typ.tz else None)
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return pa.list_(pa.field("element", delta_shape(typ.value_type)))
+    if pa.types.is_struct(typ):
+        return pa.struct([pa.field(f.name, delta_shape(f.type)) for f in typ])
+    if pa.types.is_map(typ):
+        return pa.map_(delta_shape(typ.key_type), delta_shape(typ.item_type))
+    return typ
 
 
 def widens(model: pa.DataType, table: pa.DataType) -> bool:

@@ -31,12 +31,14 @@ from .common import (
     check_holds_no_folder_export,
     check_outside_folder_exports,
     check_owner,
+    check_table_partition_types,
     earlier_owner,
     effective_mode,
     snapshot_properties,
     table_location,
     table_types,
 )
+from .years import years_checked
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -95,6 +97,7 @@ class IcebergWriter:
         cfg = self.cfg
         schema = table_types(source.schema(), "iceberg")
         check_partition_columns_exist(schema, [f.column for f in self.fields])
+        check_table_partition_types(schema, _identity_columns(self.fields), self.what, "iceberg")
         namespace, table_name = str(cfg.namespace), str(cfg.table)
         # Before the catalog is touched: the location is no folder export's.
         check_outside_folder_exports(self.client, cfg, self.what)
@@ -313,7 +316,7 @@ class IcebergWriter:
         nan_checked = [
             c for c in _identity_columns(self.fields) if pa.types.is_floating(schema.field(c).type)
         ]
-        for batch in cast_batches(reader, schema):
+        for batch in years_checked(cast_batches(reader, schema), schema, "iceberg", self.what):
             for column in nan_checked:
                 _refuse_nan_partition(self.name, column, schema.field(column), batch[column])
             chunk.append(batch)
