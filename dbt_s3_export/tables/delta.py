@@ -252,11 +252,12 @@ class DeltaWriter:
         kwargs: dict[str, Any] = {"mode": "append" if mode == "append" else "overwrite"}
         current = list(table.metadata().partition_columns)
         relayout = current != list(cfg.partition_cols)
-        schema = self._fit_schema(table, schema, replaces_layout=relayout and mode == "replace")
-        kwargs["schema_mode"] = "merge"
-        if relayout and mode == "replace":
-            kwargs["schema_mode"] = "overwrite"  # a new layout: only replace may change it
-        elif relayout:
+        # delta-rs has no type widening in place: a replace rewrites the table's schema
+        # (a new layout or a wider column); other modes keep it.
+        rewrite = mode == "replace" and (relayout or self._widened(table, schema) is not None)
+        schema = self._fit_schema(table, schema, replaces_layout=rewrite)
+        kwargs["schema_mode"] = "overwrite" if rewrite else "merge"
+        if relayout and not rewrite:
             raise ExportFailed(
                 f"Delta table {self.uri} is partitioned by "
                 f"{current or 'nothing'}, and mode {mode} would add rows "
@@ -311,6 +312,17 @@ class DeltaWriter:
                 "conditional_writes: false"
             )
 
+    @staticmethod
+    def _widened(table: Any, schema: pa.Schema) -> str | None:
+        """The first column the model holds at a wider type than the table's, if any."""
+        there = pa.schema(table.schema().to_arrow())
+        for f in schema:
+            if f.name in there.names:
+                target = there.field(f.name).type
+                if not same_delta_type(f.type, target) and widens(target, f.type):
+                    return f.name
+        return None
+
     def _fit_schema(self, table: Any, schema: pa.Schema, *, replaces_layout: bool) -> pa.Schema:
         """The model's schema with each column at the table's type, where it can be written so.
 
@@ -333,6 +345,13 @@ class DeltaWriter:
             if widens(f.type, target):
                 fields.append(into_column(f, there.field(f.name)))
                 continue
+            if widens(target, f.type):
+                raise SchemaMismatch(
+                    f"column '{f.name}' is {target} in Delta table {self.uri} but the wider "
+                    f"{f.type} in the model. Delta writers here cannot widen a column in place: "
+                    "run once with mode replace (or --full-refresh of an incremental model) to "
+                    "rewrite the table with the wider type, or cast the column back in the model"
+                )
             raise SchemaMismatch(
                 f"column '{f.name}' is {target} in Delta table {self.uri} but {f.type} in the "
                 "model, and the model's values cannot be written into the table's column. "
