@@ -320,7 +320,7 @@ class DeltaWriter:
             if f.name in there.names:
                 target = there.field(f.name).type
                 if not same_delta_type(f.type, target) and widens(target, f.type):
-                    return f.name
+                    return str(f.name)
         return None
 
     def _fit_schema(self, table: Any, schema: pa.Schema, *, replaces_layout: bool) -> pa.Schema:
