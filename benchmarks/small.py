@@ -128,6 +128,18 @@ PHASE_ORDER = [
 ]
 
 
+def _rows_module() -> Any:
+    """The module with ``export_source`` (source/rows.py; source/batches.py before it moved)."""
+    try:
+        from dbt_s3_export.source import rows
+
+        return rows
+    except ImportError:
+        from dbt_s3_export.source import batches
+
+        return batches
+
+
 def instrument(phases: Phases) -> None:
     """Wrap the export's steps (the code is the package's; only the timing is added)."""
     from dbt_s3_export import export
@@ -147,7 +159,7 @@ def instrument(phases: Phases) -> None:
     credentials.ClientCache.get = client_get  # type: ignore[method-assign]
     phases.wrap(credentials.ClientCache, "get", "client")
     phases.wrap(config.ExportConfig, "parse", "config")
-    phases.wrap(batches, "export_source", "source")
+    phases.wrap(_rows_module(), "export_source", "source")
     phases.wrap(batches.DuckDBSource, "schema", "schema")
     phases.wrap(store, "supports_conditional_writes", "probe")
     phases.wrap(lease.Lease, "acquire", "lease")
@@ -178,7 +190,6 @@ def phases_worker(spec: dict[str, Any]) -> None:
     from dbt_s3_export import RunContext, export
     from dbt_s3_export.options.config import ExportConfig
     from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
-    from dbt_s3_export.source import batches
 
     con = duckdb.connect(spec["db"], read_only=True)
     con.execute("SELECT count(*) FROM t").fetchall()
@@ -208,7 +219,7 @@ def phases_worker(spec: dict[str, Any]) -> None:
                 raw["partition_cols"] = ["p"]
             cfg = ExportConfig.parse(raw)
             client = cache.get(ConnectionSettings.of(cfg))
-            source = batches.export_source(con, "t", "t", None, "all", file_format=fmt)
+            source = _rows_module().export_source(con, "t", "t", None, "all", file_format=fmt)
             export.run_export(cfg, source, client, RunContext(model="bench"))
             phases.leave()
             out.append(
@@ -255,7 +266,7 @@ def compare_worker(spec: dict[str, Any]) -> None:
     from dbt_s3_export import RunContext, run_export
     from dbt_s3_export.options.config import ExportConfig
     from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
-    from dbt_s3_export.source.batches import export_source
+    export_source = _rows_module().export_source
 
     endpoint = spec["endpoint"]
     cache = ClientCache()
