@@ -95,3 +95,31 @@ def test_an_export_sends_no_request_twice(bucket: str, s3_server: S3Server) -> N
     # Lease, claims (two listings per folder around, one inside), manifest, four files,
     # commit, one batched delete of the first run's files, release.
     assert sum(again.values()) == 2 + 3 + 1 + 4 + 1 + 1 + 1, again
+
+
+def _threads_started(monkeypatch: Any) -> list[str]:
+    """The names of the threads started from now on (in this process)."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted(self: threading.Thread) -> None:
+        started.append(self.name)
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    return started
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "jsonl"])
+def test_an_export_starts_no_thread_the_last_one_started(
+    bucket: str, s3_server: S3Server, monkeypatch: Any, file_format: str
+) -> None:
+    """Pools and helper threads are the process's: a later export starts none of them again."""
+    client = engine_client(s3_server.endpoint)
+    options = {"partition_cols": ["p"], "file_format": file_format}
+    export(client, bucket, f"threads-{file_format}/", table(60, tag="a", partitions=6), **options)
+    started = _threads_started(monkeypatch)
+    export(client, bucket, f"threads-{file_format}/", table(60, tag="b", partitions=6), **options)
+    print(started)
+    # Only the lease's renewal, which lives exactly as long as the lease.
+    assert Counter(started) == Counter(["s3-export-lease"]), started
