@@ -266,6 +266,7 @@ def compare_worker(spec: dict[str, Any]) -> None:
     from dbt_s3_export import RunContext, run_export
     from dbt_s3_export.options.config import ExportConfig
     from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
+
     export_source = _rows_module().export_source
 
     endpoint = spec["endpoint"]
@@ -486,6 +487,11 @@ def main() -> None:
         help="models in the dbt project run with and without exports (0 to skip; "
         "skipped by --quick)",
     )
+    ap.add_argument(
+        "--project-only",
+        action="store_true",
+        help="only the dbt project (no per-phase timing, no comparison with COPY)",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -506,7 +512,7 @@ def main() -> None:
         server = bench.SERVERS[server_name]()
         try:
             got: dict[str, Any] = {"load_before": load()}
-            if not args.no_phases:
+            if not (args.no_phases or args.project_only):
                 for layout in layouts:
                     spec = {
                         "endpoint": server.endpoint,
@@ -517,7 +523,7 @@ def main() -> None:
                     runs = child("--phases-worker", spec)
                     got[f"phases_{layout}"] = runs
                     print_phases(server_name, layout, runs)
-            if not args.phases:
+            if not (args.phases or args.project_only):
                 spec = {
                     "endpoint": server.endpoint,
                     "dbs": dbs,
