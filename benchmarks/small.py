@@ -128,6 +128,18 @@ PHASE_ORDER = [
 ]
 
 
+def _rows_module() -> Any:
+    """The module with ``export_source`` (source/rows.py; source/batches.py before it moved)."""
+    try:
+        from dbt_s3_export.source import rows
+
+        return rows
+    except ImportError:
+        from dbt_s3_export.source import batches
+
+        return batches
+
+
 def instrument(phases: Phases) -> None:
     """Wrap the export's steps (the code is the package's; only the timing is added)."""
     from dbt_s3_export import export
@@ -147,7 +159,7 @@ def instrument(phases: Phases) -> None:
     credentials.ClientCache.get = client_get  # type: ignore[method-assign]
     phases.wrap(credentials.ClientCache, "get", "client")
     phases.wrap(config.ExportConfig, "parse", "config")
-    phases.wrap(batches, "export_source", "source")
+    phases.wrap(_rows_module(), "export_source", "source")
     phases.wrap(batches.DuckDBSource, "schema", "schema")
     phases.wrap(store, "supports_conditional_writes", "probe")
     phases.wrap(lease.Lease, "acquire", "lease")
@@ -178,7 +190,6 @@ def phases_worker(spec: dict[str, Any]) -> None:
     from dbt_s3_export import RunContext, export
     from dbt_s3_export.options.config import ExportConfig
     from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
-    from dbt_s3_export.source import batches
 
     con = duckdb.connect(spec["db"], read_only=True)
     con.execute("SELECT count(*) FROM t").fetchall()
@@ -208,7 +219,7 @@ def phases_worker(spec: dict[str, Any]) -> None:
                 raw["partition_cols"] = ["p"]
             cfg = ExportConfig.parse(raw)
             client = cache.get(ConnectionSettings.of(cfg))
-            source = batches.export_source(con, "t", "t", None, "all", file_format=fmt)
+            source = _rows_module().export_source(con, "t", "t", None, "all", file_format=fmt)
             export.run_export(cfg, source, client, RunContext(model="bench"))
             phases.leave()
             out.append(
@@ -255,7 +266,8 @@ def compare_worker(spec: dict[str, Any]) -> None:
     from dbt_s3_export import RunContext, run_export
     from dbt_s3_export.options.config import ExportConfig
     from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
-    from dbt_s3_export.source.batches import export_source
+
+    export_source = _rows_module().export_source
 
     endpoint = spec["endpoint"]
     cache = ClientCache()
@@ -475,6 +487,11 @@ def main() -> None:
         help="models in the dbt project run with and without exports (0 to skip; "
         "skipped by --quick)",
     )
+    ap.add_argument(
+        "--project-only",
+        action="store_true",
+        help="only the dbt project (no per-phase timing, no comparison with COPY)",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -495,7 +512,7 @@ def main() -> None:
         server = bench.SERVERS[server_name]()
         try:
             got: dict[str, Any] = {"load_before": load()}
-            if not args.no_phases:
+            if not (args.no_phases or args.project_only):
                 for layout in layouts:
                     spec = {
                         "endpoint": server.endpoint,
@@ -506,7 +523,7 @@ def main() -> None:
                     runs = child("--phases-worker", spec)
                     got[f"phases_{layout}"] = runs
                     print_phases(server_name, layout, runs)
-            if not args.phases:
+            if not (args.phases or args.project_only):
                 spec = {
                     "endpoint": server.endpoint,
                     "dbs": dbs,

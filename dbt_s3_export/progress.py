@@ -3,7 +3,7 @@
 An export that runs longer than the interval (10 s unless the environment
 variable ``DBT_S3_EXPORT_PROGRESS_SECONDS`` says otherwise; 0 turns the lines
 off) logs a line each interval with the rows and bytes written so far, the rate
-and the files uploaded. A thread of its own does the reporting, so a line comes
+and the files uploaded. One thread of the process does the reporting, so a line comes
 on time even while the export waits on DuckDB or on S3. Lines go where the run
 context logs (dbt's log, from the plugin), else to the ``dbt_s3_export`` logger.
 """
@@ -65,8 +65,9 @@ def interval_from_env() -> float:
 class Progress:
     """Reports an export's progress every ``interval`` seconds while it is watched.
 
-    The clock starts when the object is made; ``watch`` starts the reporting
-    thread once the counts exist, and ``stop`` ends it.
+    The clock starts when the object is made; ``watch`` hands the meter to the
+    process's reporting thread once the counts exist, and ``stop`` takes it back:
+    no line comes after ``stop`` returns.
     """
 
     def __init__(
@@ -79,34 +80,39 @@ class Progress:
         self._log = log or logger.info
         self.interval = interval_from_env() if interval is None else interval
         self.started = time.monotonic()
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._written: Written | None = None
+        self._context: contextvars.Context | None = None
+        self.due = 0.0
+        # Held while a line is logged: stop() waits for a line being logged to end.
+        self._lock = threading.Lock()
+        self._watched = False
 
     def watch(self, written: Written) -> None:
-        if self.interval <= 0 or self._thread is not None:
+        if self.interval <= 0 or self._watched:
             return
-        # The thread logs in the caller's context, so dbt ties the lines to the model.
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(
-            target=context.run,
-            args=(self._report, written),
-            name="s3-export-progress",
-            daemon=True,
-        )
-        self._thread.start()
+        # Lines are logged in the caller's context, so dbt ties them to the model.
+        self._context = contextvars.copy_context()
+        self._written = written
+        self.due = self.started + self.interval
+        self._watched = True
+        _REPORTER.add(self)
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        with self._lock:
+            if not self._watched:
+                return
+            self._watched = False
+        _REPORTER.remove(self)
 
-    def _report(self, written: Written) -> None:
-        due = self.started + self.interval
-        while not self._stopped.wait(max(0.0, due - time.monotonic())):
+    def report(self, now: float) -> None:
+        """Log a line if still watched (the reporting thread calls this when it is due)."""
+        with self._lock:
+            if not self._watched or self._written is None or self._context is None:
+                return
             with contextlib.suppress(Exception):  # a count caught mid-update: skip this line
-                self._log(self.line(*written(), time.monotonic() - self.started))
-            due = max(due + self.interval, time.monotonic())
+                line = self.line(*self._written(), now - self.started)
+                self._context.run(self._log, line)
+            self.due = max(self.due + self.interval, time.monotonic())
 
     def line(self, rows: int, size: int, files: int, seconds: float) -> str:
         rate = size / seconds if seconds > 0 else 0.0
@@ -114,3 +120,46 @@ class Progress:
             f"s3_export: {self.label}: {plural(rows, 'row')}, {human_bytes(size)} written "
             f"({human_bytes(rate)}/s), {plural(files, 'file')} uploaded, {seconds:.0f} s so far"
         )
+
+
+class _Reporter:
+    """The one thread of the process that logs every watched meter's lines when due.
+
+    Started with the first meter watched and kept: an export starts no thread for
+    its progress (most end before their first line).
+    """
+
+    def __init__(self) -> None:
+        self._meters: set[Progress] = set()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, meter: Progress) -> None:
+        with self._changed:
+            self._meters.add(meter)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="s3-export-progress", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def remove(self, meter: Progress) -> None:
+        with self._changed:
+            self._meters.discard(meter)
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [m for m in self._meters if m.due <= now]
+                if not due:
+                    soonest = min((m.due for m in self._meters), default=now + 3600)
+                    self._changed.wait(max(0.0, soonest - now))
+                    continue
+            for meter in due:  # outside the condition: a meter's log may take time
+                meter.report(now)
+
+
+_REPORTER = _Reporter()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import duckdb
@@ -13,7 +15,9 @@ import pytest
 from dbt_s3_export.commit.ownership import nearest_claim
 from dbt_s3_export.encoding import text
 from dbt_s3_export.errors import TransferError
+from dbt_s3_export.options import where
 from dbt_s3_export.s3.objects import together
+from dbt_s3_export.source.batches import DuckDBSource
 
 from .engine import engine_client, export, table
 from .support import S3Server
@@ -95,3 +99,119 @@ def test_an_export_sends_no_request_twice(bucket: str, s3_server: S3Server) -> N
     # Lease, claims (two listings per folder around, one inside), manifest, four files,
     # commit, one batched delete of the first run's files, release.
     assert sum(again.values()) == 2 + 3 + 1 + 4 + 1 + 1 + 1, again
+
+
+def _threads_started(monkeypatch: Any) -> list[str]:
+    """The names of the threads started from now on (in this process)."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counted(self: threading.Thread) -> None:
+        started.append(self.name)
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    return started
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "jsonl"])
+def test_an_export_starts_no_thread_the_last_one_started(
+    bucket: str, s3_server: S3Server, monkeypatch: Any, file_format: str
+) -> None:
+    """Pools and helper threads are the process's: a later export makes none of them again."""
+    client = engine_client(s3_server.endpoint)
+    options = {"partition_cols": ["p"], "file_format": file_format}
+    export(client, bucket, f"threads-{file_format}/", table(60, tag="a", partitions=6), **options)
+    started = _threads_started(monkeypatch)
+    pools: list[str] = []
+    make_pool = ThreadPoolExecutor.__init__
+
+    def counted_pool(self: ThreadPoolExecutor, *args: Any, **kwargs: Any) -> None:
+        pools.append(str(kwargs.get("thread_name_prefix", "")))
+        make_pool(self, *args, **kwargs)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "__init__", counted_pool)
+    export(client, bucket, f"threads-{file_format}/", table(60, tag="b", partitions=6), **options)
+    assert pools == []
+    # A kept pool may add a thread when all of its own are busy ("<name>_<n>"); any other
+    # thread is the export's. Only the lease's renewal, which lives as long as the lease.
+    own = [name for name in started if not re.search(r"_\d+$", name)]
+    assert own == ["s3-export-lease"], started
+
+
+class _Recording:
+    """A DuckDB connection that notes every ``execute``'s parameters, else passes through."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, params: list[Any]) -> None:
+        self._con = con
+        self._params = params
+
+    def execute(self, sql: str, parameters: Any = None) -> Any:
+        self._params.append(parameters)
+        return self._con.execute(sql) if parameters is None else self._con.execute(sql, parameters)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+    def __enter__(self) -> _Recording:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._con.close()
+
+
+def test_the_where_check_binds_no_parameter_and_keeps_its_connection(monkeypatch: Any) -> None:
+    """Binding a parameter made DuckDB's client (1.x) import pandas: a second per process."""
+    opened: list[Any] = []
+    params: list[Any] = []
+    connect = duckdb.connect
+
+    def recording(*args: Any, **kwargs: Any) -> _Recording:
+        opened.append(args)
+        return _Recording(connect(*args, **kwargs), params)
+
+    monkeypatch.setattr(where.duckdb, "connect", recording)
+    monkeypatch.setattr(where, "_parser", None)
+    assert where.filter_sql("amount > 0") == "(\namount > 0\n)"
+    assert where.filter_sql("name = 'it''s' -- a comment") == "(\nname = 'it''s' -- a comment\n)"
+    for bad in ("1) OR (1", "x IN (SELECT y FROM z)", "x = ?", "a > 0\x00) OR (true"):
+        with pytest.raises(where.FilterError):
+            where.filter_sql(bad)
+    assert len(opened) == 1
+    assert params and all(p is None for p in params), params
+
+
+def test_the_batch_lookup_binds_no_parameter() -> None:
+    con = duckdb.connect()
+    con.execute('CREATE TEMP TABLE "it\'s__dbt_tmp20261206" AS SELECT 1 AS x')
+    con.execute('CREATE TEMP TABLE "its__dbt_tmp20261207" AS SELECT 1 AS x')
+    params: list[Any] = []
+    source = DuckDBSource(_Recording(con, params), "main.t")  # type: ignore[arg-type]
+    assert source.batch_relation("it's") == 'temp.main."it\'s__dbt_tmp20261206"'
+    assert source.batch_relation("it_s") is None  # "_" is not a wildcard
+    assert params == [None, None]
+
+
+def test_an_encoder_runs_at_most_its_share_at_once(monkeypatch: Any) -> None:
+    """The encoders' pool is the process's; one encoder still has ENCODE_THREADS running."""
+    monkeypatch.setattr(text, "ENCODE_THREADS", 1)
+    running = []
+    peak = []
+    lock = threading.Lock()
+
+    def encode(batch: pa.RecordBatch) -> list[pa.Buffer]:
+        with lock:
+            running.append(1)
+            peak.append(len(running))
+        threading.Event().wait(0.01)
+        with lock:
+            running.pop()
+        return [pa.py_buffer(str(batch.num_rows).encode())]
+
+    out: list[bytes] = []
+    encoder = text.OrderedEncoder(encode, lambda pieces: out.extend(p.to_pybytes() for p in pieces))
+    for n in range(1, 9):
+        encoder.submit(pa.record_batch({"x": pa.array(range(n))}))
+    encoder.finish()
+    assert out == [str(n).encode() for n in range(1, 9)]
+    assert max(peak) == 1

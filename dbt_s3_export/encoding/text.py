@@ -8,6 +8,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from decimal import Context, Decimal
 from typing import ClassVar
 
@@ -161,7 +162,7 @@ class Renderer:
     Opening a DuckDB connection costs milliseconds of CPU, more than rendering a
     small batch, so connections are kept for the life of the process and lent
     out, one caller at a time: a connection is only ever used by the thread that
-    took it, until it gives it back (after unregistering its batch). None holds
+    took it, until it gives it back. None holds
     state between uses but its settings (UTC, one thread each), which no
     projection changes.
     """
@@ -190,13 +191,10 @@ class Renderer:
     def __call__(self, batch: pa.RecordBatch, select_list: str | None = None) -> pa.Table:
         con = self._take()
         try:
-            con.register("__batch", pa.Table.from_batches([batch]))
-            try:
-                table = con.sql(
-                    f"SELECT {select_list or self._select_list} FROM __batch"
-                ).to_arrow_table()
-            finally:
-                con.unregister("__batch")
+            # A relation over the batch, not a registered view: nothing to drop after,
+            # and a round trip less per batch (a small file's batch is all it has).
+            rel = con.from_arrow(pa.Table.from_batches([batch]))
+            table = rel.project(select_list or self._select_list or "*").to_arrow_table()
         except BaseException:
             con.close()  # a connection in an unknown state is not lent again
             raise
@@ -231,27 +229,85 @@ def iso_whole_seconds(array: pa.Array) -> pa.Array | None:
     return pc.binary_join_element_wise(text, "+00", "") if zoned else text
 
 
+# The encoders' threads are the process's, started as needed and kept: a small export
+# opens a writer per partition, and each started threads of its own. No encode waits
+# on another task of the pool, so exports sharing it only take turns. Enough threads
+# that exports running at once (dbt's threads) each get ENCODE_THREADS.
+ENCODE_POOL_THREADS = ENCODE_THREADS * 4
+_encode_pool: ThreadPoolExecutor | None = None
+_encode_pool_lock = threading.Lock()
+
+
+def encode_pool() -> ThreadPoolExecutor:
+    """The process's pool of encoder threads (made on first use)."""
+    global _encode_pool
+    with _encode_pool_lock:
+        if _encode_pool is None:
+            _encode_pool = ThreadPoolExecutor(
+                ENCODE_POOL_THREADS, thread_name_prefix="s3-export-encode"
+            )
+        return _encode_pool
+
+
 class OrderedEncoder:
-    """Encodes batches on a small pool; hands each result to ``emit`` in submission order."""
+    """Encodes batches on the process's pool; hands each result to ``emit`` in order.
+
+    At most ENCODE_AHEAD batches of one encoder wait or run, and at most
+    ENCODE_THREADS of them run at once, as when the encoder had a pool of its own
+    (an encode may keep state from batch to batch: the CSV writer's quoting).
+    """
 
     def __init__(
         self, encode: Callable[[pa.RecordBatch], Encoded], emit: Callable[[Encoded], None]
     ) -> None:
         self._encode = encode
         self._emit = emit
-        self._pool = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="s3-export-encode")
+        self._pool = encode_pool()
         self._queue: deque[Future[Encoded]] = deque()
+        # Batches not yet handed to the pool, and how many of ours it is running.
+        self._waiting: deque[tuple[pa.RecordBatch, Future[Encoded]]] = deque()
+        self._running = 0
+        self._lock = threading.Lock()
 
     def submit(self, batch: pa.RecordBatch) -> None:
-        self._queue.append(self._pool.submit(self._encode, batch))
+        result: Future[Encoded] = Future()
+        self._queue.append(result)
+        with self._lock:
+            self._waiting.append((batch, result))
+        self._start_next()
         while len(self._queue) > ENCODE_AHEAD:
             self._emit(self._queue.popleft().result())
+
+    def _start_next(self) -> None:
+        """Hand the pool the next waiting batches while fewer than ENCODE_THREADS run."""
+        while True:
+            with self._lock:
+                if self._running >= ENCODE_THREADS or not self._waiting:
+                    return
+                batch, result = self._waiting.popleft()
+                if not result.set_running_or_notify_cancel():
+                    continue  # cancelled by finish
+                self._running += 1
+            self._pool.submit(self._run, batch, result)
+
+    def _run(self, batch: pa.RecordBatch, result: Future[Encoded]) -> None:
+        try:
+            result.set_result(self._encode(batch))
+        except BaseException as e:
+            result.set_exception(e)
+        finally:
+            with self._lock:
+                self._running -= 1
+            self._start_next()
 
     def finish(self) -> None:
         try:
             while self._queue:
                 self._emit(self._queue.popleft().result())
         finally:
+            # As the pool's shutdown did when it was the encoder's own: what has not
+            # started never will, and nothing of this encoder runs once finish returns.
             for future in self._queue:
                 future.cancel()
-            self._pool.shutdown(wait=True)
+            wait_futures(self._queue)
+            self._queue.clear()

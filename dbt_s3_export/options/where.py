@@ -7,6 +7,7 @@ source (source/batches.py), in parentheses, after WHERE.
 from __future__ import annotations
 
 import json
+import threading
 
 import duckdb
 
@@ -28,15 +29,15 @@ def filter_sql(where: str) -> str:
     else, and no subquery inside the filter (which could read other tables or files).
     The text goes on lines of its own, so a trailing ``--`` comment ends there.
     """
+    if "\x00" in where:
+        raise FilterError("holds a NUL character")
     try:
         duckdb.SQLExpression(where)
     except (duckdb.Error, RuntimeError) as e:
         raise FilterError(f"is not one SQL expression ({first_line(e)})") from None
     clause = f"(\n{where}\n)"
     query = f"SELECT * FROM {_FILTERED} WHERE {clause}"
-    with duckdb.connect() as con:
-        row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [query]).fetchone()
-    tree = json.loads(row[0]) if row else {"error": True}
+    tree = json.loads(_serialized(query))
     if tree.get("error"):
         raise FilterError(f"is not one SQL expression ({tree.get('error_message', 'unparsable')})")
     statements = tree.get("statements", [])
@@ -59,6 +60,30 @@ def filter_sql(where: str) -> str:
     if _holds(node["where_clause"], "PARAMETER"):
         raise FilterError("holds a parameter ($1 or ?), which nothing would fill")
     return clause
+
+
+# One connection of the process parses every filter: json_serialize_sql reads no
+# data and changes nothing, and opening a connection per check cost milliseconds.
+# A DuckDB connection is not for two threads at once, hence the lock.
+_parser: duckdb.DuckDBPyConnection | None = None
+_parser_lock = threading.Lock()
+
+
+def _serialized(query: str) -> str:
+    """DuckDB's parse tree of ``query``, as JSON (with ``"error": true`` if it does not parse).
+
+    The query goes in as an SQL string literal, not a bound parameter: binding one
+    made DuckDB's Python client (1.x) import pandas, a second or more once per
+    process. Doubling its quotes is all a string literal needs (no backslash
+    escapes in DuckDB's standard strings; NUL was refused before).
+    """
+    global _parser
+    literal = "'" + query.replace("'", "''") + "'"
+    with _parser_lock:
+        if _parser is None:
+            _parser = duckdb.connect(":memory:")
+        row = _parser.execute(f"SELECT json_serialize_sql({literal})").fetchone()
+    return str(row[0]) if row else '{"error": true}'
 
 
 def _holds(tree: object, kind: str) -> bool:

@@ -15,6 +15,7 @@ import io
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import PreconditionFailed, TransferError
@@ -30,6 +31,24 @@ else:
 # to send a big object in parallel, and stores that copy every part again on
 # completion (MinIO on a single disk, moto) take about twice the CPU for them.
 SINGLE_PUT_PARTS = 3
+
+# The upload threads are the process's, started as needed and kept: a small export
+# sent its few PUTs on threads it started and stopped. Each uploader still has at
+# most its max_concurrency uploads running (a slot taken before each is queued).
+# Uploads wait on no other task of their pool; completions wait on parts only.
+UPLOAD_THREADS = 64
+COMPLETE_THREADS = 16
+_pools: dict[str, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def shared_pool(name: str, threads: int) -> ThreadPoolExecutor:
+    """The process's pool called ``name`` (made on first use)."""
+    with _pools_lock:
+        pool = _pools.get(name)
+        if pool is None:
+            pool = _pools[name] = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        return pool
 
 
 class Uploader:
@@ -50,17 +69,19 @@ class Uploader:
         self.object_args: dict[str, Any] = dict(object_args or {})
         self.part_size = part_size
         self.single_put_max = SINGLE_PUT_PARTS * part_size
-        self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="s3-export")
+        self._pool = shared_pool("s3-export", UPLOAD_THREADS)
+        self._slots = threading.BoundedSemaphore(max_concurrency)
         # Completes multipart uploads once their parts are in, so that the caller
         # goes on encoding the next file instead of waiting at each file's end.
-        # A thread of its own: it waits on parts that run on the pool.
-        self._completer = ThreadPoolExecutor(1, thread_name_prefix="s3-export-complete")
+        # A pool of its own: it waits on parts that run on the other.
+        self._completer = shared_pool("s3-export-complete", COMPLETE_THREADS)
         # Bounds the bytes held for upload, from the moment a file's bytes are
         # written until they are sent: a part per running upload, and at least one
         # part more than a single PUT holds. Writing waits while the budget is
         # spent, so memory does not depend on the file sizes.
         self.budget = ByteBudget(max(max_concurrency, SINGLE_PUT_PARTS + 1) * part_size)
         self._pending: list[Future[None]] = []
+        self._completions: list[Future[None]] = []
         self._lock = threading.Lock()
         self.completed: list[str] = []
         self._failure: BaseException | None = None
@@ -68,14 +89,23 @@ class Uploader:
     def submit(self, fn: Callable[[], None], held: int) -> Future[None]:
         """Queue work that sends ``held`` bytes of the budget, given back when it ends."""
         self.raise_if_failed()
-        return self._track(self._pool.submit(self._recorded(fn, held)))
+        self._slots.acquire()
+        try:
+            return self._track(self._pool.submit(self._recorded(fn, held, slot=True)))
+        except BaseException:
+            self._slots.release()
+            raise
 
     def complete_later(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` (which waits for parts already queued) after the caller moves on."""
         self.raise_if_failed()
-        self._track(self._completer.submit(self._recorded(fn, 0)))
+        future = self._track(self._completer.submit(self._recorded(fn, 0)))
+        with self._lock:
+            self._completions.append(future)
 
-    def _recorded(self, fn: Callable[[], None], taken: int) -> Callable[[], None]:
+    def _recorded(
+        self, fn: Callable[[], None], taken: int, *, slot: bool = False
+    ) -> Callable[[], None]:
         """``fn`` that keeps its first failure for the export to raise; gives back its bytes."""
 
         def run() -> None:
@@ -87,6 +117,8 @@ class Uploader:
                 raise
             finally:
                 self.budget.give(taken)
+                if slot:
+                    self._slots.release()
 
         return run
 
@@ -108,8 +140,19 @@ class Uploader:
         self.raise_if_failed()
 
     def close(self) -> None:
-        self._completer.shutdown(wait=True, cancel_futures=True)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """As shutting down pools of its own did: queued work cancelled, running work ended."""
+        # Completions first, while their parts still run: a running completion ends
+        # (with its parts), a queued one is cancelled; then the uploads left.
+        with self._lock:
+            completions, self._completions = self._completions, []
+        for future in completions:
+            future.cancel()
+        wait_futures(completions)
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.cancel()
+        wait_futures(pending)
 
     def open(self, key: str, content_type: str, *, if_absent: bool = False) -> ObjectSink:
         """A sink for one object; ``if_absent`` publishes it only if nothing is at the key."""

@@ -269,10 +269,12 @@ class DuckDBSource:
         connection only, and only on incremental (not first or full-refresh) runs.
         """
         pattern = identifier.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        # The pattern as an SQL string literal, not a parameter: binding one made
+        # DuckDB's Python client (1.x) import pandas, a second or more per process.
+        like = sql_string(pattern + "\\_\\_dbt\\_tmp%")
         rows = self._con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE temporary "
-            "AND table_name LIKE ? ESCAPE '\\' ORDER BY table_name DESC LIMIT 1",
-            [pattern + "\\_\\_dbt\\_tmp%"],
+            f"AND table_name LIKE {like} ESCAPE '\\' ORDER BY table_name DESC LIMIT 1"
         ).fetchall()
         return f"temp.main.{quote_identifier(rows[0][0])}" if rows else None
 
