@@ -277,3 +277,23 @@ def overlapping_runs(s3: Any, bucket: str, client: Any, **options: Any) -> None:
         row[1].split("-")[0] for row in read_rows(s3, bucket, [f["key"] for f in settled["files"]])
     }
     assert len(tags) == 1 and tags <= {"run0", "run1", "run2"}
+
+
+def test_a_probe_left_by_a_dead_run_is_deleted_by_a_later_probe_once_old(
+    s3: Any, bucket: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbt_s3_export.commit import store
+
+    client = engine_client(s3_server.endpoint)
+    s3.put_object(Bucket=bucket, Key="out/_probe-0123456789abcdef.json", Body=b"{}")
+    s3.put_object(Bucket=bucket, Key="out/part-0.csv", Body=b"a\n")
+    # Young: a live run may be probing with it, so it stays.
+    monkeypatch.setattr(store, "_PROBED", {})
+    assert supports_conditional_writes(client, bucket, "out/")
+    assert list_keys(s3, bucket) == ["out/_probe-0123456789abcdef.json", "out/part-0.csv"]
+    # Old (the threshold lowered to below its age): deleted, and nothing else.
+    time.sleep(1.5)
+    monkeypatch.setattr(store, "_PROBED", {})
+    monkeypatch.setattr(store, "STALE_PROBE_SECONDS", 0.5)
+    assert supports_conditional_writes(client, bucket, "out/")
+    assert list_keys(s3, bucket) == ["out/part-0.csv"]

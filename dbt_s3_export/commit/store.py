@@ -19,7 +19,14 @@ from urllib.parse import urlencode
 
 from ..errors import PreconditionFailed, S3ExportError, TransferError
 from ..options.config import ExportConfig
-from ..s3.objects import StoredObject, delete_object, get_object, put_object
+from ..s3.objects import (
+    StoredObject,
+    delete_keys,
+    delete_object,
+    get_object,
+    list_modified,
+    put_object,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -145,6 +152,9 @@ def decode(data: bytes) -> dict[str, Any]:
 
 _PROBED: dict[tuple[str, str], bool] = {}
 _PROBE_LOCK = threading.Lock()
+# A probe lives for two PUTs and a DELETE of one run; one older than this was left by
+# a run that died probing (each request gives up within its total deadline, 90 s).
+STALE_PROBE_SECONDS = 600
 
 
 def supports_conditional_writes(client: S3Client, bucket: str, folder: str) -> bool:
@@ -171,10 +181,29 @@ def supports_conditional_writes(client: S3Client, bucket: str, folder: str) -> b
         honoured = False  # the server does not know the header
     finally:
         with contextlib.suppress(S3ExportError):
+            _drop_stale_probes(client, bucket, folder, key)
+        with contextlib.suppress(S3ExportError):
             delete_object(client, bucket, key)
     with _PROBE_LOCK:
         _PROBED[cache_key] = honoured
     return honoured
+
+
+def _drop_stale_probes(client: S3Client, bucket: str, folder: str, own: str) -> None:
+    """Delete the probes runs that died probing left in ``folder``, judged by server clock."""
+    ages = list_modified(client, bucket, f"{folder}_probe-")
+    now = ages.get(own)
+    if now is None:
+        return
+    stale = [
+        k
+        for k, modified in ages.items()
+        if k != own
+        and modified is not None
+        and (now - modified).total_seconds() > STALE_PROBE_SECONDS
+    ]
+    if stale:
+        delete_keys(client, bucket, stale)
 
 
 def store_for(client: S3Client, cfg: ExportConfig, folder: str) -> Store:

@@ -108,6 +108,20 @@ def list_etags(client: S3Client, bucket: str, prefix: str) -> dict[str, str]:
             found[obj["Key"]] = str(obj.get("ETag", ""))
 
 
+def list_modified(client: S3Client, bucket: str, prefix: str) -> dict[str, Any]:
+    """Every key under ``prefix`` with its LastModified (the server's clock), across pages."""
+    paginator = client.get_paginator("list_objects_v2")
+    what = f"list s3://{bucket}/{prefix}"
+    pages = call(bucket, what, lambda: iter(paginator.paginate(Bucket=bucket, Prefix=prefix)))
+    found: dict[str, Any] = {}
+    while True:
+        page = call(bucket, what, lambda: next(pages, None))
+        if page is None:
+            return found
+        for obj in page.get("Contents", []):
+            found[obj["Key"]] = obj.get("LastModified")
+
+
 def list_folder(
     client: S3Client, bucket: str, prefix: str, *, max_keys: int = 1000
 ) -> tuple[list[str], list[str]]:
