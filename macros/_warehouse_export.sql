@@ -22,6 +22,12 @@
     {%- if not opts.enabled -%}
       {%- do log('s3_export: ' ~ node.name ~ ' -> ' ~ opts.destination ~ ': skipped (enabled: false)', info=True) -%}
     {%- else -%}
+      {%- if opts.mode == 'append' and node.config.materialized == 'incremental' -%}
+        {%- do log('s3_export: ' ~ node.name ~ ': the model is incremental, and ' ~ adapter_name
+              ~ ' unloads all of it on every run of an append export (rows: batch is the DuckDB '
+              ~ "plugin's). To export only new rows, add a where with the model's incremental "
+              ~ 'predicate, or use mode replace', info=True) -%}
+      {%- endif -%}
       {%- if state.columns is none -%}
         {%- set state.columns = dbt_s3_export._s3_columns(relation) -%}
       {%- endif -%}

@@ -85,6 +85,8 @@ EXPORTS: dict[str, dict[str, Any]] = {
         "mode": "overwrite_partitions",
     },
     "events_append": {"file_format": "jsonl", "mode": "append"},
+    # An incremental model: the warehouse unloads all of it on each run, and says so.
+    "events_incremental": {"file_format": "jsonl", "mode": "append"},
 }
 
 
@@ -96,8 +98,11 @@ def _exported_model(name: str, options: dict[str, Any], out: Path) -> str:
         **options,
     }
     hook = "post_hook='{{ dbt_s3_export.export_to_s3() }}'"
+    how = "table"
+    if name == "events_incremental":
+        how = "incremental', incremental_strategy='append"
     return (
-        f"{{{{ config(materialized='table', file_format='parquet', "
+        f"{{{{ config(materialized='{how}', file_format='parquet', "
         f"meta={{'s3_export': {json.dumps(meta)}}}, {hook}) }}}}\n"
         "select * from {{ ref('events') }}\n"
     )
@@ -240,7 +245,7 @@ def test_spark_unloads_partitioned_parquet_csv_and_jsonl(spark_project: tuple[Pa
 
 def test_spark_modes_on_the_second_run(spark_project: tuple[Path, Path]) -> None:
     root, out = spark_project
-    _dbt(root, "run", "--vars", "{second_run: true}")
+    output = _dbt(root, "run", "--vars", "{second_run: true}")
     with duckdb.connect() as con:
 
         def parquet(name: str) -> list[tuple[Any, ...]]:
@@ -260,3 +265,9 @@ def test_spark_modes_on_the_second_run(spark_project: tuple[Path, Path]) -> None
             f"select id from read_json('{out / 'events_append'}/*.json') order by id"
         ).fetchall()
     assert [r[0] for r in got] == [1, 2, 3, 4, 5, 6]
+    # Incremental + append on a warehouse: the whole model again, announced in the log.
+    notice = (
+        "s3_export: events_incremental: the model is incremental, and spark unloads all of "
+        "it on every run of an append export"
+    )
+    assert notice in " ".join(output.split())
