@@ -81,8 +81,8 @@ def _outcome(fn: Callable[[], Any]) -> Any:
         return e
 
 
-def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:
-    """Every key under ``prefix`` (which should end with ``/``), across pages."""
+def list_objects(client: S3Client, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """Every object under ``prefix`` as S3 lists it (Key, ETag, LastModified, ...), across pages."""
     paginator = client.get_paginator("list_objects_v2")
     what = f"list s3://{bucket}/{prefix}"
     pages = call(bucket, what, lambda: iter(paginator.paginate(Bucket=bucket, Prefix=prefix)))
@@ -90,36 +90,22 @@ def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:
         page = call(bucket, what, lambda: next(pages, None))
         if page is None:
             return
-        for obj in page.get("Contents", []):
-            yield obj["Key"]
+        yield from cast("list[dict[str, Any]]", page.get("Contents", []))
+
+
+def list_keys(client: S3Client, bucket: str, prefix: str) -> Iterator[str]:
+    """Every key under ``prefix`` (which should end with ``/``), across pages."""
+    return (obj["Key"] for obj in list_objects(client, bucket, prefix))
 
 
 def list_etags(client: S3Client, bucket: str, prefix: str) -> dict[str, str]:
     """Every key under ``prefix`` with its ETag, across pages."""
-    paginator = client.get_paginator("list_objects_v2")
-    what = f"list s3://{bucket}/{prefix}"
-    pages = call(bucket, what, lambda: iter(paginator.paginate(Bucket=bucket, Prefix=prefix)))
-    found: dict[str, str] = {}
-    while True:
-        page = call(bucket, what, lambda: next(pages, None))
-        if page is None:
-            return found
-        for obj in page.get("Contents", []):
-            found[obj["Key"]] = str(obj.get("ETag", ""))
+    return {o["Key"]: str(o.get("ETag", "")) for o in list_objects(client, bucket, prefix)}
 
 
 def list_modified(client: S3Client, bucket: str, prefix: str) -> dict[str, Any]:
     """Every key under ``prefix`` with its LastModified (the server's clock), across pages."""
-    paginator = client.get_paginator("list_objects_v2")
-    what = f"list s3://{bucket}/{prefix}"
-    pages = call(bucket, what, lambda: iter(paginator.paginate(Bucket=bucket, Prefix=prefix)))
-    found: dict[str, Any] = {}
-    while True:
-        page = call(bucket, what, lambda: next(pages, None))
-        if page is None:
-            return found
-        for obj in page.get("Contents", []):
-            found[obj["Key"]] = obj.get("LastModified")
+    return {o["Key"]: o.get("LastModified") for o in list_objects(client, bucket, prefix)}
 
 
 def list_folder(
