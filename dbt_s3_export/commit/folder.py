@@ -34,7 +34,7 @@ from .ownership import (
     nearest_claim,
     settled,
 )
-from .store import Store, decode, store_for
+from .store import PROBE_PREFIX, Store, decode, store_for
 from .symlinks import SymlinkManifests
 
 if TYPE_CHECKING:
@@ -323,7 +323,7 @@ class FolderCommit(BaseCommit):
 
 
 def _is_probe(key: str) -> bool:
-    return key.rsplit("/", 1)[-1].startswith("_probe-")
+    return key.rsplit("/", 1)[-1].startswith(PROBE_PREFIX)
 
 
 def _generation_in(key: str, generations: set[str]) -> bool:

@@ -150,6 +150,8 @@ def decode(data: bytes) -> dict[str, Any]:
     return {}
 
 
+# The probe's name in the folder: "_" so readers skip it, never a data file's name.
+PROBE_PREFIX = "_probe-"
 _PROBED: dict[tuple[str, str], bool] = {}
 _PROBE_LOCK = threading.Lock()
 # A probe lives for two PUTs and a DELETE of one run; one older than this was left by
@@ -167,7 +169,7 @@ def supports_conditional_writes(client: S3Client, bucket: str, folder: str) -> b
     with _PROBE_LOCK:
         if cache_key in _PROBED:
             return _PROBED[cache_key]
-    key = f"{folder}_probe-{secrets.token_hex(8)}.json"
+    key = f"{folder}{PROBE_PREFIX}{secrets.token_hex(8)}.json"
     what = f"write to {folder or 'the bucket root'}"
     put_object(client, bucket, key, b"{}", what=what)
     try:
@@ -191,7 +193,7 @@ def supports_conditional_writes(client: S3Client, bucket: str, folder: str) -> b
 
 def _drop_stale_probes(client: S3Client, bucket: str, folder: str, own: str) -> None:
     """Delete the probes runs that died probing left in ``folder``, judged by server clock."""
-    ages = list_modified(client, bucket, f"{folder}_probe-")
+    ages = list_modified(client, bucket, folder + PROBE_PREFIX)
     now = ages.get(own)
     if now is None:
         return
