@@ -161,7 +161,7 @@ def run_export(
                 schema = pa.schema([f for f in schema if f.name not in cfg.partition_cols])
             roller = FileRoller(cfg, uploader, schema, naming, if_absent=commit.if_absent)
             meter.watch(roller.written)
-            for piece in slices(reader, cfg):
+            for piece in slices(reader, cfg, roller.render):
                 roller.write(piece)
             roller.close(ensure_one_file=not cfg.partition_cols)
         finally:

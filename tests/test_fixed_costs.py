@@ -67,7 +67,6 @@ def test_renderer_connections_are_kept_for_the_next_writer(monkeypatch: Any) -> 
     for _ in range(5):
         renderer = text.Renderer("CAST(x AS VARCHAR) AS t")
         assert renderer(batch).column("t").to_pylist() == ["1", "2"]
-        renderer.close()
     assert len(opened) == 1
     # A projection that fails leaves its connection out of the idle ones.
     with pytest.raises(duckdb.Error):

@@ -20,7 +20,8 @@ from ..options.config import MAX_KEY_BYTES, ExportConfig
 from ..options.formats import content_type
 from ..s3.transfer import ObjectSink, Uploader
 from .partitioning import PartitionSlice, cap_partitions, longest_segment, split_by_partition
-from .writers import FormatOptions, FormatWriter, open_writer
+from .text import render_ahead
+from .writers import FormatOptions, FormatWriter, Render, open_writer, text_render
 
 
 @dataclass(frozen=True)
@@ -55,20 +56,27 @@ def file_content_type(cfg: ExportConfig, key: str) -> str:
     return cfg.content_type or content_type(key, cfg.file_format)
 
 
-def slices(reader: pa.RecordBatchReader, cfg: ExportConfig) -> Iterator[PartitionSlice]:
-    """The model's rows as partition slices (one slice per batch when not partitioned)."""
+def slices(
+    reader: pa.RecordBatchReader, cfg: ExportConfig, render: Render | None = None
+) -> Iterator[PartitionSlice]:
+    """The model's rows as partition slices (one slice per batch when not partitioned);
+    with ``render`` (FileRoller.render), each batch rendered once before it is cut."""
     if cfg.partition_cols:
         pieces = split_by_partition(
             iter(reader),
             cfg.partition_cols,
             cfg.include_partition_cols,
             cfg.empty_string_partitions,
+            render,
         )
         yield from cap_partitions(pieces, cfg.max_partitions, cfg.partition_cols)
-    else:
+    elif render is None:
         for batch in reader:
             if batch.num_rows:
                 yield PartitionSlice("", batch)
+    else:
+        for _, data in render_ahead((b for b in reader if b.num_rows), render):
+            yield PartitionSlice("", data)
 
 
 class FileRoller:
@@ -96,6 +104,8 @@ class FileRoller:
             csv_header=cfg.csv_header,
             row_group_size=cfg.row_group_size,
         )
+        # What the format renders of each batch before it is cut (text formats).
+        self.render = text_render(self.opts, schema)
         self.files: list[WrittenFile] = []
         self._seq = 0
         self._path: str | None = None
@@ -140,7 +150,9 @@ class FileRoller:
         self._sink = self.uploader.open(
             key, file_content_type(self.cfg, key), if_absent=self.if_absent
         )
-        self._writer = open_writer(self.opts, self.schema, cast(BinaryIO, self._sink))
+        self._writer = open_writer(
+            self.opts, self.schema, cast(BinaryIO, self._sink), rendered=self.render is not None
+        )
         self._rows = 0
 
     def _finish(self) -> None:

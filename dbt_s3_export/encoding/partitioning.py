@@ -25,7 +25,7 @@ escaped so that every reader decodes them back to the same text:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import PartitionError, SourceError, TooManyPartitions
+from .text import render_ahead
 
 NULL_SEGMENT = "__HIVE_DEFAULT_PARTITION__"
 ESCAPED_NULL_STRING = "%5F%5FHIVE_DEFAULT_PARTITION%5F%5F"
@@ -86,19 +87,27 @@ def check_partition_types(schema: pa.Schema, columns: Sequence[str]) -> None:
 
 def value_text(array: pa.Array, index: int) -> str | None:
     """The text of one value as readers parse it back; None for NULL."""
-    if not array[index].is_valid:
-        return None
-    one = array.slice(index, 1)
-    if pa.types.is_dictionary(one.type):
-        one = one.dictionary_decode()
-    if pa.types.is_timestamp(one.type) and one.type.tz is not None:
+    return values_text(array, [index])[0]
+
+
+def values_text(array: pa.Array, rows: Sequence[int]) -> list[str | None]:
+    """The text of the values at ``rows`` as readers parse them back; None for NULL.
+
+    One cast for all of them: a batch's partitions are named together.
+    """
+    picked = array.take(pa.array(rows, pa.int64()))
+    if pa.types.is_dictionary(picked.type):
+        picked = picked.dictionary_decode()
+    if pa.types.is_timestamp(picked.type) and picked.type.tz is not None:
         # Arrow renders zoned values in their zone ("+0100"); UTC ("Z") every reader parses.
-        one = one.cast(pa.timestamp(one.type.unit, tz="UTC"))
-    text = pc.cast(one, pa.string())[0].as_py()
-    assert isinstance(text, str)
-    if pa.types.is_timestamp(one.type) or pa.types.is_time(one.type):
-        text = _FRACTION_ZEROS.sub(r"\1", _ZERO_FRACTION.sub("", text))
-    return text
+        picked = picked.cast(pa.timestamp(picked.type.unit, tz="UTC"))
+    texts: list[str | None] = pc.cast(picked, pa.string()).to_pylist()
+    if pa.types.is_timestamp(picked.type) or pa.types.is_time(picked.type):
+        texts = [
+            None if text is None else _FRACTION_ZEROS.sub(r"\1", _ZERO_FRACTION.sub("", text))
+            for text in texts
+        ]
+    return texts
 
 
 def encode_segment(text: str) -> str:
@@ -185,21 +194,27 @@ def split_by_partition(
     columns: Sequence[str],
     keep_columns: bool,
     empty: EmptyStrings = "keep",
+    render: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
 ) -> Iterator[PartitionSlice]:
     """Cut a stream sorted by ``columns`` into per-partition slices.
 
     Rows of one partition must arrive together (the source groups them), so
-    only one partition is open at any time.
+    only one partition is open at any time. ``render`` (a text format's) turns each
+    batch's data into what the files hold before it is cut, once per batch rather
+    than once per file, on the encoders' pool ahead of the cutting.
     """
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
+    drop = [] if keep_columns else list(columns)
+
+    def data_of(batch: pa.RecordBatch) -> pa.RecordBatch:
+        data = batch.drop_columns(drop) if drop else batch
+        return render(data) if render is not None else data
+
+    for batch, data in render_ahead((b for b in batches if b.num_rows), data_of):
         starts = [0, *key_boundaries(batch, columns)]
         ends = [*starts[1:], batch.num_rows]
-        data = batch if keep_columns else batch.drop_columns(list(columns))
-        for start, end in zip(starts, ends, strict=True):
-            texts = [value_text(batch.column(c), start) for c in columns]
-            path = partition_path(columns, texts, empty)
+        texts = [values_text(batch.column(c), starts) for c in columns]
+        for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            path = partition_path(columns, [t[i] for t in texts], empty)
             yield PartitionSlice(path, data.slice(start, end - start))
 
 

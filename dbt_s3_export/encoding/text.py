@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from decimal import Context, Decimal
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -154,6 +154,7 @@ ENCODE_THREADS = max(1, min(4, (os.cpu_count() or 2) - 1))
 ENCODE_AHEAD = ENCODE_THREADS + 1
 # The bytes of one batch, encoded: what the pool hands back in order.
 Encoded = Sequence[pa.Buffer]
+T = TypeVar("T")
 
 
 class Renderer:
@@ -201,9 +202,6 @@ class Renderer:
         self._give(con)
         return table
 
-    def close(self) -> None:
-        """Nothing to release: the connections are the process's (kept for the next use)."""
-
 
 # Timestamps of whole seconds in years 1000 to 9999 (nearly all of them) get their
 # ISO 8601 text from Arrow's cast with the date/time space turned into a "T": the
@@ -249,7 +247,13 @@ def encode_pool() -> ThreadPoolExecutor:
         return _encode_pool
 
 
-class OrderedEncoder:
+# A batch this small is encoded on the calling thread when nothing of its encoder
+# is in flight: handing it to the pool and waiting for it costs more than the work
+# (a small export's file is one such batch).
+INLINE_ROWS = 2_048
+
+
+class OrderedEncoder(Generic[T]):
     """Encodes batches on the process's pool; hands each result to ``emit`` in order.
 
     At most ENCODE_AHEAD batches of one encoder wait or run, and at most
@@ -257,20 +261,21 @@ class OrderedEncoder:
     (an encode may keep state from batch to batch: the CSV writer's quoting).
     """
 
-    def __init__(
-        self, encode: Callable[[pa.RecordBatch], Encoded], emit: Callable[[Encoded], None]
-    ) -> None:
+    def __init__(self, encode: Callable[[pa.RecordBatch], T], emit: Callable[[T], None]) -> None:
         self._encode = encode
         self._emit = emit
         self._pool = encode_pool()
-        self._queue: deque[Future[Encoded]] = deque()
+        self._queue: deque[Future[T]] = deque()
         # Batches not yet handed to the pool, and how many of ours it is running.
-        self._waiting: deque[tuple[pa.RecordBatch, Future[Encoded]]] = deque()
+        self._waiting: deque[tuple[pa.RecordBatch, Future[T]]] = deque()
         self._running = 0
         self._lock = threading.Lock()
 
     def submit(self, batch: pa.RecordBatch) -> None:
-        result: Future[Encoded] = Future()
+        if not self._queue and batch.num_rows <= INLINE_ROWS:
+            self._emit(self._encode(batch))
+            return
+        result: Future[T] = Future()
         self._queue.append(result)
         with self._lock:
             self._waiting.append((batch, result))
@@ -290,7 +295,7 @@ class OrderedEncoder:
                 self._running += 1
             self._pool.submit(self._run, batch, result)
 
-    def _run(self, batch: pa.RecordBatch, result: Future[Encoded]) -> None:
+    def _run(self, batch: pa.RecordBatch, result: Future[T]) -> None:
         try:
             result.set_result(self._encode(batch))
         except BaseException as e:
@@ -300,14 +305,45 @@ class OrderedEncoder:
                 self._running -= 1
             self._start_next()
 
+    def emit_ready(self) -> None:
+        """Hand ``emit`` the results at the head of the queue that are done, in order."""
+        while self._queue and self._queue[0].done():
+            self._emit(self._queue.popleft().result())
+
     def finish(self) -> None:
         try:
             while self._queue:
                 self._emit(self._queue.popleft().result())
         finally:
-            # As the pool's shutdown did when it was the encoder's own: what has not
-            # started never will, and nothing of this encoder runs once finish returns.
-            for future in self._queue:
-                future.cancel()
-            wait_futures(self._queue)
-            self._queue.clear()
+            self.drop()
+
+    def drop(self) -> None:
+        """Forget what was not emitted: what has not started never will, and nothing of
+        this encoder runs once this returns (as the pool's shutdown did when it was the
+        encoder's own)."""
+        for future in self._queue:
+            future.cancel()
+        wait_futures(self._queue)
+        self._queue.clear()
+
+
+def render_ahead(
+    batches: Iterable[pa.RecordBatch], render: Callable[[pa.RecordBatch], T]
+) -> Iterator[tuple[pa.RecordBatch, T]]:
+    """Each batch with ``render(batch)``, in order, rendered on the encoders' pool while
+    the caller reads the next ones (at most ENCODE_AHEAD batches ahead)."""
+    done: deque[tuple[pa.RecordBatch, T]] = deque()
+    encoder: OrderedEncoder[tuple[pa.RecordBatch, T]] = OrderedEncoder(
+        lambda batch: (batch, render(batch)), done.append
+    )
+    try:
+        for batch in batches:
+            encoder.submit(batch)
+            encoder.emit_ready()
+            while done:
+                yield done.popleft()
+        encoder.finish()
+        while done:
+            yield done.popleft()
+    finally:
+        encoder.drop()

@@ -12,6 +12,8 @@ That keeps the per-row work in C++ rather than Python.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -63,6 +65,10 @@ class FormatOptions:
     row_group_size: int = 500_000
 
 
+# A text format's rendering of a batch (text_render): the same rows, as the format holds them.
+Render = Callable[[pa.RecordBatch], pa.RecordBatch]
+
+
 class FormatWriter(Protocol):
     def write(self, batch: pa.RecordBatch) -> None: ...
 
@@ -110,6 +116,20 @@ def _parquet_type_error(schema: pa.Schema, error: Exception) -> S3ExportError:
     return S3ExportError(f"cannot write this model as Parquet: {error}")
 
 
+@functools.lru_cache(maxsize=64)
+def _check_parquet_schema(schema: pa.Schema, options: tuple[tuple[str, Any], ...]) -> None:
+    """Fail on a schema or option Parquet cannot take, before any file is started.
+
+    A writer to a throwaway buffer is the check; it costs as much as opening a file,
+    so a folder export's files (one per partition, all of one schema) pay it once.
+    Only schemas that passed are remembered: a failure is raised every time.
+    """
+    try:
+        pq.ParquetWriter(pa.BufferOutputStream(), schema, **dict(options)).close()
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as e:
+        raise _parquet_type_error(schema, e) from e
+
+
 class ParquetFormatWriter:
     def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
         self._rows_per_group = opts.row_group_size
@@ -123,7 +143,7 @@ class ParquetFormatWriter:
             self._kwargs["compression_level"] = opts.compression_level
         # Opened with the first row group, whose rows pick the dictionary columns.
         self._writer: pq.ParquetWriter | None = None
-        self._open(None)
+        _check_parquet_schema(schema, tuple(sorted(self._kwargs.items())))
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pending_bytes = 0
@@ -135,19 +155,13 @@ class ParquetFormatWriter:
         if self._pending_rows >= self._rows_per_group or self._pending_bytes >= MAX_ROW_GROUP_BYTES:
             self._flush()
 
-    def _open(self, first: pa.Table | None) -> pq.ParquetWriter:
-        """Check the schema up front (first is None); open for real on the first rows."""
-        kwargs = dict(self._kwargs)
-        if first is not None:
-            kwargs["use_dictionary"] = dictionary_columns(first)
-        sink: Any = self._sink if first is not None else pa.BufferOutputStream()
+    def _open(self, first: pa.Table) -> pq.ParquetWriter:
+        """The file's writer, opened on its first rows (they pick the dictionary columns)."""
+        kwargs = {**self._kwargs, "use_dictionary": dictionary_columns(first)}
         try:
-            writer = pq.ParquetWriter(sink, self._schema, **kwargs)
+            return pq.ParquetWriter(self._sink, self._schema, **kwargs)
         except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as e:
             raise _parquet_type_error(self._schema, e) from e
-        if first is None:
-            writer.close()
-        return writer
 
     def _flush(self) -> None:
         if not self._pending:
@@ -184,20 +198,16 @@ def _has_empty_string(column: pa.Array | pa.ChunkedArray) -> bool:
     return bool(pc.any(pc.equal(pc.binary_length(column), 0)).as_py())
 
 
-class CsvFormatWriter:
-    """CSV with a header line; values quoted only in batches that need it.
+class CsvRender:
+    """A batch as CSV holds it: every column CSV cannot hold as it is, as text.
 
-    Arrow quotes every string when asked to quote "as needed". Where a batch has
-    no value with the delimiter, a quote or a line break, and no empty string
-    (which only quotes tell from NULL), it is written with no quotes at all; the
-    first batch that needs them switches the file to quoting every string.
+    Temporal and float columns are judged per batch; nested values, intervals and
+    binaries are rendered by DuckDB in every batch (as JSON, text and base64).
     """
 
-    def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
+    def __init__(self, schema: pa.Schema) -> None:
         self._schema = schema
-        # Columns DuckDB renders in every batch: nested values as JSON, intervals as
-        # text, binaries as base64. Temporal and float columns are looked at per batch.
-        self._sql = {
+        self.sql = {
             i: always_sql(quote_identifier(f.name), f.type, csv=True) for i, f in enumerate(schema)
         }
         self._temporal = [
@@ -209,30 +219,10 @@ class CsvFormatWriter:
         ]
         self._floats = [i for i, f in enumerate(schema) if pa.types.is_floating(f.type)]
         self._render = Renderer()
-        self._out = _TextStream(sink, opts.codec)
-        self._quoted = pacsv.WriteOptions(include_header=False, delimiter=opts.csv_delimiter)
-        self._plain = pacsv.WriteOptions(
-            include_header=False, delimiter=opts.csv_delimiter, quoting_style="none"
-        )
-        # Values rendered as JSON or text by DuckDB are quoted from the start.
-        self._try_plain = not any(self._sql.values())
-        if opts.csv_header:
-            self._out.stream.write(self._header(opts.csv_delimiter))
-        self._encoder = OrderedEncoder(self._encode, self._emit)
 
-    def _header(self, delimiter: str) -> bytes:
-        """The column names, each quoted only if it must be."""
-        special = ('"', "\n", "\r", delimiter)
-        names = [
-            '"' + n.replace('"', '""') + '"' if not n or any(c in n for c in special) else n
-            for n in self._schema.names
-        ]
-        return (delimiter.join(names) + "\n").encode()
-
-    def _text_columns(self, batch: pa.RecordBatch) -> pa.RecordBatch | pa.Table:
-        """The batch with every column that CSV cannot hold as it is rendered as text."""
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         rendered: dict[int, pa.Array] = {}
-        sql = dict(self._sql)
+        sql = dict(self.sql)
         for i in self._temporal:
             field = self._schema.field(i)
             text, expr = temporal_text(quote_identifier(field.name), field.type, batch.column(i))
@@ -258,8 +248,47 @@ class CsvFormatWriter:
         columns = [rendered.get(i, batch.column(i)) for i in range(batch.num_columns)]
         return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
+
+class CsvFormatWriter:
+    """CSV with a header line; values quoted only in batches that need it.
+
+    Arrow quotes every string when asked to quote "as needed". Where a batch has
+    no value with the delimiter, a quote or a line break, and no empty string
+    (which only quotes tell from NULL), it is written with no quotes at all; the
+    first batch that needs them switches the file to quoting every string.
+
+    With ``rendered``, ``write`` takes batches ``CsvRender`` made already (a folder
+    export renders each batch once, before cutting it into its partitions' files).
+    """
+
+    def __init__(
+        self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO, *, rendered: bool = False
+    ) -> None:
+        self._schema = schema
+        render = CsvRender(schema)
+        self._render = None if rendered else render
+        self._out = _TextStream(sink, opts.codec)
+        self._quoted = pacsv.WriteOptions(include_header=False, delimiter=opts.csv_delimiter)
+        self._plain = pacsv.WriteOptions(
+            include_header=False, delimiter=opts.csv_delimiter, quoting_style="none"
+        )
+        # Values rendered as JSON or text by DuckDB are quoted from the start.
+        self._try_plain = not any(render.sql.values())
+        if opts.csv_header:
+            self._out.stream.write(self._header(opts.csv_delimiter))
+        self._encoder: OrderedEncoder[Encoded] = OrderedEncoder(self._encode, self._emit)
+
+    def _header(self, delimiter: str) -> bytes:
+        """The column names, each quoted only if it must be."""
+        special = ('"', "\n", "\r", delimiter)
+        names = [
+            '"' + n.replace('"', '""') + '"' if not n or any(c in n for c in special) else n
+            for n in self._schema.names
+        ]
+        return (delimiter.join(names) + "\n").encode()
+
     def _encode(self, batch: pa.RecordBatch) -> Encoded:
-        data = self._text_columns(batch)
+        data = batch if self._render is None else self._render(batch)
         if self._try_plain and not any(_has_empty_string(c) for c in data.columns):
             buf = pa.BufferOutputStream()
             try:
@@ -280,11 +309,8 @@ class CsvFormatWriter:
             self._encoder.submit(batch)
 
     def close(self) -> None:
-        try:
-            self._encoder.finish()
-            self._out.close()
-        finally:
-            self._render.close()
+        self._encoder.finish()
+        self._out.close()
 
 
 def _string_bytes(chunk: pa.Array) -> pa.Buffer:
@@ -298,27 +324,21 @@ def _string_bytes(chunk: pa.Array) -> pa.Buffer:
     return chunk.buffers()[2].slice(first, last - first)
 
 
-class JsonFormatWriter:
-    """``json``: one array of objects per file; ``jsonl``: one object per line.
+class JsonRender:
+    """A batch as JSON text: one ``line`` column, each row's object with its separator.
 
-    DuckDB's ``to_json`` renders each row. Per batch, whole-second timestamps get
-    their ISO 8601 text from Arrow beforehand, and floats are checked for NaN and
-    infinities only where a batch has some; the lines are then joined by Arrow.
-    Both measured cheaper than doing the same per row in SQL.
+    DuckDB's ``to_json`` renders each row. Whole-second timestamps get their ISO
+    8601 text from Arrow beforehand, and floats are checked for NaN and infinities
+    only where a batch has some; both measured cheaper than doing the same per row
+    in SQL. Each row carries its separator (``jsonl``: a newline after it; ``json``:
+    ``,\\n`` before it, the file's first one dropped), so the bytes of any run of
+    rows are its slice of the column's data: a file's share is cut out, not joined.
     """
 
-    def __init__(self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> None:
-        self._lines = opts.file_format == "jsonl"
+    def __init__(self, opts: FormatOptions, schema: pa.Schema) -> None:
+        self.lines = opts.file_format == "jsonl"
         self._schema = schema
-        # Rows are joined by the separator; a batch starts with one too (for json the
-        # very first is dropped) and, for jsonl, ends with a newline.
-        self._sep = "\n" if self._lines else ",\n"
-        self._head = b"" if self._lines else b",\n"
-        self._tail = b"\n" if self._lines else b""
         self._render = Renderer()
-        self._out = _TextStream(sink, opts.codec)
-        self._first = True
-        self._encoder = OrderedEncoder(self._encode, self._emit)
 
     def _row_sql(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, str]:
         """The batch (whole-second timestamps as ISO text) and the SQL of its JSON rows."""
@@ -343,18 +363,41 @@ class JsonFormatWriter:
         row = f"to_json(struct_pack({', '.join(fields)}))" if fields else "'{}'"
         return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), f"{row} AS line"
 
-    def _encode(self, batch: pa.RecordBatch) -> Encoded:
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         data, select = self._row_sql(batch)
         rows = self._render(data, select).column(0).combine_chunks().cast(pa.large_string())
-        one = pa.LargeListArray.from_arrays(pa.array([0, len(rows)], pa.int64()), rows)
-        joined = pc.binary_join(one, pa.scalar(self._sep, pa.large_string()))
-        return [pa.py_buffer(self._head), _string_bytes(joined), pa.py_buffer(self._tail)]
+        sep, none = pa.scalar("\n" if self.lines else ",\n", rows.type), pa.scalar("", rows.type)
+        pair = (rows, sep) if self.lines else (sep, rows)
+        lines = pc.binary_join_element_wise(*pair, none)
+        return pa.RecordBatch.from_arrays([lines], names=["line"])
+
+
+class JsonFormatWriter:
+    """``json``: one array of objects per file; ``jsonl``: one object per line.
+
+    With ``rendered``, ``write`` takes batches ``JsonRender`` made already (a folder
+    export renders each batch once, before cutting it into its partitions' files).
+    """
+
+    def __init__(
+        self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO, *, rendered: bool = False
+    ) -> None:
+        render = JsonRender(opts, schema)
+        self._lines = render.lines
+        self._render = None if rendered else render
+        self._out = _TextStream(sink, opts.codec)
+        self._first = True
+        self._encoder: OrderedEncoder[Encoded] = OrderedEncoder(self._encode, self._emit)
+
+    def _encode(self, batch: pa.RecordBatch) -> Encoded:
+        lines = batch if self._render is None else self._render(batch)
+        return [_string_bytes(lines.column(0))]
 
     def _emit(self, pieces: Encoded) -> None:
         for data in pieces:
             if self._first and not self._lines:
-                self._out.stream.write(b"[\n")
-                data = data.slice(2)  # drop the leading ",\n"
+                self._out.stream.write(b"[")
+                data = data.slice(1)  # the first row's ",\n" becomes "[\n"
             self._first = False
             self._out.stream.write(data)
 
@@ -363,20 +406,30 @@ class JsonFormatWriter:
             self._encoder.submit(batch)
 
     def close(self) -> None:
-        try:
-            self._encoder.finish()
-            if not self._lines:
-                self._out.stream.write(b"[]\n" if self._first else b"\n]\n")
-            self._out.close()
-        finally:
-            self._render.close()
+        self._encoder.finish()
+        if not self._lines:
+            self._out.stream.write(b"[]\n" if self._first else b"\n]\n")
+        self._out.close()
 
 
-def open_writer(opts: FormatOptions, schema: pa.Schema, sink: BinaryIO) -> FormatWriter:
+def text_render(opts: FormatOptions, schema: pa.Schema) -> Render | None:
+    """What a text format renders of each batch before it is cut into files; None for
+    Parquet (its writer takes Arrow as it is)."""
+    if opts.file_format == "csv":
+        return CsvRender(schema)
+    if opts.file_format in ("json", "jsonl"):
+        return JsonRender(opts, schema)
+    return None
+
+
+def open_writer(
+    opts: FormatOptions, schema: pa.Schema, sink: BinaryIO, *, rendered: bool = False
+) -> FormatWriter:
+    """A writer of ``opts.file_format``; ``rendered``: text batches come from ``text_render``."""
     if opts.file_format == "parquet":
         return ParquetFormatWriter(opts, schema, sink)
     if opts.file_format == "csv":
-        return CsvFormatWriter(opts, schema, sink)
+        return CsvFormatWriter(opts, schema, sink, rendered=rendered)
     if opts.file_format in ("json", "jsonl"):
-        return JsonFormatWriter(opts, schema, sink)
+        return JsonFormatWriter(opts, schema, sink, rendered=rendered)
     raise S3ExportError(f"unsupported file_format {opts.file_format!r}")

@@ -94,8 +94,28 @@ class GroupedBatches:
                     self._hold_all(cuts.popleft().result())
             while cuts:
                 self._hold_all(cuts.popleft().result())
+        # Keys held in memory go out joined into batches of about batch_size rows,
+        # several small keys to a batch: a batch costs the same to pass on and cut
+        # again whatever its rows, and a small model has many keys of a few rows.
+        joined: list[pa.RecordBatch] = []
+        rows = 0
         for key in sorted(self._groups, key=_sort_key):
-            yield from self._release(self._groups.pop(key))
+            group = self._groups.pop(key)
+            if group.spill is not None:
+                if joined:
+                    yield from self._coalesce(joined)
+                    joined, rows = [], 0
+                yield from self._release(group)
+                continue
+            joined += group.pieces
+            rows += sum(piece.num_rows for piece in group.pieces)
+            self._held -= group.nbytes
+            group.pieces, group.nbytes = [], 0
+            if rows >= self._batch_size:
+                yield from self._coalesce(joined)
+                joined, rows = [], 0
+        if joined:
+            yield from self._coalesce(joined)
 
     def close(self) -> None:
         self._reader.close()
