@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
+from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -44,7 +45,7 @@ from .options.config import ExportConfig
 from .progress import Progress, utc_now
 from .result import ExportResult
 from .s3.credentials import CredentialSession
-from .s3.transfer import Uploader
+from .s3.transfer import Uploader, shared_pool
 from .source.base import BatchSource
 from .tables.glue import GlueRegistration, registration_failed
 
@@ -64,6 +65,12 @@ def check_columns(cfg: ExportConfig, schema: pa.Schema) -> None:
         )
     check_partition_types(schema, cfg.partition_cols)
 
+
+# Modes whose commit may end the run before it writes (something is there already).
+IF_EXISTS_MODES = ("error_if_exists", "skip_if_exists")
+# Threads beginning folder commits while their files are encoded: one per export
+# running at once (dbt's threads), kept by the process.
+BEGIN_THREADS = 16
 
 # How long jemalloc keeps freed Arrow memory before handing it back to the OS.
 # 0 gives the least memory but costs measurably more CPU in madvise calls.
@@ -127,17 +134,24 @@ def run_export(
     partition_types = [str(schema.field(c).type) for c in cfg.partition_cols]
     commit = open_commit(client, cfg, ctx, partition_types)
     result = ExportResult(ctx.model, cfg.destination, cfg.file_format, commit.generation)
-    try:
-        skipped = commit.begin()
-    except BaseException as e:
-        commit.close()
-        if isinstance(e, Exception):
-            raise _unchanged(cfg, e) from e
-        raise
-    if skipped is not None:
-        commit.close()
-        result.skipped = skipped
-        return result
+    # A folder export's files are read and encoded while its commit begins (lease,
+    # claims, manifest: round trips that need no rows); nothing is sent before it has
+    # begun. Not where the beginning may decide to skip: the read would be wasted.
+    begun: Future[str | None] | None = None
+    if isinstance(commit, FolderCommit) and cfg.mode not in IF_EXISTS_MODES:
+        begun = shared_pool("s3-export-begin", BEGIN_THREADS).submit(commit.begin)
+    else:
+        try:
+            skipped = commit.begin()
+        except BaseException as e:
+            commit.close()
+            if isinstance(e, Exception):
+                raise _unchanged(cfg, e) from e
+            raise
+        if skipped is not None:
+            commit.close()
+            result.skipped = skipped
+            return result
     naming = FileNaming(
         cfg.filename_template, ctx.model, commit.generation, ctx.invocation_id or ""
     )
@@ -150,6 +164,7 @@ def run_export(
         object_args=object_args(
             cfg, {} if cfg.is_prefix else owner_metadata(ctx.export_id(cfg), commit.generation)
         ),
+        ready=begun,
     )
     roller: FileRoller | None = None
     meter = Progress(f"{ctx.model} -> {cfg.destination}", log=ctx.log)
@@ -167,6 +182,8 @@ def run_export(
         finally:
             reader.close()
         uploader.wait()
+        if begun is not None:
+            begun.result()  # a folder of no files sent nothing that waited for it
         result.files = roller.files
         listed = [_listed(f) for f in result.files]
         fields = _manifest_fields(cfg, ctx, result, schema)
@@ -177,6 +194,13 @@ def run_export(
             roller.abort()
         with contextlib.suppress(BaseException):
             uploader.wait()
+        not_begun = _begin_failure(begun)
+        if not_begun is not None:  # as if it had failed first: nothing was sent
+            uploader.close()
+            commit.close()
+            if isinstance(not_begun, Exception):
+                raise _unchanged(cfg, not_begun) from not_begun
+            raise not_begun from None
         commit.abort(uploader.completed, in_doubt=isinstance(e, ManifestInDoubt))
         uploader.close()
         if isinstance(e, Exception) and not isinstance(e, ManifestInDoubt):
@@ -220,6 +244,16 @@ def run_export(
         raise registration_failed(cfg.glue, registered) from registered
     result.seconds = time.monotonic() - started
     return result
+
+
+def _begin_failure(begun: Future[str | None] | None) -> BaseException | None:
+    """What stopped the commit's beginning, once it has ended; None if it went well."""
+    if begun is None:
+        return None
+    try:
+        return begun.exception()
+    except CancelledError as e:
+        return e
 
 
 def _listed(f: WrittenFile) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from dbt_s3_export import (
 from dbt_s3_export.commit import Manifest, plan_commit, supports_conditional_writes
 from dbt_s3_export.s3.objects import StoredObject
 
-from .concurrency import InvariantWatcher, check_settled, lease
+from .concurrency import InvariantWatcher, check_settled, lease, wait_for_lease_holder
 from .engine import engine_client, expected_rows, read_rows, table
 from .faultproxy import STRIP_CONDITIONS, FaultProxy, Rule
 from .support import MotoServer, S3Server, list_keys, read_object, s3_client
@@ -199,6 +199,8 @@ def test_a_run_that_loses_its_lease_does_not_commit(
     worker = threading.Thread(target=export)
     worker.start()
     assert source.started.wait(30)
+    # The rows are read while the lease is taken: wait until this run holds it.
+    wait_for_lease_holder(s3, bucket, "out/", timeout=30)
     # Someone (an operator, or a run that judged the lease expired) takes the lease over.
     record = lease(s3, bucket, "out/")
     record["holder"]["generation"] = "0" * 24

@@ -62,8 +62,13 @@ class Uploader:
         part_size: int,
         max_concurrency: int,
         object_args: Mapping[str, Any] | None = None,
+        ready: Future[Any] | None = None,
     ) -> None:
         self.client = client
+        # What must have happened before anything is sent (a folder's commit begun:
+        # its lease held); the files are encoded meanwhile. If it failed, nothing is
+        # sent, and each upload fails with its error.
+        self._ready = ready
         self.bucket = bucket
         # Attributes every object gets: encryption, storage class, metadata, tags.
         self.object_args: dict[str, Any] = dict(object_args or {})
@@ -85,6 +90,11 @@ class Uploader:
         self._lock = threading.Lock()
         self.completed: list[str] = []
         self._failure: BaseException | None = None
+
+    def wait_ready(self) -> None:
+        """Wait until requests may be sent; raise what stopped them."""
+        if self._ready is not None:
+            self._ready.result()
 
     def submit(self, fn: Callable[[], None], held: int) -> Future[None]:
         """Queue work that sends ``held`` bytes of the budget, given back when it ends."""
@@ -162,6 +172,7 @@ class Uploader:
         self, key: str, data: bytes | bytearray, content_type: str, *, if_absent: bool = False
     ) -> None:
         condition = conditions(if_absent=if_absent)
+        self.wait_ready()
         try:
             call(
                 self.bucket,
@@ -239,6 +250,7 @@ class ObjectSink(io.RawIOBase):
 
     def _start_multipart(self) -> str:
         bucket, key = self._up.bucket, self.key
+        self._up.wait_ready()
         response = call(
             bucket,
             f"start an upload of {key}",
@@ -264,6 +276,7 @@ class ObjectSink(io.RawIOBase):
         bucket, key, upload_id = self._up.bucket, self.key, self._upload_id
 
         def send() -> None:
+            self._up.wait_ready()
             response = call(
                 bucket,
                 f"upload part {number} of {key}",
