@@ -18,6 +18,8 @@ from dbt_s3_export.encoding.writers import (
     JsonFormatWriter,
     ParquetFormatWriter,
     dictionary_columns,
+    open_writer,
+    text_render,
 )
 from dbt_s3_export.errors import ColumnError
 
@@ -196,3 +198,54 @@ def test_json_writer_refuses_decimals_past_their_precision_instead_of_crashing_d
     assert _jsonl(pa.table({"d": pa.array([Decimal("-" + "9" * 38)], pa.decimal128(38, 0))})) == [
         {"d": -int("9" * 38)}
     ]
+
+
+def _files_of_one_render(table: pa.Table, fmt: str, cuts: list[int]) -> list[bytes]:
+    """The batch rendered once (as a folder export does), then cut into a file per range."""
+    opts = FormatOptions(fmt)
+    render = text_render(opts, table.schema)
+    assert render is not None
+    rendered = render(table.to_batches()[0])
+    out = []
+    for start, end in zip([0, *cuts], [*cuts, table.num_rows], strict=True):
+        sink = _Kept()
+        writer = open_writer(opts, table.schema, sink, rendered=render)  # type: ignore[arg-type]
+        writer.write(rendered.slice(start, end - start))
+        writer.close()
+        out.append(sink.getvalue())
+    return out
+
+
+def _files_each_rendered(table: pa.Table, fmt: str, cuts: list[int]) -> list[bytes]:
+    out = []
+    for start, end in zip([0, *cuts], [*cuts, table.num_rows], strict=True):
+        sink = _Kept()
+        writer = open_writer(FormatOptions(fmt), table.schema, sink)  # type: ignore[arg-type]
+        writer.write(table.slice(start, end - start).to_batches()[0])
+        writer.close()
+        out.append(sink.getvalue())
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_files_cut_from_one_rendered_batch_are_those_rendered_alone(fmt: str) -> None:
+    """A partition's file has the same bytes whether its rows were rendered with the
+    other partitions' (one render per batch) or on their own. The first file needs
+    quotes (an empty string, a comma), the second none, the third a float of Arrow's
+    text and one that needs its point."""
+    table = pa.table(
+        {
+            "s": ["", "a,b", "plain", "x", None, "y"],
+            "f": [1.5, 2.0, 0.25, 3.0, -0.0, 1e20],
+            "ts": pa.array([0, 1, 2, 3, None, 5], pa.timestamp("s")),
+        }
+    )
+    cuts = [2, 4]
+    files = _files_of_one_render(table, fmt, cuts)
+    assert files == _files_each_rendered(table, fmt, cuts)
+    if fmt == "csv":
+        assert [f.decode() for f in files] == [
+            's,f,ts\n"","1.5","1970-01-01T00:00:00"\n"a,b","2.0","1970-01-01T00:00:01"\n',
+            "s,f,ts\nplain,0.25,1970-01-01T00:00:02\nx,3.0,1970-01-01T00:00:03\n",
+            "s,f,ts\n,-0.0,\ny,1e+20,1970-01-01T00:00:05\n",
+        ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 import pyarrow as pa
@@ -33,13 +33,16 @@ class FileNaming:
     run_id: str
     invocation_id: str = ""
 
+    # The run's date (UTC), taken once: every file of a run carries the same.
+    date: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).date().isoformat())
+
     def name(self, part: int) -> str:
         return self.template.format(
             model=self.model,
             run_id=self.run_id,
             part=f"{part:05d}",
             invocation_id=self.invocation_id,
-            date=dt.datetime.now(dt.timezone.utc).date().isoformat(),
+            date=self.date,
         )
 
 
@@ -151,7 +154,7 @@ class FileRoller:
             key, file_content_type(self.cfg, key), if_absent=self.if_absent
         )
         self._writer = open_writer(
-            self.opts, self.schema, cast(BinaryIO, self._sink), rendered=self.render is not None
+            self.opts, self.schema, cast(BinaryIO, self._sink), rendered=self.render
         )
         self._rows = 0
 

@@ -198,6 +198,17 @@ def _has_empty_string(column: pa.Array | pa.ChunkedArray) -> bool:
     return bool(pc.any(pc.equal(pc.binary_length(column), 0)).as_py())
 
 
+# Schema metadata CsvRender puts on a batch that holds no empty string: neither do the
+# batch's slices (its partitions' files), which then need not be looked at again.
+NO_EMPTY_STRINGS = {b"dbt_s3_export.csv": b"no empty strings"}
+
+
+def _may_hold_empty_strings(data: pa.RecordBatch) -> bool:
+    if data.schema.metadata == NO_EMPTY_STRINGS:
+        return False
+    return any(_has_empty_string(c) for c in data.columns)
+
+
 class CsvRender:
     """A batch as CSV holds it: every column CSV cannot hold as it is, as text.
 
@@ -243,10 +254,12 @@ class CsvRender:
             texts = self._render(batch.select(via_sql), exprs)
             for i, name in zip(via_sql, names, strict=True):
                 rendered[i] = texts.column(name).combine_chunks()
-        if not rendered:
-            return batch
-        columns = [rendered.get(i, batch.column(i)) for i in range(batch.num_columns)]
-        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+        if rendered:
+            columns = [rendered.get(i, batch.column(i)) for i in range(batch.num_columns)]
+            batch = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+        if not _may_hold_empty_strings(batch):
+            batch = batch.replace_schema_metadata(NO_EMPTY_STRINGS)
+        return batch
 
 
 class CsvFormatWriter:
@@ -257,15 +270,21 @@ class CsvFormatWriter:
     (which only quotes tell from NULL), it is written with no quotes at all; the
     first batch that needs them switches the file to quoting every string.
 
-    With ``rendered``, ``write`` takes batches ``CsvRender`` made already (a folder
-    export renders each batch once, before cutting it into its partitions' files).
+    With ``rendered`` (the CsvRender of the export), ``write`` takes batches it made
+    already: a folder export renders each batch once, before cutting it into its
+    partitions' files.
     """
 
     def __init__(
-        self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO, *, rendered: bool = False
+        self,
+        opts: FormatOptions,
+        schema: pa.Schema,
+        sink: BinaryIO,
+        *,
+        rendered: CsvRender | None = None,
     ) -> None:
         self._schema = schema
-        render = CsvRender(schema)
+        render = rendered or CsvRender(schema)
         self._render = None if rendered else render
         self._out = _TextStream(sink, opts.codec)
         self._quoted = pacsv.WriteOptions(include_header=False, delimiter=opts.csv_delimiter)
@@ -289,7 +308,7 @@ class CsvFormatWriter:
 
     def _encode(self, batch: pa.RecordBatch) -> Encoded:
         data = batch if self._render is None else self._render(batch)
-        if self._try_plain and not any(_has_empty_string(c) for c in data.columns):
+        if self._try_plain and not _may_hold_empty_strings(data):
             buf = pa.BufferOutputStream()
             try:
                 pacsv.write_csv(data, buf, write_options=self._plain)
@@ -375,14 +394,20 @@ class JsonRender:
 class JsonFormatWriter:
     """``json``: one array of objects per file; ``jsonl``: one object per line.
 
-    With ``rendered``, ``write`` takes batches ``JsonRender`` made already (a folder
-    export renders each batch once, before cutting it into its partitions' files).
+    With ``rendered`` (the JsonRender of the export), ``write`` takes batches it made
+    already: a folder export renders each batch once, before cutting it into its
+    partitions' files.
     """
 
     def __init__(
-        self, opts: FormatOptions, schema: pa.Schema, sink: BinaryIO, *, rendered: bool = False
+        self,
+        opts: FormatOptions,
+        schema: pa.Schema,
+        sink: BinaryIO,
+        *,
+        rendered: JsonRender | None = None,
     ) -> None:
-        render = JsonRender(opts, schema)
+        render = rendered or JsonRender(opts, schema)
         self._lines = render.lines
         self._render = None if rendered else render
         self._out = _TextStream(sink, opts.codec)
@@ -423,13 +448,16 @@ def text_render(opts: FormatOptions, schema: pa.Schema) -> Render | None:
 
 
 def open_writer(
-    opts: FormatOptions, schema: pa.Schema, sink: BinaryIO, *, rendered: bool = False
+    opts: FormatOptions, schema: pa.Schema, sink: BinaryIO, *, rendered: Render | None = None
 ) -> FormatWriter:
-    """A writer of ``opts.file_format``; ``rendered``: text batches come from ``text_render``."""
+    """A writer of ``opts.file_format``; ``rendered``: the ``text_render`` the batches
+    ``write`` takes were made by."""
     if opts.file_format == "parquet":
         return ParquetFormatWriter(opts, schema, sink)
     if opts.file_format == "csv":
+        assert rendered is None or isinstance(rendered, CsvRender)
         return CsvFormatWriter(opts, schema, sink, rendered=rendered)
     if opts.file_format in ("json", "jsonl"):
+        assert rendered is None or isinstance(rendered, JsonRender)
         return JsonFormatWriter(opts, schema, sink, rendered=rendered)
     raise S3ExportError(f"unsupported file_format {opts.file_format!r}")
