@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,6 +13,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from dbt_s3_export import ArrowSource, ExportConfig, OwnershipConflict, RunContext, run_export
 from dbt_s3_export.commit.ownership import nearest_claim
 from dbt_s3_export.encoding import text
 from dbt_s3_export.errors import TransferError
@@ -20,7 +22,7 @@ from dbt_s3_export.s3.objects import together
 from dbt_s3_export.source.batches import DuckDBSource
 
 from .engine import engine_client, export, table
-from .support import S3Server
+from .support import S3Server, list_keys, read_object
 
 
 def test_together_runs_calls_at_once_and_gives_outcomes_in_order() -> None:
@@ -214,3 +216,78 @@ def test_an_encoder_runs_at_most_its_share_at_once(monkeypatch: Any) -> None:
     encoder.finish()
     assert out == [str(n).encode() for n in range(1, 9)]
     assert max(peak) == 1
+
+
+class _ReadToTheEnd(ArrowSource):
+    """An Arrow source that says when its rows have all been read."""
+
+    def __init__(self, data: pa.Table) -> None:
+        super().__init__(data)
+        self.read = threading.Event()
+
+    def open(self, order_by: Sequence[str], batch_size: int) -> pa.RecordBatchReader:
+        reader = super().open(order_by, batch_size)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            yield from reader
+            self.read.set()
+
+        return pa.RecordBatchReader.from_batches(reader.schema, batches())
+
+
+def _hold_lease_read_until(client: Any, event: threading.Event) -> tuple[list[bool], list[str]]:
+    """Hold the lease's read until ``event`` (at most 10 s); note every key PUT or listed."""
+    waited: list[bool] = []
+    sent: list[str] = []
+
+    def before(model: Any, params: dict[str, Any], **_: Any) -> None:
+        key = str(params.get("Key") or params.get("Prefix") or "")
+        if model.name == "GetObject" and key.endswith("_lease.json"):
+            waited.append(event.wait(10))
+        sent.append(f"{model.name} {key}")
+
+    client.meta.events.register("before-parameter-build.s3", before)
+    return waited, sent
+
+
+def test_a_folder_is_read_and_encoded_while_its_commit_begins(
+    bucket: str, s3_server: S3Server
+) -> None:
+    """The lease's round trips need no rows: the rows are read meanwhile. Nothing is
+    sent before the lease is held."""
+    client = engine_client(s3_server.endpoint)
+    data = table(40, tag="a", partitions=4)
+    source = _ReadToTheEnd(data)
+    waited, sent = _hold_lease_read_until(client, source.read)
+    cfg = ExportConfig.parse(
+        {"bucket": bucket, "key": "ahead/", "file_format": "jsonl", "partition_cols": ["p"]}
+    )
+    result = run_export(cfg, source, client, RunContext(model="m"))
+    assert waited == [True]  # every row was read before the lease was even looked at
+    assert len(result.files) == 4
+    lease_written = sent.index("PutObject ahead/_lease.json")
+    data_puts = [i for i, s in enumerate(sent) if s.startswith("PutObject ahead/p=")]
+    assert len(data_puts) == 4 and min(data_puts) > lease_written, sent
+
+
+def test_a_folder_whose_commit_cannot_begin_sends_none_of_its_encoded_files(
+    bucket: str, s3_server: S3Server
+) -> None:
+    """All the files encoded and waiting, then the claim check finds another export's
+    folder: none of them is sent, and the error is the claim's, as before."""
+    client = engine_client(s3_server.endpoint)
+    cfg = ExportConfig.parse(
+        {"bucket": bucket, "key": "owned/", "file_format": "csv", "partition_cols": ["p"]}
+    )
+    run_export(cfg, ArrowSource(table(8, tag="a", partitions=2)), client, RunContext(model="a"))
+    before = {k: read_object(client, bucket, k) for k in list_keys(client, bucket, "owned/")}
+    source = _ReadToTheEnd(table(40, tag="b", partitions=4))
+    waited, sent = _hold_lease_read_until(client, source.read)
+    with pytest.raises(
+        OwnershipConflict, match=r"belongs to export 'adhoc.a#0'.*Nothing was written"
+    ):
+        run_export(cfg, source, client, RunContext(model="b"))
+    assert waited == [True]
+    assert not [s for s in sent if s.startswith("PutObject owned/p=")], sent
+    after = {k: read_object(client, bucket, k) for k in list_keys(client, bucket, "owned/")}
+    assert after == before
