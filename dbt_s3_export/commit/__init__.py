@@ -25,6 +25,8 @@ same step exactly one wins. A run goes through these steps:
 3. **Read the manifest**, and with it the ETag the commit is conditional on. A
    manifest this version cannot read fails the run, naming the object.
 4. **Write** this run's files, under names that carry its generation (export.py).
+   They may be read and encoded during steps 1 to 3, but nothing is sent before
+   step 3 has ended, and nothing at all if it failed.
 5. **Commit**: write the new manifest, listing this run's files and the earlier ones
    its mode keeps, conditional on the ETag read in step 3. With ``symlink_manifests``,
    then bring Hive's symlink manifests in line with it (``symlinks``), still before

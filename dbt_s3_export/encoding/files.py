@@ -78,7 +78,7 @@ def slices(
             if batch.num_rows:
                 yield PartitionSlice("", batch)
     else:
-        for _, data in render_ahead((b for b in reader if b.num_rows), render):
+        for data in render_ahead((b for b in reader if b.num_rows), render):
             yield PartitionSlice("", data)
 
 

@@ -205,14 +205,15 @@ def split_by_partition(
     """
     drop = [] if keep_columns else list(columns)
 
-    def data_of(batch: pa.RecordBatch) -> pa.RecordBatch:
+    def keys_and_data(batch: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.RecordBatch]:
         data = batch.drop_columns(drop) if drop else batch
-        return render(data) if render is not None else data
+        # Only the partition columns are kept beside the rendered rows (no copy).
+        return batch.select(list(columns)), render(data) if render is not None else data
 
-    for batch, data in render_ahead((b for b in batches if b.num_rows), data_of):
-        starts = [0, *key_boundaries(batch, columns)]
-        ends = [*starts[1:], batch.num_rows]
-        texts = [values_text(batch.column(c), starts) for c in columns]
+    for keys, data in render_ahead((b for b in batches if b.num_rows), keys_and_data):
+        starts = [0, *key_boundaries(keys, columns)]
+        ends = [*starts[1:], keys.num_rows]
+        texts = [values_text(keys.column(c), starts) for c in columns]
         for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
             path = partition_path(columns, [t[i] for t in texts], empty)
             yield PartitionSlice(path, data.slice(start, end - start))

@@ -329,13 +329,11 @@ class OrderedEncoder(Generic[T]):
 
 def render_ahead(
     batches: Iterable[pa.RecordBatch], render: Callable[[pa.RecordBatch], T]
-) -> Iterator[tuple[pa.RecordBatch, T]]:
-    """Each batch with ``render(batch)``, in order, rendered on the encoders' pool while
+) -> Iterator[T]:
+    """``render(batch)`` of each batch, in order, rendered on the encoders' pool while
     the caller reads the next ones (at most ENCODE_AHEAD batches ahead)."""
-    done: deque[tuple[pa.RecordBatch, T]] = deque()
-    encoder: OrderedEncoder[tuple[pa.RecordBatch, T]] = OrderedEncoder(
-        lambda batch: (batch, render(batch)), done.append
-    )
+    done: deque[T] = deque()
+    encoder: OrderedEncoder[T] = OrderedEncoder(render, done.append)
     try:
         for batch in batches:
             encoder.submit(batch)

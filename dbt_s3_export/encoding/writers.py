@@ -427,7 +427,11 @@ class JsonFormatWriter:
             self._out.stream.write(data)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows:
+        if not batch.num_rows:
+            return
+        if self._render is None:  # rendered already: its bytes are there, uncopied
+            self._emit(self._encode(batch))
+        else:
             self._encoder.submit(batch)
 
     def close(self) -> None:
