@@ -1,10 +1,8 @@
 {#-
-  Render the exports as EXPORT statements (logged, secrets redacted), hand them
-  to the plugin, and return the rendering as a SQL comment for the hook.
-
-  The comment is made safe whatever the options hold: DuckDB nests block
-  comments, so both "/*" and "*/" inside it are broken up. A comment that could
-  end early, or never end, would fail the model after its export had landed.
+  Render the exports as EXPORT statements, log them (dbt's debug log, secrets
+  redacted) and hand the exports to the plugin. The hook returns no SQL: a
+  statement for DuckDB to run would cost each model a query and its log events,
+  and the log line above already shows what was exported.
 -#}
 {% macro _run_exports(plugin_name, relation, name, unique_id, exports, full_refresh=false, materialized=none) %}
   {%- set statements = [] -%}
@@ -22,5 +20,5 @@
         'exports': exports,
       } -%}
   {%- do adapter.store_relation(plugin_name, relation, [], '', 's3', payload) -%}
-  {{- return('/* ' ~ (rendered | replace('*/', '* /') | replace('/*', '/ *')) ~ ' */') -}}
+  {{- return('') -}}
 {% endmacro %}
