@@ -291,3 +291,38 @@ def test_a_folder_whose_commit_cannot_begin_sends_none_of_its_encoded_files(
     assert not [s for s in sent if s.startswith("PutObject owned/p=")], sent
     after = {k: read_object(client, bucket, k) for k in list_keys(client, bucket, "owned/")}
     assert after == before
+
+
+class _Queries:
+    """A DuckDB connection that notes the SQL of every ``sql`` call, else passes through."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self.asked: list[str] = []
+
+    def sql(self, query: str) -> Any:
+        self.asked.append(query)
+        return self._con.sql(query)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+@pytest.mark.parametrize(("rows", "sampled"), [(1_000, False), (20_000, True)])
+def test_a_table_that_fits_one_batch_at_its_widest_is_not_sampled(rows: int, sampled: bool) -> None:
+    """The batch size comes from a sample of rows unless the table's statistics already
+    bound the whole table under one batch."""
+    con = duckdb.connect()
+    # Values of about 1 kB: 20,000 rows may take 20 MB, over one batch's 16 MiB.
+    con.execute(
+        f"CREATE TABLE t AS SELECT range AS id, repeat('x', 1000) || range AS s FROM range({rows})"
+    )
+    recording = _Queries(con)
+    source = DuckDBSource(recording, "t")  # type: ignore[arg-type]
+    reader = source.open([], 100_000)
+    got = reader.read_all()
+    assert got.num_rows == rows
+    samples = [q for q in recording.asked if re.search(r"LIMIT [1-9]", q)]
+    assert bool(samples) == sampled, recording.asked
+    if not sampled:
+        assert len(got.to_batches()) == 1

@@ -30,7 +30,7 @@ from ..encoding.typemap import (
 )
 from ..errors import ColumnError, LocalSpaceError, SourceError
 from ..options.where import FilterError, filter_sql, first_line
-from .base import SAMPLE_ROWS, batch_rows, fixed_width, widest
+from .base import BATCH_BYTES, SAMPLE_ROWS, batch_rows, fixed_width, widest
 from .grouping import GroupedBatches
 
 # A partitioned export reads rows grouped by the partition columns, one partition
@@ -225,6 +225,11 @@ class DuckDBSource:
         if all(w is not None for w in widths):
             return batch_rows(batch_size, sum(w or 0 for w in widths))
         widest = self._widest_row(schema)
+        rows = self._table_rows()
+        if widest is not None and rows is not None and rows * widest <= BATCH_BYTES:
+            # Even at its widest the table is one batch of about BATCH_BYTES or less:
+            # a sample of its rows could not make the batches any better.
+            return batch_rows(batch_size, widest, widest)
         sample_rows = batch_rows(SAMPLE_ROWS, None, widest and widest * 8)
         try:
             sample = self._con.sql(
