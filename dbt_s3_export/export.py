@@ -1,5 +1,8 @@
 """Run one export: check, begin the commit, stream the files, commit, clean up.
 
+A folder export's files are read and encoded while its commit begins; none is
+sent before the commit has begun (the uploader waits for it).
+
 The steps and the guarantees are those of the commit protocol (commit/): for a
 folder, a run writes new files under a lease, commits them by writing the
 manifest, and only then deletes what the commit made dead; a single object is
