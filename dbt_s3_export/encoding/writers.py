@@ -379,15 +379,14 @@ class JsonRender:
             else:
                 expr = always_sql(col, f.type, csv=False)
             fields.append(f"{col} := {expr or col}")
-        row = f"to_json(struct_pack({', '.join(fields)}))" if fields else "'{}'"
-        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), f"{row} AS line"
+        row = f"to_json(struct_pack({', '.join(fields)}))::VARCHAR" if fields else "'{}'"
+        # The separator joined in the same projection: one copy of the text, not three.
+        line = f"{row} || chr(10)" if self.lines else f"',' || chr(10) || {row}"
+        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), f"{line} AS line"
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         data, select = self._row_sql(batch)
-        rows = self._render(data, select).column(0).combine_chunks().cast(pa.large_string())
-        sep, none = pa.scalar("\n" if self.lines else ",\n", rows.type), pa.scalar("", rows.type)
-        pair = (rows, sep) if self.lines else (sep, rows)
-        lines = pc.binary_join_element_wise(*pair, none)
+        lines = self._render(data, select).column(0).combine_chunks()
         return pa.RecordBatch.from_arrays([lines], names=["line"])
 
 
