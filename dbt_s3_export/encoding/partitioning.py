@@ -210,7 +210,10 @@ def split_by_partition(
         # Only the partition columns are kept beside the rendered rows (no copy).
         return batch.select(list(columns)), render(data) if render is not None else data
 
-    for keys, data in render_ahead((b for b in batches if b.num_rows), keys_and_data):
+    batches = (b for b in batches if b.num_rows)
+    # Nothing to render (Parquet): the columns are picked in line, with no hand-off.
+    pairs = render_ahead(batches, keys_and_data) if render else map(keys_and_data, batches)
+    for keys, data in pairs:
         starts = [0, *key_boundaries(keys, columns)]
         ends = [*starts[1:], keys.num_rows]
         texts = [values_text(keys.column(c), starts) for c in columns]
