@@ -45,10 +45,11 @@ from .errors import (
     brief,
 )
 from .options.config import ExportConfig
+from .pools import shared_pool
 from .progress import Progress, utc_now
 from .result import ExportResult
 from .s3.credentials import CredentialSession
-from .s3.transfer import Uploader, shared_pool
+from .s3.transfer import Uploader
 from .source.base import BatchSource
 from .tables.glue import GlueRegistration, registration_failed
 

@@ -20,7 +20,7 @@ TOP = "dbt_s3_export"
 
 # From the bottom up: a module may import modules of its own layer or lower ones.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "progress", "local_s3"),
+    ("errors", "progress", "local_s3", "pools"),
     ("options",),
     ("s3",),
     ("encoding",),

@@ -5,6 +5,6 @@
 writers share: values as text, encoding ahead on a small pool), ``partitioning`` names the Hive
 folders of partition values, ``files`` rolls a stream of partition slices into
 files and hands their bytes to an uploader. Writers import no boto3. May import
-``errors``, ``options`` and ``s3.transfer`` (``files`` only); knows nothing of dbt,
+``errors``, ``pools``, ``options`` and ``s3.transfer`` (``files`` only); knows nothing of dbt,
 commits or tables.
 """

@@ -7,7 +7,7 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from decimal import Context, Decimal
 from typing import ClassVar, Generic, TypeVar
@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..pools import shared_pool
 from .typemap import (
     DECIMAL_LIMIT,
     huge_int_error,
@@ -232,19 +233,6 @@ def iso_whole_seconds(array: pa.Array) -> pa.Array | None:
 # on another task of the pool, so exports sharing it only take turns. Enough threads
 # that exports running at once (dbt's threads) each get ENCODE_THREADS.
 ENCODE_POOL_THREADS = ENCODE_THREADS * 4
-_encode_pool: ThreadPoolExecutor | None = None
-_encode_pool_lock = threading.Lock()
-
-
-def encode_pool() -> ThreadPoolExecutor:
-    """The process's pool of encoder threads (made on first use)."""
-    global _encode_pool
-    with _encode_pool_lock:
-        if _encode_pool is None:
-            _encode_pool = ThreadPoolExecutor(
-                ENCODE_POOL_THREADS, thread_name_prefix="s3-export-encode"
-            )
-        return _encode_pool
 
 
 # A batch this small is encoded on the calling thread when nothing of its encoder
@@ -264,7 +252,7 @@ class OrderedEncoder(Generic[T]):
     def __init__(self, encode: Callable[[pa.RecordBatch], T], emit: Callable[[T], None]) -> None:
         self._encode = encode
         self._emit = emit
-        self._pool = encode_pool()
+        self._pool = shared_pool("s3-export-encode", ENCODE_POOL_THREADS)
         self._queue: deque[Future[T]] = deque()
         # Batches not yet handed to the pool, and how many of ours it is running.
         self._waiting: deque[tuple[pa.RecordBatch, Future[T]]] = deque()

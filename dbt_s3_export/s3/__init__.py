@@ -8,5 +8,5 @@ deletes), ``error_table`` says what each S3, STS and Glue error means and
 ``redaction`` scrubs their secret values out of text,
 ``deadlines`` bounds each request, ``duckdb_s3`` reads DuckDB's own S3 settings from
 the dbt-duckdb profile as defaults. Only this folder and ``tables`` call botocore.
-May import ``errors`` and ``options``; knows nothing of encoding, commits or tables.
+May import ``errors``, ``pools`` and ``options``; knows nothing of encoding, commits or tables.
 """

@@ -9,14 +9,13 @@ through ``call``, which turns what botocore raises into one of our errors
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..errors import ObjectNotFound, PreconditionFailed, S3ExportError, TransferError
+from ..pools import shared_pool
 from .error_table import S3Request
 from .translate import BOTOCORE_ERRORS, translate
 
@@ -46,8 +45,6 @@ def call(bucket: str, what: str, fn: Callable[[], T]) -> T:
 # Independent requests (the claim checks of a run) are sent together, on threads
 # the process keeps: a few small reads cost one round trip instead of one each.
 TOGETHER_THREADS = 8
-_together_pool: ThreadPoolExecutor | None = None
-_together_lock = threading.Lock()
 
 
 def together(*calls: Callable[[], Any]) -> list[Any]:
@@ -59,14 +56,8 @@ def together(*calls: Callable[[], Any]) -> list[Any]:
     others on a pool the process keeps. None of the calls may itself wait on
     ``together``: the pool is bounded.
     """
-    global _together_pool
     if len(calls) > 1:
-        with _together_lock:
-            if _together_pool is None:
-                _together_pool = ThreadPoolExecutor(
-                    TOGETHER_THREADS, thread_name_prefix="s3-export-together"
-                )
-            pool = _together_pool
+        pool = shared_pool("s3-export-together", TOGETHER_THREADS)
         futures = [pool.submit(_outcome, fn) for fn in calls[1:]]
     else:
         futures = []

@@ -14,11 +14,12 @@ import contextlib
 import io
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import PreconditionFailed, TransferError
+from ..pools import shared_pool
 from .objects import call, conditions, head_object
 
 if TYPE_CHECKING:
@@ -38,17 +39,6 @@ SINGLE_PUT_PARTS = 3
 # Uploads wait on no other task of their pool; completions wait on parts only.
 UPLOAD_THREADS = 64
 COMPLETE_THREADS = 16
-_pools: dict[str, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
-
-
-def shared_pool(name: str, threads: int) -> ThreadPoolExecutor:
-    """The process's pool called ``name`` (made on first use)."""
-    with _pools_lock:
-        pool = _pools.get(name)
-        if pool is None:
-            pool = _pools[name] = ThreadPoolExecutor(threads, thread_name_prefix=name)
-        return pool
 
 
 class Uploader:
