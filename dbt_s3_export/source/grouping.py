@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..encoding.partitioning import key_boundaries, value_text
+from ..encoding.partitioning import key_boundaries, values_text
 from ..errors import LocalSpaceError
 
 # Arrow bytes of pieces held in memory before the biggest key's go to disk.
@@ -107,10 +107,9 @@ class GroupedBatches:
                     joined, rows = [], 0
                 yield from self._release(group)
                 continue
-            joined += group.pieces
-            rows += sum(piece.num_rows for piece in group.pieces)
-            self._held -= group.nbytes
-            group.pieces, group.nbytes = [], 0
+            pieces = self._taken(group)
+            joined += pieces
+            rows += sum(piece.num_rows for piece in pieces)
             if rows >= self._batch_size:
                 yield from self._coalesce(joined)
                 joined, rows = [], 0
@@ -145,9 +144,10 @@ class GroupedBatches:
         sorted_keys = keys.take(order)
         starts = [0, *key_boundaries(sorted_keys, self._keys)]
         ends = [*starts[1:], batch.num_rows]
+        texts = [values_text(sorted_keys.column(c), starts) for c in self._keys]
         out = []
-        for start, end in zip(starts, ends, strict=True):
-            key = tuple(value_text(sorted_keys.column(c), start) for c in self._keys)
+        for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            key = tuple(t[i] for t in texts)
             out.append((key, batch.take(order.slice(start, end - start))))
         return out
 
@@ -220,11 +220,16 @@ class GroupedBatches:
             with pa.OSFile(group.path) as file, pa.ipc.open_stream(file) as spilled:
                 yield from self._rebatch(spilled)
             os.unlink(group.path)
+        pieces = self._taken(group)
+        if pieces:
+            yield from self._coalesce(pieces)
+
+    def _taken(self, group: _Group) -> list[pa.RecordBatch]:
+        """The pieces a group holds in memory, no longer counted as held."""
         pieces, group.pieces = group.pieces, []
         self._held -= group.nbytes
         group.nbytes = 0
-        if pieces:
-            yield from self._coalesce(pieces)
+        return pieces
 
 
 def _values(array: pa.Array) -> pa.Array:
