@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -198,7 +198,8 @@ def run_export(
             roller.abort()
         with contextlib.suppress(BaseException):
             uploader.wait()
-        not_begun = _begin_failure(begun)
+        # What stopped the commit's beginning, once it has ended (never cancelled).
+        not_begun = begun.exception() if begun is not None else None
         if not_begun is not None:  # as if it had failed first: nothing was sent
             uploader.close()
             commit.close()
@@ -248,16 +249,6 @@ def run_export(
         raise registration_failed(cfg.glue, registered) from registered
     result.seconds = time.monotonic() - started
     return result
-
-
-def _begin_failure(begun: Future[str | None] | None) -> BaseException | None:
-    """What stopped the commit's beginning, once it has ended; None if it went well."""
-    if begun is None:
-        return None
-    try:
-        return begun.exception()
-    except CancelledError as e:
-        return e
 
 
 def _listed(f: WrittenFile) -> dict[str, Any]:
