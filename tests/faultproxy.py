@@ -102,6 +102,8 @@ class Seen:
     query: str
     action: str
     body: bytes = field(repr=False, default=b"")
+    # The request's headers, names in lower case (as sent, before any rule's change).
+    headers: dict[str, str] = field(repr=False, default_factory=dict)
 
 
 class FaultProxy:
@@ -192,6 +194,7 @@ class _Handler(socketserver.StreamRequestHandler):
         length = int(lowered.get("content-length", "0") or 0)
         chunked = "chunked" in lowered.get("transfer-encoding", "").lower()
         rule, seen = proxy._decide(method, path, query)
+        seen.headers = lowered
         if rule is not None and rule.action == RESET:
             if length:
                 self.rfile.read(max(1, length // 2))

@@ -18,10 +18,13 @@ from dbt_s3_export.commit.ownership import nearest_claim
 from dbt_s3_export.encoding import text
 from dbt_s3_export.errors import TransferError
 from dbt_s3_export.options import where
+from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
+from dbt_s3_export.s3.expect import CONTINUE_FROM_BYTES
 from dbt_s3_export.s3.objects import together
 from dbt_s3_export.source.batches import DuckDBSource
 
 from .engine import engine_client, export, table
+from .faultproxy import FaultProxy
 from .support import S3Server, list_keys, read_object
 
 
@@ -326,3 +329,29 @@ def test_a_table_that_fits_one_batch_at_its_widest_is_not_sampled(rows: int, sam
     assert bool(samples) == sampled, recording.asked
     if not sampled:
         assert len(got.to_batches()) == 1
+
+
+def test_small_bodies_go_with_their_headers_and_big_ones_wait_for_continue(
+    bucket: str, s3_server: S3Server
+) -> None:
+    """A small upload costs one round trip: no ``Expect: 100-continue`` below 1 MiB."""
+    proxy = FaultProxy(s3_server.endpoint).start()
+    try:
+        client = ClientCache().get(
+            ConnectionSettings(region="us-east-1", endpoint_url=proxy.endpoint)
+        )
+        export(client, bucket, "expect/", table(40, tag="a", partitions=4), partition_cols=["p"])
+        puts = proxy.requests("PUT")
+        assert len(puts) >= 6, puts  # four files, the lease twice, the manifest
+        assert not [p.path for p in puts if "expect" in p.headers], puts
+        big = b"x" * CONTINUE_FROM_BYTES
+        client.put_object(Bucket=bucket, Key="expect/big.bin", Body=big)
+        client.put_object(Bucket=bucket, Key="expect/small.bin", Body=big[:-1])
+        # The server took both: the header is not part of the signature.
+        assert read_object(client, bucket, "expect/big.bin") == big
+        assert read_object(client, bucket, "expect/small.bin") == big[:-1]
+        sent = {p.path.rsplit("/", 1)[-1]: p.headers for p in proxy.requests("PUT")}
+        assert sent["big.bin"].get("expect") == "100-continue"
+        assert "expect" not in sent["small.bin"]
+    finally:
+        proxy.stop()

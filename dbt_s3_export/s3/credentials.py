@@ -38,6 +38,7 @@ from ..errors import InvalidCredentials, S3ExportError
 from ..options.config import SECRET_OPTIONS, Checksums, ExportConfig
 from .deadlines import CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT, Deadlines, Timeouts
 from .error_table import AssumeRole
+from .expect import send_small_bodies_at_once
 from .redaction import redact, secret_forms, url_secrets
 from .translate import translate
 
@@ -432,6 +433,7 @@ class ClientCache:
                     "s3", settings.botocore_config(), endpoint_url=settings.endpoint_url
                 )
                 session.deadlines.install(client)
+                send_small_bodies_at_once(client)
                 self._clients[settings] = client
             return cast(S3Client, client)
 
