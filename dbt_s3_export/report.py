@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -70,6 +71,10 @@ class RunReport:
     def __init__(self, invocation_id: str | None = None) -> None:
         self.invocation_id = invocation_id
         self.records: list[ExportRecord] = []
+        # Each record as the artifact holds it, rendered once when added: the artifact is
+        # rewritten after every export, and rendering every record each time made a
+        # project's exports cost time in proportion to the square of their number.
+        self._entries: list[str] = []
         # Nodes whose export hook reached the plugin, whatever came of it.
         self.hooked: set[str] = set()
         # Models whose exports var dbt_s3_export_enabled switched off.
@@ -89,8 +94,10 @@ class RunReport:
                 self.hooked.add(unique_id)
 
     def add(self, record: ExportRecord) -> None:
+        entry = textwrap.indent(json.dumps(record.facts(), indent=2), "    ")
         with self._lock:
             self.records.append(record)
+            self._entries.append(entry)
 
     def totals(self) -> dict[str, Any]:
         with self._lock:
@@ -152,9 +159,7 @@ class RunReport:
             "their folder in dbt_project.yml"
         )
 
-    def document(self) -> dict[str, Any]:
-        with self._lock:
-            records = [r.facts() for r in self.records]
+    def _head(self) -> dict[str, Any]:
         return {
             "metadata": {
                 "artifact_version": ARTIFACT_VERSION,
@@ -162,14 +167,26 @@ class RunReport:
                 "generated_at": utc_now(),
             },
             "totals": self.totals(),
-            "exports": records,
         }
+
+    def document(self) -> dict[str, Any]:
+        with self._lock:
+            records = [r.facts() for r in self.records]
+        return {**self._head(), "exports": records}
+
+    def text(self) -> str:
+        """``document()`` as the artifact's JSON text, from the records rendered when added."""
+        with self._lock:
+            entries = list(self._entries)
+        head = json.dumps(self._head(), indent=2)  # "{ ... }": the exports go before its "}"
+        exports = "[\n" + ",\n".join(entries) + "\n  ]" if entries else "[]"
+        return f'{head[:-2]},\n  "exports": {exports}\n}}'
 
     def write(self, target_dir: Path) -> Path:
         """Write the artifact into ``target_dir`` (replacing it whole, never half-written)."""
         path = target_dir / ARTIFACT_NAME
         target_dir.mkdir(parents=True, exist_ok=True)
-        body = json.dumps(self.document(), indent=2)
+        body = self.text()
         with self._lock:
             partial = path.with_name(f".{ARTIFACT_NAME}.{os.getpid()}.tmp")
             partial.write_text(body)

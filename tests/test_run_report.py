@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from dbt_s3_export.report import ExportRecord, RunReport
+
 from .support import DbtProject, S3Server, export_meta, exported_model, s3_client
 
 pytestmark = pytest.mark.dbt
@@ -180,3 +182,33 @@ def test_switched_off_run_says_so_once_with_the_count(report_run: dict[str, Any]
         "exports of 2 models this run. Drop the var, or set it to true, to export"
     ), told[0]
     assert "without exporting anything" not in result.output
+
+
+def test_the_artifact_renders_each_record_once_however_often_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = RunReport("inv-1")
+    rendered = []
+    facts = ExportRecord.facts
+
+    def counted(record: ExportRecord) -> dict[str, Any]:
+        rendered.append(record.model)
+        return facts(record)
+
+    monkeypatch.setattr(ExportRecord, "facts", counted)
+    for i in range(30):
+        report.add(
+            ExportRecord(f"m_{i}", f"model.p.m_{i}", f"s3://b/m_{i}/", "parquet", "success", rows=i)
+        )
+        written = json.loads(report.write(tmp_path).read_text())
+        assert [e["model"] for e in written["exports"]] == [f"m_{j}" for j in range(i + 1)]
+    # Each record is rendered when it is added, not again at every write (m_0, the
+    # slowest by its first place among equals, is also rendered for the totals).
+    assert [rendered.count(f"m_{i}") for i in range(1, 30)] == [1] * 29
+    monkeypatch.setattr(ExportRecord, "facts", facts)
+    whole = report.document()
+    assert {k: v for k, v in written.items() if k != "metadata"} == {
+        k: v for k, v in whole.items() if k != "metadata"
+    }
+    assert written["exports"][3] == ExportRecord.facts(report.records[3])
+    assert json.loads(RunReport().text())["exports"] == []
