@@ -6,6 +6,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from dbt_s3_export.errors import TooManyPartitions
 from dbt_s3_export.source import batches as source
 from dbt_s3_export.source.batches import DuckDBSource, _name_parts
 
@@ -40,6 +41,7 @@ def test_big_table_is_read_in_sorted_groups_each_partition_once(
 ) -> None:
     monkeypatch.setattr(source, "SORT_GROUP_BYTES", 100_000)
     monkeypatch.setattr(source, "MAX_GROUPED_PARTITIONS", 40)
+    monkeypatch.setattr(source, "MEMORY_BUDGET", 0)  # else the small table is not counted
     src = DuckDBSource(con, '"memory"."main"."t"')
     plan = src.read_plan(["k", "j"])
     assert plan.kind == "sorted" and plan.groups > 1  # 42 partitions: over the limit
@@ -75,6 +77,7 @@ def test_relation_names_are_split_into_parts() -> None:
 def test_rows_of_a_partition_keep_table_order(
     con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(source, "MEMORY_BUDGET", 0)  # else the small table is not counted
     for budget, limit in ((10**9, 0), (100_000, 0), (10**9, 256)):
         # one sorted query, then several sorted groups, then one regrouped scan
         monkeypatch.setattr(source, "SORT_GROUP_BYTES", budget)
@@ -123,3 +126,29 @@ def test_an_empty_selection_gives_the_schema_and_no_rows(con: duckdb.DuckDBPyCon
     reader = DuckDBSource(con, "t", where="id < 0").open(["j"], 1024)
     assert reader.schema.names == ["id", "k", "j"]
     assert sum(b.num_rows for b in reader) == 0
+
+
+def test_a_table_that_fits_the_grouping_memory_is_not_counted(
+    con: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its partitions cannot outnumber its rows, and none of them goes to a file."""
+    counted: list[str] = []
+    count = DuckDBSource._partition_count
+
+    def counting(self: DuckDBSource, order_by: list[str]) -> int:
+        counted.append(self.relation)
+        return count(self, order_by)
+
+    monkeypatch.setattr(DuckDBSource, "_partition_count", counting)
+    # 20,000 rows in 20,000 partitions: more than MAX_GROUPED_PARTITIONS, all in memory.
+    keys, rows = _runs(DuckDBSource(con, "t").open(["id"], 1024), ["id"])
+    assert rows == 20000 and len(keys) == len(set(keys)) == 20000
+    assert counted == []
+    # More rows than max_partitions: counted, and refused before any row is read.
+    with pytest.raises(TooManyPartitions, match="has 14 partitions by k"):
+        DuckDBSource(con, "t", max_partitions=12).open(["k"], 1024)
+    assert counted == ["t"]
+    # Past the grouping's memory: counted.
+    monkeypatch.setattr(source, "MEMORY_BUDGET", 100_000)
+    _runs(DuckDBSource(con, "t").open(["j"], 1024), ["j"])
+    assert counted == ["t", "t"]

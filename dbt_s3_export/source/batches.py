@@ -31,7 +31,7 @@ from ..encoding.typemap import (
 from ..errors import ColumnError, LocalSpaceError, SourceError
 from ..options.where import FilterError, filter_sql, first_line
 from .base import BATCH_BYTES, SAMPLE_ROWS, batch_rows, fixed_width, widest
-from .grouping import GroupedBatches
+from .grouping import MEMORY_BUDGET, GroupedBatches
 
 # A partitioned export reads rows grouped by the partition columns, one partition
 # after the other, so that only one output file is open at a time. A base table
@@ -134,6 +134,8 @@ class DuckDBSource:
         # What DuckDB said once and cannot change during the export.
         self._schemas: dict[str, pa.Schema] = {}
         self._rows: tuple[int | None] | None = None
+        # At most this many bytes per row, when the batch sizing found out (no query of its own).
+        self._row_bound: int | None = None
 
     def _select(self, order_by: Sequence[str] = (), columns: str = "*") -> str:
         sql = f"SELECT {columns} FROM {self.relation}{self._where_clause()}"
@@ -223,8 +225,9 @@ class DuckDBSource:
             raise self._error(e) from e
         widths = [fixed_width(f.type) for f in schema]
         if all(w is not None for w in widths):
-            return batch_rows(batch_size, sum(w or 0 for w in widths))
-        widest = self._widest_row(schema)
+            self._row_bound = sum(w or 0 for w in widths)
+            return batch_rows(batch_size, self._row_bound)
+        widest = self._row_bound = self._widest_row(schema)
         rows = self._table_rows()
         if widest is not None and rows is not None and rows * widest <= BATCH_BYTES:
             # Even at its widest the table is one batch of about BATCH_BYTES or less:
@@ -315,14 +318,23 @@ class DuckDBSource:
 
         For a base table the partitions are counted first (one aggregate over the
         partition columns), which also enforces ``max_partitions`` before any row is
-        read. A view is not counted, as that would run its query twice: its
-        partitions are counted as they stream (``partitioning.cap_partitions``).
+        read; not for one whose rows all fit the grouping's memory and are no more
+        than ``max_partitions`` (after ``open`` has bounded its rows' width). A view
+        is not counted, as that would run its query twice: its partitions are
+        counted as they stream (``partitioning.cap_partitions``).
         """
         if not order_by:
             return ReadPlan("query")
         rows = self._table_rows()
         if rows is None:
             return ReadPlan("query")  # a view: every scan would run its query again
+        fits = self._row_bound is not None and rows * self._row_bound <= MEMORY_BUDGET
+        if fits and (self.max_partitions is None or rows <= self.max_partitions):
+            # All of it fits in the grouping's memory, so no partition goes to a file
+            # however many there are, and there cannot be more partitions than rows:
+            # nothing to count. (Were DuckDB's row count short, the stream still holds
+            # max_partitions, as for a view.)
+            return ReadPlan("grouped", rows=rows)
         partitions = self._partition_count(order_by)
         if self.max_partitions is not None and partitions > self.max_partitions:
             raise too_many_partitions(partitions, self.max_partitions, order_by)
