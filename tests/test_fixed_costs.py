@@ -21,6 +21,7 @@ from dbt_s3_export.options import where
 from dbt_s3_export.s3.credentials import ClientCache, ConnectionSettings
 from dbt_s3_export.s3.expect import CONTINUE_FROM_BYTES
 from dbt_s3_export.s3.objects import together
+from dbt_s3_export.source import batches
 from dbt_s3_export.source.batches import DuckDBSource
 
 from .engine import engine_client, export, table
@@ -297,7 +298,7 @@ def test_a_folder_whose_commit_cannot_begin_sends_none_of_its_encoded_files(
 
 
 class _Queries:
-    """A DuckDB connection that notes the SQL of every ``sql`` call, else passes through."""
+    """A DuckDB connection that notes the SQL of every ``sql`` and ``execute`` call."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
@@ -306,6 +307,10 @@ class _Queries:
     def sql(self, query: str) -> Any:
         self.asked.append(query)
         return self._con.sql(query)
+
+    def execute(self, query: str, *args: Any) -> Any:
+        self.asked.append(query)
+        return self._con.execute(query, *args)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
@@ -355,3 +360,46 @@ def test_small_bodies_go_with_their_headers_and_big_ones_wait_for_continue(
         assert "expect" not in sent["small.bin"]
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("in_transaction", [True, False])
+def test_a_small_table_is_read_once(in_transaction: bool) -> None:
+    """Its sample holds every row: those rows are the export's, not read again; in the
+    transaction that made the table (dbt's post-hooks), DuckDB's statistics are not asked."""
+    con = duckdb.connect()
+    if in_transaction:
+        con.execute("BEGIN")
+    con.execute(
+        "CREATE TABLE t AS SELECT range AS id, range % 20 AS p, 'v' || range AS s FROM range(1000)"
+    )
+    recording = _Queries(con)
+    got = DuckDBSource(recording, "t").open(["p"], 100_000).read_all()  # type: ignore[arg-type]
+    reads = [q for q in recording.asked if q.startswith('SELECT "id", "p", "s" FROM t')]
+    reads = [q for q in reads if "LIMIT 0" not in q]
+    # Read once: as the sample in the transaction; at once where statistics bound it.
+    assert reads == ['SELECT "id", "p", "s" FROM t' + (" LIMIT 1024" if in_transaction else "")]
+    assert not [q for q in recording.asked if "GROUP BY" in q], recording.asked  # no count
+    assert bool([q for q in recording.asked if "stats(" in q]) != in_transaction
+    assert sorted(got.column("id").to_pylist()) == list(range(1000))
+    ps = got.column("p").to_pylist()
+    runs = [p for i, p in enumerate(ps) if i == 0 or ps[i - 1] != p]
+    assert sorted(runs) == list(range(20))  # each partition's rows together
+    ids = [i for i, p in zip(got.column("id").to_pylist(), ps, strict=True) if p == 7]
+    assert ids == list(range(7, 1000, 20))  # in table order
+
+
+def test_a_big_table_made_in_this_transaction_is_counted_for_its_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DuckDB says 0 rows until the commit: the plan counts them rather than take 0."""
+    con = duckdb.connect()
+    con.execute("BEGIN")
+    con.execute("CREATE TABLE t AS SELECT range AS id, range % 300 AS p FROM range(30000)")
+    assert con.execute("SELECT estimated_size FROM duckdb_tables()").fetchall() == [(0,)]
+    monkeypatch.setattr(batches, "SORT_GROUP_BYTES", 100_000)
+    monkeypatch.setattr(batches, "MEMORY_BUDGET", 0)  # as if it did not fit the grouping
+    source = DuckDBSource(con, "t")
+    got = source.open(["p"], 4096).read_all()
+    plan = source.read_plan(["p"])
+    assert plan.kind == "sorted" and plan.rows == 30000 and plan.groups > 1, plan
+    assert sorted(got.column("id").to_pylist()) == list(range(30000))

@@ -136,6 +136,8 @@ class DuckDBSource:
         self._rows: tuple[int | None] | None = None
         # At most this many bytes per row, when the batch sizing found out (no query of its own).
         self._row_bound: int | None = None
+        # Every row of the selection (and its select list) when the sample held them all.
+        self._whole: tuple[str, pa.Table] | None = None
 
     def _select(self, order_by: Sequence[str] = (), columns: str = "*") -> str:
         sql = f"SELECT {columns} FROM {self.relation}{self._where_clause()}"
@@ -240,6 +242,8 @@ class DuckDBSource:
             ).to_arrow_table()
         except duckdb.Error as e:
             raise self._error(e) from e
+        if sample.num_rows < sample_rows:  # the whole selection: read once, not again
+            self._whole = (columns, sample)
         average = sample.nbytes / sample.num_rows if sample.num_rows else None
         return batch_rows(batch_size, average, widest)
 
@@ -247,9 +251,11 @@ class DuckDBSource:
         """An upper bound of a row's bytes from a base table's statistics, else None.
 
         A filter on rowid that no row passes keeps DuckDB from reading any value, and
-        the outer join gives the one row that carries the statistics.
+        the outer join gives the one row that carries the statistics. A table DuckDB
+        counts no rows in has none yet: in the transaction that created it (where dbt
+        runs post-hooks) its size and statistics are unknown until the commit.
         """
-        if self._table_rows() is None:
+        if not self._table_rows():
             return None
         names = [f.name for f in schema]
         stats = ", ".join(f"stats(x.{quote_identifier(n)})" for n in names)
@@ -328,7 +334,12 @@ class DuckDBSource:
         rows = self._table_rows()
         if rows is None:
             return ReadPlan("query")  # a view: every scan would run its query again
+        if self._whole is not None:
+            rows = self._whole[1].num_rows
+        elif rows == 0:  # created in this transaction: DuckDB counts it on commit
+            rows = self._count_rows()
         fits = self._row_bound is not None and rows * self._row_bound <= MEMORY_BUDGET
+        fits = fits or (self._whole is not None and self._whole[1].nbytes <= MEMORY_BUDGET)
         if fits and (self.max_partitions is None or rows <= self.max_partitions):
             # All of it fits in the grouping's memory, so no partition goes to a file
             # however many there are, and there cannot be more partitions than rows:
@@ -346,6 +357,12 @@ class DuckDBSource:
             raise SourceError(f"cannot read relation {self.relation}: {e}") from e
         groups = math.ceil(rows * _row_bytes(schema) / SORT_GROUP_BYTES)
         return ReadPlan("sorted", groups=max(1, min(groups, MAX_SORT_GROUPS)), rows=rows)
+
+    def _count_rows(self) -> int:
+        try:
+            return int(self._con.execute(f"SELECT count(*) FROM {self.relation}").fetchall()[0][0])
+        except duckdb.Error as e:
+            raise SourceError(f"cannot read relation {self.relation}: {e}") from e
 
     def _partition_count(self, order_by: Sequence[str]) -> int:
         """How many partitions the relation has (one aggregate over the partition columns)."""
@@ -437,6 +454,9 @@ class DuckDBSource:
         )
 
     def _reader(self, sql: str, batch_size: int) -> pa.RecordBatchReader:
+        if self._whole is not None and sql == self._select(columns=self._whole[0]):
+            rows = self._whole[1]  # read whole as the sample: not asked of DuckDB again
+            return pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches(batch_size))
         try:
             return self._con.sql(sql).to_arrow_reader(batch_size)
         except duckdb.Error as e:
