@@ -40,6 +40,7 @@ from .deadlines import CONNECT_TIMEOUT, READ_TIMEOUT, TOTAL_TIMEOUT, Deadlines, 
 from .error_table import AssumeRole
 from .expect import send_small_bodies_at_once
 from .redaction import redact, secret_forms, url_secrets
+from .timestamps import read_timestamps_quickly
 from .translate import translate
 
 if TYPE_CHECKING:
@@ -314,6 +315,7 @@ class CredentialSession:
         self._clients: dict[tuple[str, str | None, str | None, str | None], Any] = {}
         try:
             self.session = settings.session(self.deadlines, self._remember)
+            read_timestamps_quickly(self.session)
             # boto3's chain resolves here; a role's keys are fetched on first use.
             self.session.get_credentials()
         except S3ExportError:
