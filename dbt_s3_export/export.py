@@ -169,6 +169,7 @@ def run_export(
             cfg, {} if cfg.is_prefix else owner_metadata(ctx.export_id(cfg), commit.generation)
         ),
         ready=begun,
+        may_write=commit.may_write if isinstance(commit, FolderCommit) else None,
     )
     roller: FileRoller | None = None
     meter = Progress(f"{ctx.model} -> {cfg.destination}", log=ctx.log)

@@ -212,6 +212,55 @@ def test_a_run_that_loses_its_lease_does_not_commit(
     assert read_object(s3, bucket, "out/_manifest.json") == before
 
 
+def test_a_run_that_finds_its_lease_taken_sends_no_more_files(
+    s3: Any, bucket: str, s3_server: S3Server
+) -> None:
+    """Files sent after the new holder swept the run's generation would be named by no
+    record and stay: once the renewals find the lease taken, nothing more is sent."""
+    client = engine_client(s3_server.endpoint)
+    cfg = ExportConfig.parse(
+        {
+            "bucket": bucket,
+            "key": "taken/",
+            "file_format": "parquet",
+            "partition_cols": ["p"],
+            "lease_ttl_seconds": 2,
+        }
+    )
+    # Four batches a second apart; each row a file of its own (p changes every row).
+    source = SlowSource(table(40, tag="slow", partitions=4), pause=1.0)
+    sent: list[float] = []
+    client.meta.events.register(
+        "before-parameter-build.s3.PutObject",
+        lambda params, **_: sent.append(time.monotonic()) if "/p=" in params["Key"] else None,
+    )
+    failure: list[BaseException] = []
+
+    def export() -> None:
+        try:
+            run_export(cfg, source, client, RunContext(model="m", unique_id="model.p.m"))
+        except BaseException as e:
+            failure.append(e)
+
+    worker = threading.Thread(target=export)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while len(sent) < 10 and time.monotonic() < deadline:  # the first batch's files
+        time.sleep(0.05)
+    assert len(sent) >= 10, sent
+    record = lease(s3, bucket, "taken/")
+    record["holder"]["generation"] = "0" * 24
+    record["token"] = "taken"
+    s3.put_object(Bucket=bucket, Key="taken/_lease.json", Body=json.dumps(record).encode())
+    taken = time.monotonic()
+    worker.join(60)
+    assert failure and isinstance(failure[0], LeaseLost), failure
+    assert "stopped writing" in str(failure[0]), failure[0]
+    # The renewals (every 2/3 s) find it before the next batch (1 s later) is sent.
+    assert [t for t in sent if t > taken] == [], len([t for t in sent if t > taken])
+    assert [k for k in list_keys(s3, bucket, "taken/") if "/p=" in k] == []
+
+
 # -- servers without conditional writes -----------------------------------------------------
 
 

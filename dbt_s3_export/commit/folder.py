@@ -109,6 +109,15 @@ class FolderCommit(BaseCommit):
         self.mode = self._effective_mode()
         return None
 
+    def may_write(self) -> None:
+        """Raise once this run knows another took its lease: it sends no more files.
+
+        A run whose lease expired and was taken over cannot commit; files it sent after
+        the new holder cleaned up its generation would be named by no record, and stay.
+        """
+        if self.lease is not None:
+            self.lease.still_held()
+
     def _claim_checks(self, created: bool) -> None:
         """No other claim around or inside the folder; sent together, judged in order.
 

@@ -217,6 +217,18 @@ class Lease:
             self.etag = self.store.replace(self.key, self._record("held"), self.etag)
             self._renewed = time.monotonic()
 
+    def still_held(self) -> None:
+        """Raise ``LeaseLost`` once the renewals found the lease gone (checked before each upload).
+
+        Only what the renewals found: a renewal that is merely late may still succeed,
+        and ``check`` judges that before the commit.
+        """
+        if self.lost is not None:
+            raise LeaseLost(
+                f"this run lost its lease on {self.cfg.destination} ({self.lost}) while "
+                "writing its files, so it stopped writing and did not commit. Run it again"
+            )
+
     def check(self) -> None:
         """Raise ``LeaseLost`` unless the lease is still this run's (called before committing)."""
         if self.lost is None and time.monotonic() - self._renewed > self.ttl:

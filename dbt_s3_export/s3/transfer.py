@@ -53,8 +53,12 @@ class Uploader:
         max_concurrency: int,
         object_args: Mapping[str, Any] | None = None,
         ready: Future[Any] | None = None,
+        may_write: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
+        # Asked before each request that sends a file's bytes: raises once the run may no
+        # longer write (a folder's lease found lost), and nothing more is sent.
+        self._may_write = may_write
         # What must have happened before anything is sent (a folder's commit begun:
         # its lease held); the files are encoded meanwhile. If it failed, nothing is
         # sent, and each upload fails with its error.
@@ -85,6 +89,8 @@ class Uploader:
         """Wait until requests may be sent; raise what stopped them."""
         if self._ready is not None:
             self._ready.result()
+        if self._may_write is not None:
+            self._may_write()
 
     def submit(self, fn: Callable[[], None], held: int) -> Future[None]:
         """Queue work that sends ``held`` bytes of the budget, given back when it ends."""
