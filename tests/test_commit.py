@@ -22,6 +22,7 @@ from dbt_s3_export import (
     run_export,
 )
 from dbt_s3_export.commit import Manifest, plan_commit, supports_conditional_writes
+from dbt_s3_export.commit.lease import Lease
 from dbt_s3_export.s3.objects import StoredObject
 
 from .concurrency import InvariantWatcher, check_settled, lease, wait_for_lease_holder
@@ -212,11 +213,15 @@ def test_a_run_that_loses_its_lease_does_not_commit(
     assert read_object(s3, bucket, "out/_manifest.json") == before
 
 
+@pytest.mark.parametrize("renewing", [True, False])
 def test_a_run_that_finds_its_lease_taken_sends_no_more_files(
-    s3: Any, bucket: str, s3_server: S3Server
+    s3: Any, bucket: str, s3_server: S3Server, renewing: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Files sent after the new holder swept the run's generation would be named by no
-    record and stay: once the renewals find the lease taken, nothing more is sent."""
+    record and stay: once the lease is found taken, nothing more is sent. Found by the
+    renewals, or, when they stalled (``renewing`` False), by the upload that is next."""
+    if not renewing:
+        monkeypatch.setattr(Lease, "_renew_loop", lambda self: None)
     client = engine_client(s3_server.endpoint)
     cfg = ExportConfig.parse(
         {
@@ -227,8 +232,10 @@ def test_a_run_that_finds_its_lease_taken_sends_no_more_files(
             "lease_ttl_seconds": 2,
         }
     )
-    # Four batches a second apart; each row a file of its own (p changes every row).
-    source = SlowSource(table(40, tag="slow", partitions=4), pause=1.0)
+    # Four batches 2.5 s apart; each row a file of its own (p changes every row). The
+    # lease was taken before the first files went (they wait for it): by the second
+    # batch it is more than its 2 s ttl old.
+    source = SlowSource(table(40, tag="slow", partitions=4), pause=2.5)
     sent: list[float] = []
     client.meta.events.register(
         "before-parameter-build.s3.PutObject",
@@ -245,9 +252,10 @@ def test_a_run_that_finds_its_lease_taken_sends_no_more_files(
     worker = threading.Thread(target=export)
     worker.start()
     deadline = time.monotonic() + 30
-    while len(sent) < 10 and time.monotonic() < deadline:  # the first batch's files
+    # The first batch's files but its last, which is sent when the next row opens a file.
+    while len(sent) < 9 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(sent) >= 10, sent
+    assert len(sent) == 9, sent
     record = lease(s3, bucket, "taken/")
     record["holder"]["generation"] = "0" * 24
     record["token"] = "taken"
@@ -256,7 +264,7 @@ def test_a_run_that_finds_its_lease_taken_sends_no_more_files(
     worker.join(60)
     assert failure and isinstance(failure[0], LeaseLost), failure
     assert "stopped writing" in str(failure[0]), failure[0]
-    # The renewals (every 2/3 s) find it before the next batch (1 s later) is sent.
+    # Found before the next batch is sent.
     assert [t for t in sent if t > taken] == [], len([t for t in sent if t > taken])
     assert [k for k in list_keys(s3, bucket, "taken/") if "/p=" in k] == []
 

@@ -218,11 +218,19 @@ class Lease:
             self._renewed = time.monotonic()
 
     def still_held(self) -> None:
-        """Raise ``LeaseLost`` once the renewals found the lease gone (checked before each upload).
+        """Raise ``LeaseLost`` once the lease is known gone (asked before each upload).
 
-        Only what the renewals found: a renewal that is merely late may still succeed,
-        and ``check`` judges that before the commit.
+        A renewal overdue by a whole ttl (the process stalled, say) is tried here first,
+        so that a run another has taken over learns it before it sends, not after; a
+        renewal that is merely late still succeeds, and the run goes on.
         """
+        if self.lost is None and time.monotonic() - self._renewed > self.ttl:
+            try:
+                self._renew()
+            except PreconditionFailed:
+                self.lost = "another run took the lease over"
+            except S3ExportError:
+                pass  # unknown: the renewals go on deciding
         if self.lost is not None:
             raise LeaseLost(
                 f"this run lost its lease on {self.cfg.destination} ({self.lost}) while "
