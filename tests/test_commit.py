@@ -179,16 +179,10 @@ def test_single_objects_have_owners_too(s3: Any, bucket: str, s3_server: S3Serve
 # -- leases ---------------------------------------------------------------------------------
 
 
-def test_a_run_that_loses_its_lease_does_not_commit(
-    s3: Any, bucket: str, s3_server: S3Server
-) -> None:
-    client = engine_client(s3_server.endpoint)
-    run(client, bucket, "out/", table(4, tag="before"), lease_ttl_seconds=2)
-    before = read_object(s3, bucket, "out/_manifest.json")
-    cfg = ExportConfig.parse(
-        {"bucket": bucket, "key": "out/", "file_format": "parquet", "lease_ttl_seconds": 2}
-    )
-    source = SlowSource(table(40, tag="slow"), pause=1.0)
+def _export_in_background(
+    cfg: ExportConfig, source: SlowSource, client: Any
+) -> tuple[threading.Thread, list[BaseException]]:
+    """The export running on a thread of its own, and where its failure goes."""
     failure: list[BaseException] = []
 
     def export() -> None:
@@ -199,14 +193,33 @@ def test_a_run_that_loses_its_lease_does_not_commit(
 
     worker = threading.Thread(target=export)
     worker.start()
+    return worker, failure
+
+
+def _take_lease(s3: Any, bucket: str, prefix: str) -> None:
+    """Hold the folder's lease for another run, whatever the lease says now."""
+    record = lease(s3, bucket, prefix)
+    record["holder"]["generation"] = "0" * 24
+    record["token"] = "taken"
+    s3.put_object(Bucket=bucket, Key=prefix + "_lease.json", Body=json.dumps(record).encode())
+
+
+def test_a_run_that_loses_its_lease_does_not_commit(
+    s3: Any, bucket: str, s3_server: S3Server
+) -> None:
+    client = engine_client(s3_server.endpoint)
+    run(client, bucket, "out/", table(4, tag="before"), lease_ttl_seconds=2)
+    before = read_object(s3, bucket, "out/_manifest.json")
+    cfg = ExportConfig.parse(
+        {"bucket": bucket, "key": "out/", "file_format": "parquet", "lease_ttl_seconds": 2}
+    )
+    source = SlowSource(table(40, tag="slow"), pause=1.0)
+    worker, failure = _export_in_background(cfg, source, client)
     assert source.started.wait(30)
     # The rows are read while the lease is taken: wait until this run holds it.
     wait_for_lease_holder(s3, bucket, "out/", timeout=30)
     # Someone (an operator, or a run that judged the lease expired) takes the lease over.
-    record = lease(s3, bucket, "out/")
-    record["holder"]["generation"] = "0" * 24
-    record["token"] = "stolen"
-    s3.put_object(Bucket=bucket, Key="out/_lease.json", Body=json.dumps(record).encode())
+    _take_lease(s3, bucket, "out/")
     worker.join(60)
     assert failure and isinstance(failure[0], LeaseLost), failure
     assert "lost its lease" in str(failure[0]) and "did not commit" in str(failure[0])
@@ -241,25 +254,13 @@ def test_a_run_that_finds_its_lease_taken_sends_no_more_files(
         "before-parameter-build.s3.PutObject",
         lambda params, **_: sent.append(time.monotonic()) if "/p=" in params["Key"] else None,
     )
-    failure: list[BaseException] = []
-
-    def export() -> None:
-        try:
-            run_export(cfg, source, client, RunContext(model="m", unique_id="model.p.m"))
-        except BaseException as e:
-            failure.append(e)
-
-    worker = threading.Thread(target=export)
-    worker.start()
+    worker, failure = _export_in_background(cfg, source, client)
     deadline = time.monotonic() + 30
     # The first batch's files but its last, which is sent when the next row opens a file.
     while len(sent) < 9 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(sent) == 9, sent
-    record = lease(s3, bucket, "taken/")
-    record["holder"]["generation"] = "0" * 24
-    record["token"] = "taken"
-    s3.put_object(Bucket=bucket, Key="taken/_lease.json", Body=json.dumps(record).encode())
+    _take_lease(s3, bucket, "taken/")
     taken = time.monotonic()
     worker.join(60)
     assert failure and isinstance(failure[0], LeaseLost), failure
