@@ -83,5 +83,8 @@ def assert_export_is(
     if current["mode"] == "replace":
         assert all(current["generation"] in k.rsplit("/", 1)[-1] for k in listed)
     lease = json.loads(read_object(s3, bucket, prefix + "_lease.json"))
+    # Dead runs swept already stay on record (their late files are still deleted).
+    swept = lease["garbage"].pop("swept")
     assert (lease["state"], lease["garbage"]) == ("free", {"generations": [], "keys": []})
+    assert all(set(entry) == {"generation", "at"} for entry in swept), swept
     return current

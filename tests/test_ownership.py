@@ -3,6 +3,7 @@ anything is deleted on their word, claims see tables, and a layout keeps its typ
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Callable
@@ -24,8 +25,9 @@ from .support import (
     read_object,
 )
 
-# A generation as runs make them (commit.new_generation).
+# A generation as runs make them (commit.new_generation), and a time as leases write it.
 G = "0190f3a2b4c5d6e7f8a9b0c1"
+NOW = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 OTHERS = {"other/keep.csv": b"a\n1\n", "exp-notes.txt": b"not an export"}
 
 
@@ -74,6 +76,10 @@ LEASE_EDITS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "a short generation": garbage(generations=["0190f3"]),
     "a generation of another type": garbage(generations=[190]),
     "keys that are not a list": garbage(keys="exp/"),
+    "swept runs that are not a list": garbage(swept={"generation": G, "at": NOW}),
+    "a swept run without its time": garbage(swept=[{"generation": G}]),
+    "a swept run's time without a zone": garbage(swept=[{"generation": G, "at": NOW[:-6]}]),
+    "a swept run of no generation": garbage(swept=[{"generation": "0190f3", "at": NOW}]),
     "garbage that is not an object": lambda r: r.update(garbage=["exp/"]),
     "a holder without a generation": lambda r: r.update(state="held", holder={"pid": 1}),
     "an unknown state": lambda r: r.update(state="taken"),
@@ -174,6 +180,42 @@ def test_lease_garbage_of_real_generations_is_still_swept(
     exported()
     assert dead not in list_keys(s3, bucket, "exp/")
     assert set(OTHERS) <= set(list_keys(s3, bucket))
+    swept = json.loads(read_object(s3, bucket, "exp/_lease.json"))["garbage"]["swept"]
+    assert [entry["generation"] for entry in swept] == [G]
+
+
+def test_files_a_swept_run_had_in_flight_are_deleted_by_later_runs(
+    s3: Any, bucket: str, s3_server: S3Server, exported: Callable[[], None]
+) -> None:
+    """A run taken over may still have uploads on the way; what lands after the new
+    holder swept its generation is deleted by the runs after, for a day, without a
+    listing more. Files no record names stay, however they are called."""
+    old = "1" * 24  # swept two days ago: no longer on record
+    edit(s3, bucket, "exp/_lease.json", garbage(generations=[G]))
+    exported()  # sweeps G, keeps it on record
+
+    def two_days_old(record: dict[str, Any]) -> None:
+        record["garbage"]["swept"].append({"generation": old, "at": "2026-01-01T00:00:00+00:00"})
+
+    edit(s3, bucket, "exp/_lease.json", two_days_old)
+    late = [f"exp/p=1/part-{G}-00002.parquet", f"exp/p=9/part-{G}-00003.parquet"]
+    strangers = [f"exp/p=1/part-{old}-00001.parquet", "exp/p=1/part-2222222222222222-1.parquet"]
+    for key in late + strangers:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"landed late")
+    client = engine_client(s3_server.endpoint)
+    sent: list[str] = []
+    client.meta.events.register("before-call.s3", lambda model, **_: sent.append(model.name))
+    export(client, bucket, "plain/", table(4, tag="d", partitions=2), partition_cols=["p"])
+    plain, sent[:] = list(sent), []
+    export(client, bucket, "exp/", table(4, tag="d", partitions=2), partition_cols=["p"])
+    keys = list_keys(s3, bucket, "exp/")
+    assert not set(late) & set(keys), keys
+    assert set(strangers) <= set(keys) and set(OTHERS) <= set(list_keys(s3, bucket))
+    # The claim check's listing serves: a look for unfinished uploads is the one request more.
+    assert sent.count("ListObjectsV2") == plain.count("ListObjectsV2"), (sent, plain)
+    assert (plain.count("ListMultipartUploads"), sent.count("ListMultipartUploads")) == (0, 1)
+    swept = json.loads(read_object(s3, bucket, "exp/_lease.json"))["garbage"]["swept"]
+    assert [entry["generation"] for entry in swept] == [G]
 
 
 # -- claims and tables ---------------------------------------------------------------------

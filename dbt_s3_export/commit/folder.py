@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,8 @@ class FolderCommit(BaseCommit):
         self.symlinks: SymlinkManifests | None = None
         self.linked = True
         self._stored: tuple[StoredObject | None] | None = None  # the manifest, once read
+        # The folder's keys as the claim check listed them, before this run's files.
+        self.keys_at_start: list[str] = []
 
     def begin(self) -> str | None:
         """Claim, lease, read the manifest; a reason to skip the export, or None."""
@@ -127,11 +130,13 @@ class FolderCommit(BaseCommit):
         store = self.store
         assert store is not None
         folders = ancestors(self.cfg.prefix)
-        inside = functools.partial(claim_inside, store, self.cfg.prefix)
+        seen: list[str] = []
+        inside = functools.partial(claim_inside, store, self.cfg.prefix, seen)
         manifest = functools.partial(store.read, self.manifest_key)
         results = together(
             *claims_at(store, folders), inside, manifest if created else lambda: None
         )
+        self.keys_at_start = seen
         nearest = nearest_claim(folders, results[:-2])
         if nearest is not None:
             raise conflict(self.cfg, self.export_id, *nearest, "around")
@@ -273,6 +278,8 @@ class FolderCommit(BaseCommit):
         # Both come from a manifest or a lease that was checked when read: data files only.
         dead = set(self.plan.dropped) | set(self.lease.garbage_keys)
         generations = set(self.lease.garbage_generations)
+        # Dead runs swept before: files they had in flight may have landed since.
+        swept = self.lease.swept_generations() - generations
         removed = 0
         if not self.linked:  # old symlink manifests may still name the dead files
             self.lease.garbage_keys = sorted(dead - live)
@@ -280,8 +287,11 @@ class FolderCommit(BaseCommit):
             return 0
         try:
             if generations:
-                dead |= self._sweep(generations)
+                dead |= self._sweep(generations | swept)
+            elif swept:  # the claim check's listing is recent enough for those
+                dead |= self._sweep(swept, self.keys_at_start)
             removed = delete_keys(self.client, self.cfg.bucket, sorted(dead - live))
+            self.lease.mark_swept(generations)
             self.lease.garbage_generations, self.lease.garbage_keys = [], []
         except S3ExportError:
             # Carried to the next run; the export itself is committed and whole.
@@ -292,18 +302,18 @@ class FolderCommit(BaseCommit):
             self.lease.release()
         return removed
 
-    def _sweep(self, generations: set[str]) -> set[str]:
-        """The folder's files of these generations; their unfinished uploads are aborted."""
+    def _sweep(self, generations: set[str], keys: Iterable[str] | None = None) -> set[str]:
+        """The folder's files of these generations, among ``keys`` or else a listing;
+        their unfinished uploads are aborted."""
         prefix = self.cfg.prefix
-        keys = {
-            key
-            for key in list_keys(self.client, self.cfg.bucket, prefix)
-            if is_data_key(prefix, key) and _generation_in(key, generations)
-        }
+        generations = {g for g in generations if is_generation(g)}
+        if keys is None:
+            keys = list_keys(self.client, self.cfg.bucket, prefix)
+        found = {k for k in keys if is_data_key(prefix, k) and _generation_in(k, generations)}
         for key, upload_id in list(list_uploads(self.client, self.cfg.bucket, prefix)):
             if is_data_key(prefix, key) and _generation_in(key, generations):
                 abort_upload(self.client, self.cfg.bucket, key, upload_id)
-        return keys
+        return found
 
     def abort(self, written: Iterable[str], *, in_doubt: bool) -> None:
         """A failure before the commit: delete this run's files, release the lease.
@@ -336,6 +346,16 @@ def _is_probe(key: str) -> bool:
 
 
 def _generation_in(key: str, generations: set[str]) -> bool:
-    """Whether ``key``'s file name carries one of ``generations`` (24 hex digits each)."""
+    """Whether ``key``'s file name carries one of ``generations`` (24 hex digits each).
+
+    Each window of 24 characters in a run of hex digits is looked up, so a long list
+    of generations costs no more per key than a short one.
+    """
     name = key.rsplit("/", 1)[-1]
-    return any(is_generation(g) and g in name for g in generations)
+    for run in _HEX_RUN.findall(name):
+        if any(run[i : i + 24] in generations for i in range(len(run) - 23)):
+            return True
+    return False
+
+
+_HEX_RUN = re.compile(r"[0-9a-f]{24,}")

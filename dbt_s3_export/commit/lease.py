@@ -38,6 +38,10 @@ from .store import Store, decode
 LEASE_VERSION = 1
 # How often a run waiting for a live lease looks again.
 LEASE_POLL_SECONDS = 2.0
+# A dead run's generation stays on record this long after its sweep, and later runs
+# delete its files that landed since (uploads it had in flight when it was taken over).
+SWEPT_KEEP = dt.timedelta(days=1)
+SWEPT_MAX = 100
 
 
 class LeaseTimeout(ExportFailed):
@@ -62,6 +66,8 @@ class Lease:
         self.etag: str | None = None
         self.garbage_generations: list[str] = []
         self.garbage_keys: list[str] = []
+        # Dead runs' generations already swept once: {"generation", "at"} (this run's clock).
+        self.swept: list[dict[str, str]] = []
         self.lost: str | None = None
         self._renewed = 0.0
         self._lock = threading.Lock()
@@ -90,6 +96,7 @@ class Lease:
             "garbage": {
                 "generations": sorted(set(self.garbage_generations)),
                 "keys": sorted(set(self.garbage_keys)),
+                "swept": self.swept,
             },
             "updated_at": utc_now(),
             "token": secrets.token_hex(8),
@@ -187,8 +194,19 @@ class Lease:
         garbage = record.get("garbage") or {}
         self.garbage_generations = list(garbage.get("generations") or [])
         self.garbage_keys = list(garbage.get("keys") or [])
+        self.swept = _recent(garbage.get("swept") or [])
         if expired_holder is not None:
             self.garbage_generations.append(expired_holder["generation"])
+
+    def swept_generations(self) -> set[str]:
+        """The dead runs' generations swept before, whose late files are still deleted."""
+        return {entry["generation"] for entry in self.swept}
+
+    def mark_swept(self, generations: set[str]) -> None:
+        """``generations`` were swept just now: keep them on record for a while."""
+        now = utc_now()
+        kept = [e for e in self.swept if e["generation"] not in generations]
+        self.swept = _recent(kept + [{"generation": g, "at": now} for g in sorted(generations)])
 
     def start_renewing(self) -> None:
         self._thread = threading.Thread(
@@ -285,7 +303,34 @@ def lease_problem(record: dict[str, Any], prefix: str) -> str | None:
         isinstance(k, str) and is_data_key(prefix, k) for k in keys
     ):
         return f"garbage.keys is {shown(keys)}, not a list of this export's data files"
+    swept = garbage.get("swept", [])
+    if not isinstance(swept, list) or not all(
+        isinstance(e, dict) and is_generation(e.get("generation")) and _instant(e.get("at"))
+        for e in swept
+    ):
+        return f"garbage.swept is {shown(swept)}, not a list of run generations with their times"
     return None
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    """``value`` read as a time with its zone (as ``utc_now`` writes it), or None."""
+    try:
+        instant = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return instant if instant is not None and instant.tzinfo is not None else None
+
+
+def _recent(swept: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The entries swept within ``SWEPT_KEEP``, the newest ``SWEPT_MAX`` of them."""
+    oldest = dt.datetime.now(dt.timezone.utc) - SWEPT_KEEP
+    recent = [
+        {"generation": e["generation"], "at": e["at"]}
+        for e in swept
+        if (_instant(e["at"]) or oldest) > oldest
+    ]
+    recent.sort(key=lambda e: _instant(e["at"]) or oldest)
+    return recent[-SWEPT_MAX:]
 
 
 def _describe_holder(holder: dict[str, Any]) -> str:
