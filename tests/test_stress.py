@@ -9,20 +9,23 @@ step; at the end one last run must leave exactly one export and nothing else.
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import unquote
 
 from .concurrency import InvariantWatcher, check_invariant, check_settled
 from .engine import read_rows
-from .faultproxy import STATUS, FaultProxy, Rule
+from .faultproxy import GATE, STATUS, FaultProxy, Rule
 from .stress_child import LEASE_TTL
-from .support import DUMMY_CREDENTIALS, REPO, S3Server
+from .support import DUMMY_CREDENTIALS, REPO, S3Server, list_keys, read_object
 
 STRESS_SECONDS = float(os.environ.get("DBT_S3_EXPORT_STRESS_SECONDS", "40"))
 PREFIX = "stress/"
@@ -105,3 +108,38 @@ def test_random_overlapping_runs_kills_and_failures(
     assert len(rows) == final["rows"] == 40
     assert {v.split("-")[0] for _, v in rows} == {"last"}
     print(f"stress outcomes: {dict(outcomes)}")
+
+
+def test_an_upload_landing_after_the_takeover_is_deleted_by_the_run_after(
+    s3: Any, bucket: str, s3_server: S3Server
+) -> None:
+    """The whole story, with a real process: a run is stopped with one file on the way,
+    another takes its lease over, commits and sweeps; the file lands after that, and
+    the stopped run is killed. The run after deletes the file."""
+    proxy = FaultProxy(s3_server.endpoint).start()
+    try:
+        proxy.add(Rule(GATE, method="PUT", path=r"/part-", query=r"^$", times=1))
+        stopped = child(proxy.endpoint, bucket, "stopped", "replace", "0,1,2,3", 0.5)
+        try:
+            assert proxy.held.wait(60), stopped.stderr.read() if stopped.poll() else "no PUT"
+            late = unquote(next(s for s in proxy.seen if s.action == GATE).path.split("/", 2)[2])
+            os.kill(stopped.pid, signal.SIGSTOP)  # renews no more: its lease expires
+            taker = child(s3_server.endpoint, bucket, "taker", "replace", "0,1", 0.0)
+            assert taker.wait(120) == 0, taker.stderr.read()
+            assert late not in list_keys(s3, bucket, PREFIX)
+            proxy.gate.set()  # the stopped run's upload lands now, after the sweep
+            deadline = time.monotonic() + 30
+            while late not in list_keys(s3, bucket, PREFIX) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert late in list_keys(s3, bucket, PREFIX)
+        finally:
+            stopped.kill()
+            stopped.wait(30)
+    finally:
+        proxy.stop()
+    swept = json.loads(read_object(s3, bucket, PREFIX + "_lease.json"))["garbage"]["swept"]
+    assert len(swept) == 1, swept
+    after = child(s3_server.endpoint, bucket, "after", "replace", "2", 0.0)
+    assert after.wait(120) == 0, after.stderr.read()
+    assert late not in list_keys(s3, bucket, PREFIX)
+    check_settled(s3, bucket, PREFIX)
