@@ -188,18 +188,23 @@ def test_files_a_swept_run_had_in_flight_are_deleted_by_later_runs(
     s3: Any, bucket: str, s3_server: S3Server, exported: Callable[[], None]
 ) -> None:
     """A run taken over may still have uploads on the way; what lands after the new
-    holder swept its generation is deleted by the runs after, for a day, without a
-    listing more. Files no record names stay, however they are called."""
-    old = "1" * 24  # swept two days ago: no longer on record
+    holder swept its generation is deleted by the runs after, without a listing more,
+    until one a day or more after the sweep has looked. Files no record names stay,
+    however they are called."""
+    old = "1" * 24  # swept long ago: this run looks a last time, then forgets it
     edit(s3, bucket, "exp/_lease.json", garbage(generations=[G]))
     exported()  # sweeps G, keeps it on record
 
-    def two_days_old(record: dict[str, Any]) -> None:
+    def swept_long_ago(record: dict[str, Any]) -> None:
         record["garbage"]["swept"].append({"generation": old, "at": "2026-01-01T00:00:00+00:00"})
 
-    edit(s3, bucket, "exp/_lease.json", two_days_old)
-    late = [f"exp/p=1/part-{G}-00002.parquet", f"exp/p=9/part-{G}-00003.parquet"]
-    strangers = [f"exp/p=1/part-{old}-00001.parquet", "exp/p=1/part-2222222222222222-1.parquet"]
+    edit(s3, bucket, "exp/_lease.json", swept_long_ago)
+    late = [
+        f"exp/p=1/part-{G}-00002.parquet",
+        f"exp/p=9/part-{G}-00003.parquet",
+        f"exp/p=1/part-{old}-00001.parquet",
+    ]
+    strangers = [f"exp/p=1/part-{'3' * 24}-00001.parquet", "exp/p=1/part-2222222222-1.parquet"]
     for key in late + strangers:
         s3.put_object(Bucket=bucket, Key=key, Body=b"landed late")
     client = engine_client(s3_server.endpoint)

@@ -34,9 +34,9 @@ same step exactly one wins. A run goes through these steps:
 6. **Clean up**, only after the commit: delete what the superseded manifest listed and
    the new one does not, and the garbage the lease carries (files of runs that died
    holding it, keys an earlier clean-up could not delete), but never a key the new
-   manifest lists. The generations swept stay in the lease for a day: a run taken
-   over may have had uploads on the way, and the runs after delete what of them
-   landed since, from the listing of step 1.
+   manifest lists. The generations swept stay in the lease until a run a day later
+   has looked: a run taken over may have had uploads on the way, and the runs after
+   delete what of them landed since, from the listing of step 1.
    Release the lease, carrying over what could not be deleted.
 
 A run that fails before step 5 deletes its own files and releases the lease; what it

@@ -288,7 +288,7 @@ class FolderCommit(BaseCommit):
         try:
             if generations:
                 dead |= self._sweep(generations | swept)
-            elif swept:  # the claim check's listing is recent enough for those
+            elif swept:  # what lands after the claim check's listing, the next run finds
                 dead |= self._sweep(swept, self.keys_at_start)
             removed = delete_keys(self.client, self.cfg.bucket, sorted(dead - live))
             self.lease.mark_swept(generations)

@@ -38,8 +38,9 @@ from .store import Store, decode
 LEASE_VERSION = 1
 # How often a run waiting for a live lease looks again.
 LEASE_POLL_SECONDS = 2.0
-# A dead run's generation stays on record this long after its sweep, and later runs
-# delete its files that landed since (uploads it had in flight when it was taken over).
+# A dead run's generation stays on record after its sweep, and later runs delete its
+# files that landed since (uploads it had in flight when it was taken over), until a
+# run this long after the sweep has looked; at most the newest SWEPT_MAX of them.
 SWEPT_KEEP = dt.timedelta(days=1)
 SWEPT_MAX = 100
 
@@ -194,7 +195,9 @@ class Lease:
         garbage = record.get("garbage") or {}
         self.garbage_generations = list(garbage.get("generations") or [])
         self.garbage_keys = list(garbage.get("keys") or [])
-        self.swept = _recent(garbage.get("swept") or [])
+        self.swept = [
+            {"generation": e["generation"], "at": e["at"]} for e in garbage.get("swept") or []
+        ]
         if expired_holder is not None:
             self.garbage_generations.append(expired_holder["generation"])
 
@@ -203,7 +206,8 @@ class Lease:
         return {entry["generation"] for entry in self.swept}
 
     def mark_swept(self, generations: set[str]) -> None:
-        """``generations`` were swept just now: keep them on record for a while."""
+        """After a sweep of ``generations`` and of those on record: record the first,
+        and forget those swept ``SWEPT_KEEP`` ago or more (this sweep was their last)."""
         now = utc_now()
         kept = [e for e in self.swept if e["generation"] not in generations]
         self.swept = _recent(kept + [{"generation": g, "at": now} for g in sorted(generations)])
@@ -324,11 +328,7 @@ def _instant(value: Any) -> dt.datetime | None:
 def _recent(swept: list[dict[str, str]]) -> list[dict[str, str]]:
     """The entries swept within ``SWEPT_KEEP``, the newest ``SWEPT_MAX`` of them."""
     oldest = dt.datetime.now(dt.timezone.utc) - SWEPT_KEEP
-    recent = [
-        {"generation": e["generation"], "at": e["at"]}
-        for e in swept
-        if (_instant(e["at"]) or oldest) > oldest
-    ]
+    recent = [e for e in swept if (_instant(e["at"]) or oldest) > oldest]
     recent.sort(key=lambda e: _instant(e["at"]) or oldest)
     return recent[-SWEPT_MAX:]
 
