@@ -21,7 +21,12 @@ from dbt_s3_export import (
     RunContext,
     run_export,
 )
-from dbt_s3_export.commit import Manifest, plan_commit, supports_conditional_writes
+from dbt_s3_export.commit import (
+    FolderCommit,
+    Manifest,
+    plan_commit,
+    supports_conditional_writes,
+)
 from dbt_s3_export.commit.lease import Lease
 from dbt_s3_export.s3.objects import StoredObject
 
@@ -268,6 +273,29 @@ def test_a_run_that_finds_its_lease_taken_sends_no_more_files(
     # Found before the next batch is sent.
     assert [t for t in sent if t > taken] == [], len([t for t in sent if t > taken])
     assert [k for k in list_keys(s3, bucket, "taken/") if "/p=" in k] == []
+
+
+@pytest.mark.parametrize("mode", ["replace", "overwrite_partitions"])
+def test_a_run_killed_between_its_commit_and_its_clean_up(
+    s3: Any, bucket: str, s3_server: S3Server, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What its commit took out of the export is deleted by the run that takes its lease
+    over: the manifest names those keys, since no lease can."""
+    client = engine_client(s3_server.endpoint)
+    options = {"partition_cols": ["p"], "lease_ttl_seconds": 2, "mode": mode}
+    run(client, bucket, "out/", table(8, tag="first", partitions=2), **options)
+    first = {f["key"] for f in json.loads(read_object(s3, bucket, "out/_manifest.json"))["files"]}
+    with monkeypatch.context() as killed:
+        # Committed, then gone: no clean-up, and the lease neither freed nor renewed.
+        killed.setattr(FolderCommit, "finish", lambda self: self.lease._stop.set() or 0)
+        run(client, bucket, "out/", table(8, tag="second", partitions=2), **options)
+    manifest = json.loads(read_object(s3, bucket, "out/_manifest.json"))
+    assert sorted(manifest["superseded"]) == sorted(first)
+    assert first <= set(list_keys(s3, bucket, "out/"))
+    time.sleep(3.5)  # the lease expires
+    run(client, bucket, "out/", table(8, tag="third", partitions=2), **options)
+    assert not first & set(list_keys(s3, bucket, "out/"))
+    assert check_settled(s3, bucket, "out/")["generation"] != manifest["generation"]
 
 
 # -- servers without conditional writes -----------------------------------------------------

@@ -122,6 +122,9 @@ MANIFEST_EDITS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "a key of no generation": lambda m: m["files"].append({"key": "exp/p=0/notes.csv"}),
     "a nested folder's lease": lambda m: m["files"].append({"key": "exp/inner/_lease.json"}),
     "a key that is no string": lambda m: m["files"].append({"key": 7}),
+    "a superseded key outside the folder": lambda m: m.update(superseded=["other/keep.csv"]),
+    "a superseded key of another export's": lambda m: m.update(superseded=["NEIGHBOUR"]),
+    "superseded keys that are not a list": lambda m: m.update(superseded="exp/"),
     "files that are not a list": lambda m: m.update(files={"key": "exp/"}),
     "truncated JSON": lambda m: json.dumps(m).encode()[:60],
 }
@@ -151,6 +154,8 @@ def test_an_edited_manifest_fails_the_run_and_nothing_is_deleted(
         for entry in record.get("files") or []:
             if isinstance(entry, dict) and entry.get("key") == "NEIGHBOUR":
                 entry["key"] = neighbour
+        if record.get("superseded") == ["NEIGHBOUR"]:
+            record["superseded"] = [neighbour]
         return body
 
     edit(s3, bucket, "exp/_manifest.json", with_neighbour)

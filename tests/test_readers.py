@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from dbt_s3_export.commit import (
     is_symlink_key,
     symlink_key,
 )
+from dbt_s3_export.commit.lease import Lease
 from dbt_s3_export.commit.symlinks import SYMLINK_FOLDER, symlink_bodies
 from dbt_s3_export.local_s3 import duckdb_secret
 from dbt_s3_export.readers import NotAnExport, dataset, files
@@ -363,3 +365,40 @@ def test_the_dbt_macro_reads_only_the_listed_files(
     assert events == [(1, "two", 8), (3, "two", 7)] and len(expected) == 15
     assert flat_rows == [("two", 5)]
     assert {t for (t,) in both} == {"one", "two"}  # a glob over the folder mixes them
+
+
+def test_a_run_taken_over_while_writing_symlinks_leaves_its_successors(
+    s3_server: S3Server, s3: Any, bucket: str, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run A commits, and one of its symlink manifests is held on the way; A stops
+    renewing, B takes the lease over, commits and writes its own, and deletes A's files.
+    When A's write arrives it must not put back a list of files that are gone."""
+    monkeypatch.setattr(Lease, "_renew_loop", lambda self: None)
+    ttl = {"lease_ttl_seconds": 3}
+    run_export(cfg(bucket, **ttl), ArrowSource(rows("one", [0, 1, 2])), s3)
+    held = Rule(GATE, method="PUT", path=r"_symlink_format_manifest/p(=|%3D)1/manifest$")
+    proxy.add(held)
+    failure: list[BaseException] = []
+
+    def run_a() -> None:
+        try:
+            client = s3_client(proxy.endpoint)
+            run_export(cfg(bucket, **ttl), ArrowSource(rows("two", [1, 2, 3])), client)
+        except BaseException as e:
+            failure.append(e)
+
+    runner = threading.Thread(target=run_a)
+    runner.start()
+    try:
+        assert proxy.held.wait(60), failure
+        time.sleep(ttl["lease_ttl_seconds"] + 1.5)  # A's lease expires
+        run_export(cfg(bucket, **ttl), ArrowSource(rows("three", [1, 2])), s3)
+    finally:
+        proxy.gate.set()
+        runner.join(60)
+    assert failure and isinstance(failure[0], ExportFailed), failure
+    assert "another run wrote the symlink manifest" in str(failure[0]), failure[0]
+    assert "p%3D1" not in str(failure[0]) and "p=1/manifest" in str(failure[0])
+    # B's export, whole, for every reader; A's files are gone and nothing names them.
+    assert through_symlinks(s3, bucket, PREFIX) == {"p=1/": {"three"}, "p=2/": {"three"}}
+    assert through_listing(s3_server.endpoint, bucket) == {"three"}

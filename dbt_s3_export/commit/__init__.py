@@ -28,9 +28,10 @@ same step exactly one wins. A run goes through these steps:
    They may be read and encoded during steps 1 to 3, but nothing is sent before
    step 3 has ended, and nothing at all if it failed.
 5. **Commit**: write the new manifest, listing this run's files and the earlier ones
-   its mode keeps, conditional on the ETag read in step 3. With ``symlink_manifests``,
-   then bring Hive's symlink manifests in line with it (``symlinks``), still before
-   any data file is deleted.
+   its mode keeps, and the keys it supersedes, conditional on the ETag read in step 3.
+   With ``symlink_manifests``, then bring Hive's symlink manifests in line with it
+   (``symlinks``, each written over the one listed only), still before any data file
+   is deleted.
 6. **Clean up**, only after the commit: delete what the superseded manifest listed and
    the new one does not, and the garbage the lease carries (files of runs that died
    holding it, keys an earlier clean-up could not delete), but never a key the new
@@ -42,7 +43,8 @@ same step exactly one wins. A run goes through these steps:
 A run that fails before step 5 deletes its own files and releases the lease; what it
 cannot delete goes into the lease as garbage for the run after it. A run that is
 killed leaves its lease to expire; the next run takes the lease over and adds the dead
-run's generation to the garbage. Nothing is deleted for matching a naming pattern, and
+run's generation to the garbage (and, if the dead run had committed, the keys its
+manifest superseded). Nothing is deleted for matching a naming pattern, and
 garbage is deleted only by a run that has just committed, so a run that lost its lease
 while paused can no longer commit (its conditional write fails) once its files go.
 

@@ -105,6 +105,9 @@ class FolderCommit(BaseCommit):
         self.previous = Manifest.parse(stored, self.cfg) if stored is not None else None
         if self.previous is not None:
             self._check_owner(self.previous)
+            if lease.taken_from == self.previous.body["generation"]:
+                # The run taken over had committed but not cleaned up after its commit.
+                lease.garbage_keys += self.previous.superseded
         # Looked at again under the lease: another run may have written meanwhile.
         existing = self._anything_there() if if_exists else None
         if existing is not None:
@@ -211,6 +214,8 @@ class FolderCommit(BaseCommit):
         plan = self.plan = plan_commit(self.mode, self.cfg.prefix, self.previous, touched)
         listed = [*plan.kept, *files]
         body = {**self._manifest(listed, manifest), "token": secrets.token_hex(8)}
+        # For the run after, should this one not live to clean up after its commit.
+        body["superseded"] = sorted(plan.dropped)
         if self.cfg.symlink_manifests:
             body["symlink_manifests"] = True
         self.listed = {str(f["key"]) for f in listed}
@@ -260,7 +265,12 @@ class FolderCommit(BaseCommit):
         if not (wanted or had):
             return
         self.symlinks = SymlinkManifests(
-            self.client, self.cfg.bucket, self.cfg.prefix, self.store.object_args
+            self.client,
+            self.cfg.bucket,
+            self.cfg.prefix,
+            self.store.object_args,
+            conditional=self.store.conditional,
+            may_write=self.may_write,
         )
         self.linked = False
         self.lease.check()

@@ -31,6 +31,11 @@ class Manifest:
         return list(self.body["files"])
 
     @property
+    def superseded(self) -> list[str]:
+        """The keys this manifest's commit took out of the export (its clean-up's)."""
+        return list(self.body.get("superseded") or [])
+
+    @property
     def export_id(self) -> str | None:
         value = self.body.get("export_id")
         return str(value) if value else None
@@ -69,6 +74,13 @@ class Manifest:
                     f"files[{i}] is {shown}, not a data file of this export (a key under "
                     f"{cfg.prefix} named by filename_template, no control file)"
                 )
+        superseded = body.get("superseded", [])
+        if not isinstance(superseded, list) or not all(
+            isinstance(k, str) and is_data_key(cfg.prefix, k) for k in superseded
+        ):
+            shown = repr(superseded)
+            shown = shown if len(shown) <= 200 else shown[:200] + "..."
+            raise bad(f"'superseded' is {shown}, not a list of this export's data files")
         for name in ("generation", "file_format"):
             if not isinstance(body.get(name), str):
                 raise bad(f"'{name}' is {body.get(name)!r}, not a string")

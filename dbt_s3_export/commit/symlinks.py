@@ -11,7 +11,10 @@ With ``symlink_manifests: true`` a run brings these in line with its manifest ri
 after the commit (step 5), while it still holds the lease and before the clean-up
 (step 6) deletes anything. So a reader that follows them sees, in each partition,
 either the files the previous manifest lists (all still there) or the new ones, and
-a run that fails or dies before its commit leaves them as they were. They are
+a run that fails or dies before its commit leaves them as they were. Each is
+written only over the one the run listed (``If-Match``, or ``If-None-Match`` for a
+new one) and only while the run still holds the lease, so a run taken over while
+writing them cannot put its list back over its successor's. They are
 written one object per partition (16 at once), so for the moment between the first
 and the last write, a query over several partitions may take some from each
 generation; every partition is whole. Only partitions whose list changed are written (the listing's
@@ -28,11 +31,13 @@ deletion, and the sweeps of dead runs never touch them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ..errors import PreconditionFailed
 from ..s3.objects import delete_keys, list_etags, put_object
+from .lease import LeaseLost
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -81,12 +86,23 @@ class SymlinkManifests:
     """One run's symlink manifests: written after its commit, the stale ones deleted later."""
 
     def __init__(
-        self, client: S3Client, bucket: str, prefix: str, object_args: Mapping[str, Any]
+        self,
+        client: S3Client,
+        bucket: str,
+        prefix: str,
+        object_args: Mapping[str, Any],
+        *,
+        conditional: bool = False,
+        may_write: Callable[[], None] | None = None,
     ) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
         self.object_args = dict(object_args)
+        # Each written only over what the listing saw (the server's conditions, when
+        # it has them), and only while ``may_write`` finds the lease still this run's.
+        self.conditional = conditional
+        self.may_write = may_write
         self.stale: list[str] = []
         self.written = 0
 
@@ -102,15 +118,26 @@ class SymlinkManifests:
 
         def put(item: tuple[str, bytes]) -> None:
             key, body = item
-            put_object(
-                self.client,
-                self.bucket,
-                key,
-                body,
-                content_type="text/plain",
-                what=f"write the symlink manifest {key}",
-                extra=self.object_args,
-            )
+            if self.may_write is not None:
+                self.may_write()
+            try:
+                put_object(
+                    self.client,
+                    self.bucket,
+                    key,
+                    body,
+                    content_type="text/plain",
+                    if_match=have.get(key) if self.conditional else None,
+                    if_absent=self.conditional and key not in have,
+                    what=f"write the symlink manifest {key}",
+                    extra=self.object_args,
+                )
+            except PreconditionFailed as e:
+                raise LeaseLost(
+                    f"another run wrote the symlink manifest s3://{self.bucket}/{key} after "
+                    "this run listed it, so this run's lease must have been taken over; it "
+                    "left that run's in place"
+                ) from e
 
         # Several at once: the moment in which partitions of two generations mix stays short.
         with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL, len(changed)))) as pool:
