@@ -275,12 +275,21 @@ def test_a_run_that_finds_its_lease_taken_sends_no_more_files(
     assert [k for k in list_keys(s3, bucket, "taken/") if "/p=" in k] == []
 
 
-@pytest.mark.parametrize("mode", ["replace", "overwrite_partitions"])
+@pytest.mark.parametrize(
+    ("mode", "twice"),
+    [("replace", False), ("overwrite_partitions", False), ("replace", True)],
+)
 def test_a_run_killed_between_its_commit_and_its_clean_up(
-    s3: Any, bucket: str, s3_server: S3Server, mode: str, monkeypatch: pytest.MonkeyPatch
+    s3: Any,
+    bucket: str,
+    s3_server: S3Server,
+    mode: str,
+    twice: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What its commit took out of the export is deleted by the run that takes its lease
-    over: the manifest names those keys, since no lease can."""
+    over: the manifest names those keys, since no lease can. ``twice``: the run that took
+    the lease over died too, before it could write down what it inherited."""
     client = engine_client(s3_server.endpoint)
     options = {"partition_cols": ["p"], "lease_ttl_seconds": 2, "mode": mode}
     run(client, bucket, "out/", table(8, tag="first", partitions=2), **options)
@@ -292,6 +301,13 @@ def test_a_run_killed_between_its_commit_and_its_clean_up(
     manifest = json.loads(read_object(s3, bucket, "out/_manifest.json"))
     assert sorted(manifest["superseded"]) == sorted(first)
     assert first <= set(list_keys(s3, bucket, "out/"))
+    if twice:  # as the lease of a run that took it over and died at once looks
+        time.sleep(3.5)
+        record = lease(s3, bucket, "out/")
+        assert record["holder"]["generation"] == manifest["generation"]
+        record["holder"]["generation"] = "f" * 24
+        record["garbage"]["generations"] = [manifest["generation"]]
+        s3.put_object(Bucket=bucket, Key="out/_lease.json", Body=json.dumps(record).encode())
     time.sleep(3.5)  # the lease expires
     run(client, bucket, "out/", table(8, tag="third", partitions=2), **options)
     assert not first & set(list_keys(s3, bucket, "out/"))

@@ -105,8 +105,8 @@ class FolderCommit(BaseCommit):
         self.previous = Manifest.parse(stored, self.cfg) if stored is not None else None
         if self.previous is not None:
             self._check_owner(self.previous)
-            if lease.taken_from == self.previous.body["generation"]:
-                # The run taken over had committed but not cleaned up after its commit.
+            if self.previous.body["generation"] in lease.garbage_generations:
+                # Its run died (or lost its lease) after its commit, maybe before cleaning up.
                 lease.garbage_keys += self.previous.superseded
         # Looked at again under the lease: another run may have written meanwhile.
         existing = self._anything_there() if if_exists else None

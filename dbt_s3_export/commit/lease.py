@@ -69,8 +69,6 @@ class Lease:
         self.garbage_keys: list[str] = []
         # Dead runs' generations already swept once: {"generation", "at"} (this run's clock).
         self.swept: list[dict[str, str]] = []
-        # The generation of the run this one took the lease from, when it had expired.
-        self.taken_from: str | None = None
         self.lost: str | None = None
         self._renewed = 0.0
         self._lock = threading.Lock()
@@ -200,10 +198,8 @@ class Lease:
         self.swept = [
             {"generation": e["generation"], "at": e["at"]} for e in garbage.get("swept") or []
         ]
-        self.taken_from = None
         if expired_holder is not None:
             self.garbage_generations.append(expired_holder["generation"])
-            self.taken_from = str(expired_holder["generation"])
 
     def swept_generations(self) -> set[str]:
         """The dead runs' generations swept before, whose late files are still deleted."""
