@@ -42,7 +42,7 @@ from dbt_s3_export.readers import NotAnExport, dataset, files
 from dbt_s3_export.s3.objects import StoredObject
 from dbt_s3_export.tables.glue import SYMLINK_INPUT, table_input
 
-from .faultproxy import GATE, PASS, STATUS, FaultProxy, Rule
+from .faultproxy import DROP_ANSWER, GATE, PASS, STATUS, FaultProxy, Rule
 from .support import (
     DbtProject,
     S3Server,
@@ -402,3 +402,17 @@ def test_a_run_taken_over_while_writing_symlinks_leaves_its_successors(
     # B's export, whole, for every reader; A's files are gone and nothing names them.
     assert through_symlinks(s3, bucket, PREFIX) == {"p=1/": {"three"}, "p=2/": {"three"}}
     assert through_listing(s3_server.endpoint, bucket) == {"three"}
+
+
+def test_a_symlink_manifest_whose_answer_is_lost_is_found_to_be_the_runs_own(
+    s3: Any, bucket: str, proxy: FaultProxy
+) -> None:
+    """The write landed but its answer was lost: the retry's condition fails on the run's
+    own write, which the run reads back and accepts."""
+    run_export(cfg(bucket), ArrowSource(rows("one", [0, 1, 2])), s3)
+    for existed in (r"p(=|%3D)1", r"p(=|%3D)3"):  # one written over, one new
+        proxy.add(Rule(DROP_ANSWER, method="PUT", path=existed + r"/manifest$", times=1))
+    run_export(cfg(bucket), ArrowSource(rows("two", [1, 2, 3])), s3_client(proxy.endpoint))
+    dropped = [s for s in proxy.seen if s.action == DROP_ANSWER]
+    assert len(dropped) == 2, proxy.seen
+    assert through_symlinks(s3, bucket, PREFIX) == TWO

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PreconditionFailed
-from ..s3.objects import delete_keys, list_etags, put_object
+from ..s3.objects import delete_keys, get_object, list_etags, put_object
 from .lease import LeaseLost
 
 if TYPE_CHECKING:
@@ -133,6 +133,10 @@ class SymlinkManifests:
                     extra=self.object_args,
                 )
             except PreconditionFailed as e:
+                # A retry after a lost answer finds this run's own write there.
+                landed = get_object(self.client, self.bucket, key)
+                if landed is not None and landed.body == body:
+                    return
                 raise LeaseLost(
                     f"another run wrote the symlink manifest s3://{self.bucket}/{key} after "
                     "this run listed it, so this run's lease must have been taken over; it "
