@@ -86,8 +86,8 @@ class FolderCommit(BaseCommit):
         self.symlinks: SymlinkManifests | None = None
         self.linked = True
         self._stored: tuple[StoredObject | None] | None = None  # the manifest, once read
-        # The folder's keys as the claim check listed them, before this run's files.
-        self.keys_at_start: list[str] = []
+        # Files of runs swept before that the claim check's listing found (landed late).
+        self.late_files: list[str] = []
 
     def begin(self) -> str | None:
         """Claim, lease, read the manifest; a reason to skip the export, or None."""
@@ -133,13 +133,19 @@ class FolderCommit(BaseCommit):
         store = self.store
         assert store is not None
         folders = ancestors(self.cfg.prefix)
-        seen: list[str] = []
-        inside = functools.partial(claim_inside, store, self.cfg.prefix, seen)
+        prefix, swept = self.cfg.prefix, self.lease.swept_generations() if self.lease else set()
+        late: list[str] = []
+
+        def note_late(key: str) -> None:
+            if is_data_key(prefix, key) and _generation_in(key, swept):
+                late.append(key)
+
+        inside = functools.partial(claim_inside, store, prefix, note_late if swept else None)
         manifest = functools.partial(store.read, self.manifest_key)
         results = together(
             *claims_at(store, folders), inside, manifest if created else lambda: None
         )
-        self.keys_at_start = seen
+        self.late_files = late
         nearest = nearest_claim(folders, results[:-2])
         if nearest is not None:
             raise conflict(self.cfg, self.export_id, *nearest, "around")
@@ -299,7 +305,7 @@ class FolderCommit(BaseCommit):
             if generations:
                 dead |= self._sweep(generations | swept)
             elif swept:  # what lands after the claim check's listing, the next run finds
-                dead |= self._sweep(swept, self.keys_at_start)
+                dead |= self._sweep(swept, self.late_files)
             removed = delete_keys(self.client, self.cfg.bucket, sorted(dead - live))
             self.lease.mark_swept(generations)
             self.lease.garbage_generations, self.lease.garbage_keys = [], []

@@ -137,8 +137,9 @@ class Lease:
             holder = record.get("holder") if record.get("state") == "held" else None
             expired = holder is not None and self._expired(current, record)
             if holder is None or expired:
-                claim_checks(False)
+                # Inherited first: the claim checks' listing looks for the swept runs' files.
                 self._inherit(record, expired_holder=holder if expired else None)
+                claim_checks(False)
                 try:
                     self.etag = self.store.replace(self.key, self._record("held"), current.etag)
                 except PreconditionFailed:

@@ -181,16 +181,16 @@ def _table_at(key: str) -> tuple[str, str] | None:
 
 
 def claim_inside(
-    store: Store, prefix: str, seen: list[str] | None = None
+    store: Store, prefix: str, each_key: Callable[[str], None] | None = None
 ) -> tuple[str, str] | None:
     """(folder, owner) of an export or table that claims a folder inside ``prefix``, if any.
 
     The folder is ``prefix`` itself for a table there (a folder export's own lease and
-    manifest are not claims against it). The keys listed go into ``seen``, if given.
+    manifest are not claims against it). Each key listed is shown to ``each_key``.
     """
     for key in list_keys(store.client, store.bucket, prefix):
-        if seen is not None:
-            seen.append(key)
+        if each_key is not None:
+            each_key(key)
         table = _table_at(key)
         if table is not None and table[0].startswith(prefix):
             return table
