@@ -23,6 +23,7 @@ import pyarrow as pa
 from .commit import (
     CorruptManifest,
     FolderCommit,
+    LeaseLost,
     ManifestInDoubt,
     OwnershipConflict,
     RunContext,
@@ -239,6 +240,12 @@ def run_export(
     finally:
         meter.stop()
         uploader.close()
+    if isinstance(linked, LeaseLost):
+        raise ExportFailed(
+            "the new export was committed, but this run's lease was taken over while it "
+            f"wrote its symlink manifests ({brief(linked)}). The run that took the lease over "
+            "writes its own export and symlink manifests, which readers then see; nothing to do"
+        ) from linked
     if linked is not None:
         raise ExportFailed(
             "the new export is in place and its manifest lists it, but writing its symlink "

@@ -397,8 +397,10 @@ def test_a_run_taken_over_while_writing_symlinks_leaves_its_successors(
         proxy.gate.set()
         runner.join(60)
     assert failure and isinstance(failure[0], ExportFailed), failure
-    assert "another run wrote the symlink manifest" in str(failure[0]), failure[0]
-    assert "p%3D1" not in str(failure[0]) and "p=1/manifest" in str(failure[0])
+    text = str(failure[0])
+    assert "lease was taken over while it wrote its symlink manifests" in text, text
+    assert "(another run wrote s3://" in text and "nothing to do" in text, text
+    assert "p%3D1" not in text and "p=1/manifest after this run listed it" in text, text
     # B's export, whole, for every reader; A's files are gone and nothing names them.
     assert through_symlinks(s3, bucket, PREFIX) == {"p=1/": {"three"}, "p=2/": {"three"}}
     assert through_listing(s3_server.endpoint, bucket) == {"three"}

@@ -118,8 +118,11 @@ class SymlinkManifests:
 
         def put(item: tuple[str, bytes]) -> None:
             key, body = item
-            if self.may_write is not None:
-                self.may_write()
+            try:
+                if self.may_write is not None:
+                    self.may_write()
+            except LeaseLost as e:
+                raise LeaseLost(f"it was gone before s3://{self.bucket}/{key} was written") from e
             try:
                 put_object(
                     self.client,
@@ -138,9 +141,8 @@ class SymlinkManifests:
                 if landed is not None and landed.body == body:
                     return
                 raise LeaseLost(
-                    f"another run wrote the symlink manifest s3://{self.bucket}/{key} after "
-                    "this run listed it, so this run's lease must have been taken over; it "
-                    "left that run's in place"
+                    f"another run wrote s3://{self.bucket}/{key} after this run listed it; "
+                    "that one is left in place"
                 ) from e
 
         # Several at once: the moment in which partitions of two generations mix stays short.
