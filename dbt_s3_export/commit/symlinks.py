@@ -158,6 +158,11 @@ class SymlinkManifests:
 
     def remove_stale(self) -> int:
         """Delete the symlink manifests of partitions the export no longer has."""
+        if self.stale and self.may_write is not None:
+            try:
+                self.may_write()  # a successor may have written some of them again
+            except LeaseLost as e:
+                raise LeaseLost("it was gone before the stale ones were deleted") from e
         removed = delete_keys(self.client, self.bucket, self.stale)
         self.stale = []
         return removed
