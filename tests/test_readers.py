@@ -367,23 +367,31 @@ def test_the_dbt_macro_reads_only_the_listed_files(
     assert {t for (t,) in both} == {"one", "two"}  # a glob over the folder mixes them
 
 
-def test_a_run_taken_over_while_writing_symlinks_leaves_its_successors(
-    s3_server: S3Server, s3: Any, bucket: str, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Run A commits, and one of its symlink manifests is held on the way; A stops
-    renewing, B takes the lease over, commits and writes its own, and deletes A's files.
-    When A's write arrives it must not put back a list of files that are gone."""
+TAKEOVER_TTL = {"lease_ttl_seconds": 3}
+
+
+def taken_over_while_held(
+    s3: Any,
+    bucket: str,
+    proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    held: str,
+    then: list[int],
+) -> ExportFailed:
+    """Run A ("two", partitions 1 to 3, renewing nothing) through ``proxy`` after "one"
+    (0 to 2), its symlink write of partition ``held`` held; once A's lease has expired,
+    run B ("three", partitions ``then``) takes it over; then A's write goes. A's failure."""
     monkeypatch.setattr(Lease, "_renew_loop", lambda self: None)
-    ttl = {"lease_ttl_seconds": 3}
-    run_export(cfg(bucket, **ttl), ArrowSource(rows("one", [0, 1, 2])), s3)
-    held = Rule(GATE, method="PUT", path=r"_symlink_format_manifest/p(=|%3D)1/manifest$")
-    proxy.add(held)
+    run_export(cfg(bucket, **TAKEOVER_TTL), ArrowSource(rows("one", [0, 1, 2])), s3)
+    name = held.replace("=", "(=|%3D)")
+    proxy.add(Rule(GATE, method="PUT", path=rf"_symlink_format_manifest/{name}/manifest$"))
     failure: list[BaseException] = []
 
     def run_a() -> None:
         try:
             client = s3_client(proxy.endpoint)
-            run_export(cfg(bucket, **ttl), ArrowSource(rows("two", [1, 2, 3])), client)
+            run_export(cfg(bucket, **TAKEOVER_TTL), ArrowSource(rows("two", [1, 2, 3])), client)
         except BaseException as e:
             failure.append(e)
 
@@ -391,13 +399,23 @@ def test_a_run_taken_over_while_writing_symlinks_leaves_its_successors(
     runner.start()
     try:
         assert proxy.held.wait(60), failure
-        time.sleep(ttl["lease_ttl_seconds"] + 1.5)  # A's lease expires
-        run_export(cfg(bucket, **ttl), ArrowSource(rows("three", [1, 2])), s3)
+        time.sleep(TAKEOVER_TTL["lease_ttl_seconds"] + 1.5)  # A's lease expires
+        run_export(cfg(bucket, **TAKEOVER_TTL), ArrowSource(rows("three", then)), s3)
     finally:
         proxy.gate.set()
         runner.join(60)
     assert failure and isinstance(failure[0], ExportFailed), failure
-    text = str(failure[0])
+    return failure[0]
+
+
+def test_a_run_taken_over_while_writing_symlinks_leaves_its_successors(
+    s3_server: S3Server, s3: Any, bucket: str, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run A commits, and one of its symlink manifests is held on the way; A stops
+    renewing, B takes the lease over, commits and writes its own, and deletes A's files.
+    When A's write arrives it must not put back a list of files that are gone."""
+    failure = taken_over_while_held(s3, bucket, proxy, monkeypatch, held="p=1", then=[1, 2])
+    text = str(failure)
     assert "lease was taken over while it wrote its symlink manifests" in text, text
     assert "(another run wrote s3://" in text and "nothing to do" in text, text
     assert "p%3D1" not in text and "p=1/manifest after this run listed it" in text, text
@@ -425,30 +443,8 @@ def test_a_run_taken_over_before_deleting_stale_symlinks_deletes_none(
 ) -> None:
     """Run A's last symlink write (a partition new to it) is held while B takes over and
     writes p=0's again; A must not then delete p=0's as stale, as it was before B."""
-    monkeypatch.setattr(Lease, "_renew_loop", lambda self: None)
-    ttl = {"lease_ttl_seconds": 3}
-    run_export(cfg(bucket, **ttl), ArrowSource(rows("one", [0, 1, 2])), s3)
-    proxy.add(Rule(GATE, method="PUT", path=r"_symlink_format_manifest/p(=|%3D)3/manifest$"))
-    failure: list[BaseException] = []
-
-    def run_a() -> None:
-        try:
-            client = s3_client(proxy.endpoint)
-            run_export(cfg(bucket, **ttl), ArrowSource(rows("two", [1, 2, 3])), client)
-        except BaseException as e:
-            failure.append(e)
-
-    runner = threading.Thread(target=run_a)
-    runner.start()
-    try:
-        assert proxy.held.wait(60), failure
-        time.sleep(ttl["lease_ttl_seconds"] + 1.5)  # A's lease expires
-        run_export(cfg(bucket, **ttl), ArrowSource(rows("three", [0, 1])), s3)
-    finally:
-        proxy.gate.set()
-        runner.join(60)
-    assert failure and isinstance(failure[0], ExportFailed), failure
-    assert "it was gone before the stale ones were deleted" in str(failure[0]), failure[0]
+    failure = taken_over_while_held(s3, bucket, proxy, monkeypatch, held="p=3", then=[0, 1])
+    assert "it was gone before the stale ones were deleted" in str(failure), failure
     # B's p=0 and p=1 stand. (A's p=3, created after B looked, names files B deleted:
     # the next run removes it, see docs/concurrency.md.)
     symlinks = {k for k in list_keys(s3, bucket, PREFIX) if SYMLINK_FOLDER in k}
@@ -458,5 +454,5 @@ def test_a_run_taken_over_before_deleting_stale_symlinks_deletes_none(
         lines = read_object(s3, bucket, symlink_key(PREFIX, partition)).decode().splitlines()
         listed = {f"s3://{bucket}/{f['key']}" for f in manifest["files"]}
         assert lines and set(lines) <= listed, (partition, lines)
-    run_export(cfg(bucket, **ttl), ArrowSource(rows("four", [0, 1])), s3)
+    run_export(cfg(bucket, **TAKEOVER_TTL), ArrowSource(rows("four", [0, 1])), s3)
     assert through_symlinks(s3, bucket, PREFIX) == {"p=0/": {"four"}, "p=1/": {"four"}}

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import ExportFailed
 from ..options.config import ExportConfig
 from ..s3.objects import StoredObject
-from .ownership import LEASE_NAME, is_data_key
+from .ownership import LEASE_NAME, is_data_key, shown
 
 MANIFEST_VERSION = 2
 
@@ -69,18 +69,17 @@ class Manifest:
         for i, entry in enumerate(files):
             key = entry.get("key") if isinstance(entry, dict) else None
             if not isinstance(key, str) or not is_data_key(cfg.prefix, key):
-                shown = repr(entry) if len(repr(entry)) <= 200 else repr(entry)[:200] + "..."
                 raise bad(
-                    f"files[{i}] is {shown}, not a data file of this export (a key under "
+                    f"files[{i}] is {shown(entry)}, not a data file of this export (a key under "
                     f"{cfg.prefix} named by filename_template, no control file)"
                 )
         superseded = body.get("superseded", [])
         if not isinstance(superseded, list) or not all(
             isinstance(k, str) and is_data_key(cfg.prefix, k) for k in superseded
         ):
-            shown = repr(superseded)
-            shown = shown if len(shown) <= 200 else shown[:200] + "..."
-            raise bad(f"'superseded' is {shown}, not a list of this export's data files")
+            raise bad(
+                f"'superseded' is {shown(superseded)}, not a list of this export's data files"
+            )
         for name in ("generation", "file_format"):
             if not isinstance(body.get(name), str):
                 raise bad(f"'{name}' is {body.get(name)!r}, not a string")

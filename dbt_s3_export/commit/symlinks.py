@@ -118,11 +118,7 @@ class SymlinkManifests:
 
         def put(item: tuple[str, bytes]) -> None:
             key, body = item
-            try:
-                if self.may_write is not None:
-                    self.may_write()
-            except LeaseLost as e:
-                raise LeaseLost(f"it was gone before s3://{self.bucket}/{key} was written") from e
+            self._still_ours(f"s3://{self.bucket}/{key} was written")
             try:
                 put_object(
                     self.client,
@@ -156,13 +152,19 @@ class SymlinkManifests:
         have = list_etags(self.client, self.bucket, self.prefix + SYMLINK_FOLDER)
         self.stale = sorted(k for k in have if is_symlink_key(self.prefix, k))
 
+    def _still_ours(self, before: str) -> None:
+        """Raise ``LeaseLost`` if ``may_write`` finds the lease gone, saying before what."""
+        if self.may_write is None:
+            return
+        try:
+            self.may_write()
+        except LeaseLost as e:
+            raise LeaseLost(f"it was gone before {before}") from e
+
     def remove_stale(self) -> int:
         """Delete the symlink manifests of partitions the export no longer has."""
-        if self.stale and self.may_write is not None:
-            try:
-                self.may_write()  # a successor may have written some of them again
-            except LeaseLost as e:
-                raise LeaseLost("it was gone before the stale ones were deleted") from e
+        if self.stale:  # a successor may have written some of them again
+            self._still_ours("the stale ones were deleted")
         removed = delete_keys(self.client, self.bucket, self.stale)
         self.stale = []
         return removed
